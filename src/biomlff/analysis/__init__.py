@@ -1,0 +1,1 @@
+"""biomlff.analysis (see docs/architecture.md)."""

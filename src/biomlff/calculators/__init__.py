@@ -1,0 +1,1 @@
+"""biomlff.calculators (see docs/architecture.md)."""

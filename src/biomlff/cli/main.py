@@ -1,0 +1,71 @@
+"""``biomlff`` command line: ``biomlff <command> [options]``.
+
+Each pillar contributes subcommands from its own module in :mod:`biomlff.cli` through a
+``register(subparsers)`` function. Registration must stay cheap (argparse only): heavy imports
+(JAX, JAX-MD, models) happen inside the command handlers, so ``biomlff --help`` answers in well
+under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__
+from ..errors import BiomlffError
+
+#: modules under biomlff.cli that contribute subcommands, in help order
+COMMAND_MODULES = ("data", "so3lr", "gdml", "md", "labels", "analysis")
+
+EPILOG = """\
+examples:
+  biomlff data info ../shared/datasets/rmd17/rmd17_ethanol_train_01.npz
+  biomlff eval --model so3lr --data frames.extxyz --out predictions.extxyz
+  biomlff md nvt peptide.xyz --temperature 300 --steps 2000 --output traj.h5
+  biomlff gdml train ethanol.npz --n-train 1000 --n-valid 1000 -o ethanol.model.npz
+
+Units everywhere: positions Å, energies eV, forces eV/Å, time fs, temperature K
+(kcal/mol only where a file format says so). Run 'biomlff COMMAND --help' for details.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="biomlff",
+        description="Machine-learned force fields for (bio)molecules: data, SO3LR, sGDML, MD, analysis.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"biomlff {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None else 0
+    debug = args.debug or os.environ.get("BIOMLFF_DEBUG")
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except KeyboardInterrupt:
+        print("biomlff: interrupted", file=sys.stderr)
+        return 130
+    except (BiomlffError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        print(f"biomlff: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""biomlff.data (see docs/architecture.md)."""

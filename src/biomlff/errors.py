@@ -1,0 +1,26 @@
+"""Exception types of biomlff.
+
+Every user mistake (bad file, bad option, unphysical input) raises :class:`BiomlffError` or one of
+its subclasses with a message that names the problem (file, frame, field, value). The command line
+prints such errors as one line and exits non-zero; anything else is a bug and shows a traceback.
+"""
+
+
+class BiomlffError(Exception):
+    """A user-facing error: the message alone tells the user what to fix."""
+
+
+class DataError(BiomlffError, ValueError):
+    """Invalid, inconsistent or unreadable data (file, frame and field named in the message)."""
+
+
+class ConfigError(BiomlffError, ValueError):
+    """An invalid option or combination of options."""
+
+
+class ModelError(BiomlffError):
+    """A model cannot be built or evaluated for this input (unknown element, cell too small, ...)."""
+
+
+class MissingDependencyError(BiomlffError, ImportError):
+    """An optional dependency is missing; the message names the pip command that installs it."""

@@ -1,0 +1,1 @@
+"""biomlff.gdml (see docs/architecture.md)."""

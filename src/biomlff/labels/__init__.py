@@ -1,0 +1,1 @@
+"""biomlff.labels (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""biomlff.md (see docs/architecture.md)."""

@@ -1,0 +1,104 @@
+"""Host-side (NumPy) pair lists for evaluating a :class:`~biomlff.potential.Potential` outside MD.
+
+Pairs come from :class:`scipy.spatial.cKDTree` (periodic orthorhombic boxes through its
+``boxsize`` option) and are padded to a small set of capacity "buckets" so that structures of
+different sizes share compiled programs: the padded capacity only changes when a structure needs
+more room, and it never truncates (the list always holds every pair within the cutoff).
+Inside compiled MD steps, JAX-MD's ``partition.neighbor_list`` is used instead (see ``biomlff.md``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import ModelError
+from .potential import Pairs
+
+
+def bucket(n: int, minimum: int = 64) -> int:
+    """Smallest capacity ≥ n from the geometric sequence minimum·√2^k, rounded up to 32."""
+    n = max(int(n), 1)
+    if n <= minimum:
+        return minimum
+    k = math.ceil(2 * math.log2(n / minimum))
+    cap = int(math.ceil(minimum * 2 ** (k / 2) / 32.0) * 32)
+    while cap < n:  # guard against floating rounding
+        k += 1
+        cap = int(math.ceil(minimum * 2 ** (k / 2) / 32.0) * 32)
+    return cap
+
+
+def orthorhombic_box(cell) -> np.ndarray | None:
+    """Box edge lengths (3,) in Å of an orthorhombic cell, or None for no cell.
+
+    Raises ModelError for a non-orthorhombic cell."""
+    if cell is None:
+        return None
+    cell = np.asarray(cell, dtype=float)
+    if cell.shape != (3, 3):
+        raise ModelError(f"cell must have shape (3, 3), got {cell.shape}")
+    off = cell - np.diag(np.diag(cell))
+    if np.any(np.abs(off) > 1e-8 * max(1.0, np.abs(cell).max())):
+        raise ModelError("only orthorhombic cells are supported (off-diagonal cell entries are non-zero)")
+    box = np.diag(cell).copy()
+    if np.any(box <= 0):
+        raise ModelError(f"cell edges must be positive, got {box}")
+    return box
+
+
+def pair_indices(positions, cutoff: float | None, cell=None, half: bool = False):
+    """All pairs (i, j), i ≠ j, with |r_j − r_i| < cutoff (Å), minimum image if ``cell`` is given.
+
+    ``cutoff=None`` returns all pairs (free space only). ``half`` returns each pair once (i < j).
+    Returns two int64 arrays sorted by (i, j)."""
+    pos = np.asarray(positions, dtype=float)
+    n = len(pos)
+    box = orthorhombic_box(cell)
+    if cutoff is None:
+        if box is not None:
+            raise ModelError("an all-pairs list (cutoff=None) is only defined in free space; give a cutoff")
+        i, j = np.triu_indices(n, k=1) if half else np.nonzero(~np.eye(n, dtype=bool))
+        return i.astype(np.int64), j.astype(np.int64)
+    from scipy.spatial import cKDTree
+
+    if box is not None:
+        if np.any(box < 2 * cutoff):
+            raise ModelError(
+                f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × cutoff = {2 * cutoff} Å; "
+                "the minimum-image convention needs a larger box (or a smaller cutoff)"
+            )
+        tree = cKDTree(np.mod(pos, box), boxsize=box)
+    else:
+        tree = cKDTree(pos)
+    ij = tree.query_pairs(cutoff, output_type="ndarray")  # i < j
+    if ij.size == 0:
+        ij = np.zeros((0, 2), dtype=np.int64)
+    if not half:
+        ij = np.concatenate([ij, ij[:, ::-1]], axis=0)
+    order = np.lexsort((ij[:, 1], ij[:, 0]))
+    ij = ij[order]
+    return ij[:, 0].astype(np.int64), ij[:, 1].astype(np.int64)
+
+
+def padded_pairs(i, j, capacity: int | None = None) -> Pairs:
+    """Pad index arrays to ``capacity`` (default: :func:`bucket` of the pair count) as NumPy Pairs."""
+    count = len(i)
+    cap = bucket(count) if capacity is None else int(capacity)
+    if cap < count:
+        raise ModelError(f"pair capacity {cap} is smaller than the {count} pairs needed")
+    pi = np.zeros(cap, dtype=np.int32)
+    pj = np.zeros(cap, dtype=np.int32)
+    mask = np.zeros(cap, dtype=bool)
+    pi[:count] = i
+    pj[:count] = j
+    mask[:count] = True
+    return Pairs(pi, pj, mask)
+
+
+def build_pairs(positions, cutoff: float | None, cell=None, half: bool = False,
+                capacity: int | None = None) -> Pairs:
+    """Padded pair list for one structure (positions Å, cutoff Å, cell rows Å or None)."""
+    i, j = pair_indices(positions, cutoff, cell=cell, half=half)
+    return padded_pairs(i, j, capacity)

@@ -1,0 +1,1 @@
+"""biomlff.so3lr (see docs/architecture.md)."""

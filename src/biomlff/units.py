@@ -1,0 +1,78 @@
+"""Units of biomlff: one place for every conversion.
+
+Internal units: energy eV, length Å, charge e, time fs, mass amu, temperature K, pressure eV/Å³.
+Conversion factors come from ASE's CODATA (2014 in ase 3.29) so that they agree with ASE to the
+last digit. ``to_ev[unit]`` / ``to_angstrom[unit]`` map unit strings found in dataset files.
+"""
+
+from ase import units as _u
+
+# --- energies (value in eV of one unit)
+eV = 1.0
+kcal_mol = _u.kcal / _u.mol  # eV per (kcal/mol)
+kJ_mol = _u.kJ / _u.mol  # eV per (kJ/mol)
+Hartree = _u.Hartree  # eV per Hartree
+Ry = _u.Ry
+meV = 1e-3
+
+# --- lengths (value in Å of one unit)
+Angstrom = 1.0
+Bohr = _u.Bohr  # Å per Bohr
+nm = 10.0
+
+# --- time, temperature, pressure, misc
+fs = 1.0  # internal time unit
+ps = 1000.0
+kB = _u.kB  # eV/K
+atm = 1.01325 * _u.bar  # eV/Å^3 per atm
+bar = _u.bar  # eV/Å^3 per bar
+GPa = _u.GPa
+Debye = _u.Debye  # e·Å per Debye
+alpha_fs = _u.alpha  # fine-structure constant
+# Coulomb constant k_e in eV·Å/e² as fixed in SO3LR (spec §1.7): keep the exact literal.
+k_e = 14.399645351950548
+
+#: time conversion: ASE time unit per fs (ASE internal time is Å·sqrt(amu/eV))
+ase_time_per_fs = _u.fs
+
+to_ev = {
+    "ev": eV,
+    "mev": meV,
+    "kcal/mol": kcal_mol,
+    "kcal mol-1": kcal_mol,
+    "kj/mol": kJ_mol,
+    "hartree": Hartree,
+    "ha": Hartree,
+    "au": Hartree,
+    "ry": Ry,
+}
+
+to_angstrom = {
+    "ang": Angstrom,
+    "angstrom": Angstrom,
+    "a": Angstrom,
+    "å": Angstrom,
+    "bohr": Bohr,
+    "au": Bohr,
+    "nm": nm,
+}
+
+
+def energy_factor(unit: str) -> float:
+    """Factor converting an energy in ``unit`` (e.g. 'kcal/mol', 'Hartree') to eV."""
+    key = str(unit).strip().lower()
+    if key not in to_ev:
+        from .errors import DataError
+
+        raise DataError(f"unknown energy unit {unit!r}; known: {sorted(to_ev)}")
+    return to_ev[key]
+
+
+def length_factor(unit: str) -> float:
+    """Factor converting a length in ``unit`` (e.g. 'Ang', 'bohr') to Å."""
+    key = str(unit).strip().lower()
+    if key not in to_angstrom:
+        from .errors import DataError
+
+        raise DataError(f"unknown length unit {unit!r}; known: {sorted(to_angstrom)}")
+    return to_angstrom[key]
