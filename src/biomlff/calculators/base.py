@@ -1,0 +1,238 @@
+"""A generic ASE calculator for any :class:`biomlff.potential.Potential`.
+
+The calculator
+
+* builds host-side pair lists with :func:`biomlff.neighbors.build_pairs` for every entry of
+  ``potential.neighbors`` (minimum image in orthorhombic periodic cells, free space otherwise),
+* pads them to a capacity bucket that only ever grows (``capacity_margin`` head-room), so that moving
+  atoms does not recompile the energy function as long as the pairs fit; when a structure needs more
+  room the capacity grows automatically (one recompilation) — a list is never truncated,
+* evaluates a jit-compiled energy + forces (+ stress for periodic cells) function, and
+* adds every extra output of ``potential.outputs_fn`` (partial charges, dipole, per-atom energies, ...)
+  to ``results`` when such a property is requested.
+
+Units: positions Å, energy eV, forces eV/Å, stress eV/Å³ (ASE Voigt order xx, yy, zz, yz, xz, xy,
+σ = (1/V) ∂E/∂ε, ASE sign convention).
+
+Subclasses that bind a model to the atoms (species, total charge, ...) override
+:meth:`PotentialCalculator.make_potential` and :meth:`PotentialCalculator.system_key`; a fixed potential
+can be passed directly.
+
+Jit and parameters: when ``potential.energy_fn`` is a :class:`jax.tree_util.Partial` its array leaves
+(e.g. network weights) are passed to the compiled function as *arguments* rather than embedded as
+constants, which avoids XLA constant folding of the weights (tens of seconds of compile time on CPU).
+
+Precision: ``precision="float64"`` evaluates inside the thread-local ``jax.enable_x64(True)`` context,
+so it does not flip the global ``jax_enable_x64`` flag for the rest of the program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Hashable
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from ..errors import ConfigError, ModelError
+from ..potential import Pairs, Potential
+
+#: the properties computed by the energy/forces/stress kernel; everything else comes from outputs_fn
+_CORE = ("energy", "free_energy", "forces", "stress")
+PRECISIONS = ("float32", "float64")
+
+
+def check_precision(precision: str) -> str:
+    """Validate a precision name ('float32' or 'float64')."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def precision_context(precision: str):
+    """Context in which JAX computes in ``precision``: ``jax.enable_x64(True)`` for float64
+    (thread-local, restored on exit), a no-op for float32."""
+    if precision == "float64":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def cell_of(atoms) -> np.ndarray | None:
+    """The (3, 3) cell in Å (rows = lattice vectors) of fully periodic atoms, None for free space.
+
+    Raises ModelError for partial periodicity (mixed pbc) and for a periodic system without cell."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.any():
+        return None
+    if not pbc.all():
+        raise ModelError(f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
+                         "use pbc=True in all directions or pbc=False")
+    cell = np.asarray(atoms.cell.array, dtype=float)
+    if abs(np.linalg.det(cell)) < 1e-12:
+        raise ModelError("atoms are periodic (pbc=True) but the cell is empty or degenerate")
+    return cell
+
+
+class PotentialCalculator(Calculator):
+    """ASE calculator evaluating a :class:`~biomlff.potential.Potential` (energy eV, forces eV/Å,
+    stress eV/Å³ for periodic cells, plus the potential's extra outputs).
+
+    Args:
+        potential: a fixed Potential (atoms must have its atomic numbers). Subclasses may instead
+            override :meth:`make_potential`.
+        precision: "float32" (default) or "float64".
+        capacity_margin: pair-list capacity head-room factor (≥ 1) used whenever a list grows.
+
+    Attributes:
+        n_traces: how many times a compiled function was traced (for checking that moving atoms
+            does not recompile).
+        capacities: current pair-list capacity per neighbour-list name.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    default_parameters: dict = {}
+    #: output keys of outputs_fn that are renamed when stored in ``results``
+    output_names: dict = {}
+
+    def __init__(self, potential: Potential | None = None, *, precision: str = "float32",
+                 capacity_margin: float = 1.25, **kwargs):
+        super().__init__(**kwargs)
+        self.precision = check_precision(precision)
+        if capacity_margin < 1.0:
+            raise ConfigError(f"capacity_margin must be ≥ 1, got {capacity_margin}")
+        self.capacity_margin = float(capacity_margin)
+        self._fixed_potential = potential
+        self._potential: Potential | None = None
+        self._system: Hashable | None = None
+        self._compiled: dict[str, Callable] = {}
+        self.capacities: dict[str, int] = {}
+        self.n_traces = 0
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+    def system_key(self, atoms) -> Hashable:
+        """Everything besides positions and cell that the potential depends on (rebuilt when it
+        changes). Default: the atomic numbers."""
+        return tuple(int(z) for z in atoms.numbers)
+
+    def make_potential(self, atoms) -> Potential:
+        """Build the Potential for ``atoms`` (default: the fixed potential given at construction)."""
+        pot = self._fixed_potential
+        if pot is None:
+            raise ConfigError("PotentialCalculator needs a potential "
+                              "(or a subclass overriding make_potential)")
+        z = np.asarray(pot.atomic_numbers)
+        if z.shape != atoms.numbers.shape or np.any(z != atoms.numbers):
+            raise ModelError(
+                f"the potential was built for atomic numbers {z.tolist()[:10]}... (N={len(z)}) but the "
+                f"atoms have {atoms.numbers.tolist()[:10]}... (N={len(atoms)})")
+        return pot
+
+    # ---- ASE plumbing ------------------------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        changes = super().check_state(atoms, tol=tol)
+        if self._system is not None and self.system_key(atoms) != self._system:
+            changes = list(changes) + ["info"]
+        return changes
+
+    def reset(self):
+        super().reset()
+
+    @property
+    def potential(self) -> Potential | None:
+        """The Potential of the last calculation (None before the first)."""
+        return self._potential
+
+    def _ensure_potential(self, atoms) -> Potential:
+        key = self.system_key(atoms)
+        if self._potential is None or key != self._system:
+            self._potential = self.make_potential(atoms)
+            self._system = key
+            self._compiled = {}
+            self.capacities = {}
+        return self._potential
+
+    def pairs_for(self, positions, cell) -> dict[str, Pairs]:
+        """Padded pair lists (NumPy) for every neighbour list of the current potential, growing the
+        capacity (with ``capacity_margin`` head-room) when needed. Positions Å, cell rows Å."""
+        from ..neighbors import bucket, padded_pairs, pair_indices
+
+        out = {}
+        for name, spec in self._potential.neighbors.items():
+            i, j = pair_indices(positions, spec.cutoff, cell=cell, half=spec.half)
+            cap = self.capacities.get(name, 0)
+            if len(i) > cap:
+                cap = bucket(int(math.ceil(len(i) * self.capacity_margin)))
+                self.capacities[name] = cap
+            out[name] = padded_pairs(i, j, cap)
+        return out
+
+    def _function(self, kind: str) -> Callable:
+        """Jit-compiled kernel ``kind`` in {"ef", "efs", "outputs"}, cached per potential."""
+        if kind in self._compiled:
+            return self._compiled[kind]
+        import jax
+
+        from ..potential import energy_and_forces, stress
+
+        pot = self._potential
+        fns = {"energy_fn": pot.energy_fn, "outputs_fn": pot.outputs_fn}
+        # Partial functions travel as jit arguments (their array leaves are traced, not constants)
+        dynamic = {k: v for k, v in fns.items() if isinstance(v, jax.tree_util.Partial)}
+        static = {k: v for k, v in fns.items() if k not in dynamic}
+
+        def kernel(dyn, positions, pairs, cell):
+            self.n_traces += 1  # trace-time side effect: counts compilations
+            p = Potential(neighbors=pot.neighbors, atomic_numbers=pot.atomic_numbers, **static, **dyn)
+            if kind == "outputs":
+                return p.outputs_fn(positions, pairs, cell)
+            e, f = energy_and_forces(p)(positions, pairs, cell)
+            if kind == "efs":
+                return e, f, stress(p)(positions, pairs, cell)
+            return e, f
+
+        compiled = jax.jit(kernel)
+        fn = lambda positions, pairs, cell: compiled(dynamic, positions, pairs, cell)
+        self._compiled[kind] = fn
+        return fn
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        pot = self._ensure_potential(atoms)
+        cell = cell_of(atoms)
+        dtype = np.float64 if self.precision == "float64" else np.float32
+        positions = np.asarray(atoms.positions, dtype=float)
+        pairs = self.pairs_for(positions, cell)
+        x = positions.astype(dtype)
+        c = None if cell is None else cell.astype(dtype)
+        want_core = any(p in _CORE for p in properties) or "energy" not in self.results
+        want_stress = "stress" in properties and cell is not None
+        want_outputs = any(p not in _CORE for p in properties) and pot.outputs_fn is not None
+        if "stress" in properties and cell is None:
+            from ase.calculators.calculator import PropertyNotImplementedError
+
+            raise PropertyNotImplementedError("stress is only defined for periodic systems (pbc=True)")
+        with precision_context(self.precision):
+            if want_core or want_stress:
+                if want_stress:
+                    e, f, s = self._function("efs")(x, pairs, c)
+                    s = np.asarray(s, dtype=float)
+                    s = 0.5 * (s + s.T)
+                    self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+                else:
+                    e, f = self._function("ef")(x, pairs, c)
+                self.results["energy"] = float(e)
+                self.results["free_energy"] = float(e)
+                self.results["forces"] = np.asarray(f, dtype=float)
+            if want_outputs:
+                outs = self._function("outputs")(x, pairs, c)
+                for key, val in outs.items():
+                    name = self.output_names.get(key, key)
+                    if isinstance(val, dict):
+                        self.results[name] = {k: float(v) for k, v in val.items()}
+                    else:
+                        arr = np.asarray(val, dtype=float)
+                        self.results[name] = float(arr) if arr.ndim == 0 else arr
