@@ -1,0 +1,191 @@
+"""Matérn-5/2 force-field kernel of sGDML, written analytically (spec §3).
+
+Base kernel in descriptor space (unit amplitude, length scale σ in 1/Å):
+
+    κ(d)  = (1 + √5 r/σ + 5 r²/(3σ²)) exp(−√5 r/σ),          r = ‖d‖
+    ∇κ(d) = −(5/(3σ³)) (σ + √5 r) e^{−√5 r/σ} d
+    H(d)  = (5/(3σ⁴)) e^{−√5 r/σ} [5 d dᵀ − (σ² + √5 σ r) I]
+
+The Hessian is coded from this closed form instead of differentiating κ: autodiff through
+r = sqrt(dᵀd) is NaN/inaccurate at d = 0, exactly where the diagonal blocks of K live.
+
+Force–force block between training geometries i and j (3N×3N, already sign-flipped, i.e. the PSD
+matrix that is factorised):
+
+    K_ij = Σ_π J_iᵀ [−H(x_i − P_π x_j)] (P_π J_j)
+         = Σ_π a_π J_iᵀ P_π J_j − 5 w_π (J_iᵀ d_π)(J_jᵀ P_πᵀ d_π)ᵀ,
+    w_π = (5/(3σ⁴)) e^{−√5 r_π/σ},  a_π = w_π (σ² + √5 σ r_π).
+
+Assembly computes tiles of T×T blocks with one jitted function (batched over blocks), only for
+tile rows ≥ tile columns, and mirrors the transposed tile into the upper triangle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SQRT5 = math.sqrt(5.0)
+
+
+def matern52(d, sigma):
+    """κ(d) for difference vectors d (..., D) → (...)."""
+    import jax.numpy as jnp
+
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    return (1.0 + SQRT5 * r / sigma + 5.0 * r**2 / (3.0 * sigma**2)) * jnp.exp(-SQRT5 * r / sigma)
+
+
+def matern52_grad(d, sigma):
+    """∇κ(d) (..., D), analytic."""
+    import jax.numpy as jnp
+
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1, keepdims=True))
+    return -(5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * jnp.exp(-SQRT5 * r / sigma) * d
+
+
+def matern52_hessian(d, sigma):
+    """H(d) (..., D, D), analytic (well defined at d = 0: H(0) = −(5/(3σ²)) I)."""
+    import jax.numpy as jnp
+
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))[..., None, None]
+    w = (5.0 / (3.0 * sigma**4)) * jnp.exp(-SQRT5 * r / sigma)
+    eye = jnp.eye(d.shape[-1], dtype=d.dtype)
+    return w * (5.0 * d[..., :, None] * d[..., None, :] - (sigma**2 + SQRT5 * sigma * r) * eye)
+
+
+def _tile(xi, ji, xpj, pjj, sigma):
+    """K blocks for row geometries i (T_i) and column geometries j (T_j).
+
+    xi (Ti, D), ji (Ti, D, 3N) dense Jacobians; xpj (Tj, P, D) permuted descriptors,
+    pjj (Tj, P, D, 3N) permuted dense Jacobians. Returns (Ti·3N, Tj·3N).
+    """
+    import jax.numpy as jnp
+
+    d = xi[:, None, None, :] - xpj[None]  # (Ti, Tj, P, D)
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    w = (5.0 / (3.0 * sigma**4)) * jnp.exp(-SQRT5 * r / sigma)
+    a = w * (sigma**2 + SQRT5 * sigma * r)
+    y = jnp.einsum("ijp,jpdl->ijdl", a, pjj)
+    k1 = jnp.einsum("idk,ijdl->ijkl", ji, y)
+    v = jnp.einsum("idk,ijpd->ijpk", ji, d)
+    u = jnp.einsum("jpdl,ijpd->ijpl", pjj, d)
+    k2 = jnp.einsum("ijpk,ijpl->ijkl", (5.0 * w)[..., None] * v, u)
+    blk = k1 - k2
+    ti, tj, n3, _ = blk.shape
+    return blk.transpose(0, 2, 1, 3).reshape(ti * n3, tj * n3)
+
+
+class KernelAssembler:
+    """Kernel blocks of a training set (descriptors, Jacobians, symmetries) for one or more σ.
+
+    X (M, D) 1/Å, C (M, D, 3) compressed Jacobians 1/Å², q (P, D) descriptor index maps,
+    pair list a, b; tile: blocks per tile side (jit shape).
+    """
+
+    def __init__(self, X, C, q, a, b, n_atoms: int, tile: int | None = None):
+        self.X = np.asarray(X, dtype=np.float64)
+        self.C = np.asarray(C, dtype=np.float64)
+        self.q = np.asarray(q)
+        self.a, self.b = np.asarray(a), np.asarray(b)
+        self.n_atoms = n_atoms
+        self.m = self.X.shape[0]
+        self.n3 = 3 * n_atoms
+        p, d = self.q.shape
+        if tile is None:
+            # keep the (T, T, P, D, 3N)-sized intermediates around ≤ 64 MB
+            per = p * d * self.n3 * 8 * 2
+            tile = int(max(4, min(32, math.sqrt(64e6 / max(per, 1)))))
+        self.tile = min(tile, self.m)
+        self._fn = None
+
+    def _compiled(self):
+        if self._fn is None:
+            import jax
+
+            from .descriptor import jacobian_dense
+
+            q, a, b, n = self.q, self.a, self.b, self.n_atoms
+
+            def fn(xi, ci, xj, cj, sigma):
+                ji = jacobian_dense(ci, a, b, n)
+                jj = jacobian_dense(cj, a, b, n)
+                xpj = xj[:, q]  # (Tj, P, D)
+                pjj = jj[:, q, :]  # (Tj, P, D, 3N)
+                return _tile(xi, ji, xpj, pjj, sigma)
+
+            self._fn = jax.jit(fn)
+        return self._fn
+
+    def _tile_indices(self, idx: np.ndarray) -> list[np.ndarray]:
+        t = self.tile
+        out = []
+        for s in range(0, len(idx), t):
+            chunk = idx[s : s + t]
+            if len(chunk) < t:  # pad with a valid index; padded blocks are discarded
+                chunk = np.concatenate([chunk, np.full(t - len(chunk), chunk[0])])
+            out.append(chunk)
+        return out
+
+    def block_tile(self, rows: np.ndarray, cols: np.ndarray, sigma: float) -> np.ndarray:
+        """Dense K[rows-blocks, cols-blocks] for geometry index arrays of length ``tile``."""
+        import jax
+
+        with jax.enable_x64(True):
+            out = self._compiled()(self.X[rows], self.C[rows], self.X[cols], self.C[cols], float(sigma))
+            return np.asarray(out)
+
+    def full(self, sigma: float, out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+        """The full (3NM, 3NM) kernel matrix (Fortran order, float64) for ``sigma``; each tile pair
+        (i ≥ j) computed once and mirrored. ``out`` is reused (overwritten) if given."""
+        n = self.m * self.n3
+        if out is None:
+            out = np.empty((n, n), dtype=np.float64, order="F")
+        idx = np.arange(self.m)
+        tiles = self._tile_indices(idx)
+        t, n3 = self.tile, self.n3
+        pairs = [(ti, tj) for ti in range(len(tiles)) for tj in range(ti + 1)]
+        it = pairs
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(pairs, desc=f"kernel σ={sigma:g}", unit="tile", leave=False)
+        for ti, tj in it:
+            blk = self.block_tile(tiles[ti], tiles[tj], sigma)
+            r0, c0 = ti * t * n3, tj * t * n3
+            r1, c1 = min(r0 + t * n3, n), min(c0 + t * n3, n)
+            blk = blk[: r1 - r0, : c1 - c0]
+            out[r0:r1, c0:c1] = blk
+            if ti != tj:
+                out[c0:c1, r0:r1] = blk.T
+        return out
+
+    def rows(self, sel: np.ndarray, sigma: float, progress: bool = False) -> np.ndarray:
+        """Rows K[sel, :] (len(sel), 3NM) for flat component indices ``sel`` (= columns, K is
+        symmetric). Computes only the block rows of the geometries that ``sel`` touches."""
+        sel = np.asarray(sel)
+        geo = np.unique(sel // self.n3)
+        pos = {g: k for k, g in enumerate(geo)}
+        n = self.m * self.n3
+        t, n3 = self.tile, self.n3
+        out = np.empty((len(sel), n), dtype=np.float64)
+        row_tiles = self._tile_indices(geo)
+        col_tiles = self._tile_indices(np.arange(self.m))
+        # map selected flat index -> (row tile, local row within tile)
+        local = np.array([pos[g] for g in sel // self.n3]) * n3 + sel % n3
+        it = [(ti, tj) for ti in range(len(row_tiles)) for tj in range(len(col_tiles))]
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="kernel columns", unit="tile", leave=False)
+        for ti, tj in it:
+            blk = self.block_tile(row_tiles[ti], col_tiles[tj], sigma)
+            lo, hi = ti * t * n3, (ti + 1) * t * n3
+            mask = (local >= lo) & (local < hi)
+            if not mask.any():
+                continue
+            c0 = tj * t * n3
+            c1 = min(c0 + t * n3, n)
+            out[np.nonzero(mask)[0], c0:c1] = blk[local[mask] - lo, : c1 - c0]
+        return out

@@ -1,0 +1,382 @@
+"""The trained sGDML model: arrays, batched prediction, Potential, and model files.
+
+Internal units: positions Å, energies eV, forces eV/Å; descriptor 1/Å, σ in descriptor units (1/Å).
+Array conventions follow sgdml 1.0.3 (spec §4, §9) so that models convert losslessly:
+
+* ``R_desc`` (M, D) training descriptors (stored transposed, (D, M), in the sgdml format),
+* ``alphas`` (M, N, 3) = α = −a where (K + λI) a = F/s,
+* ``R_d_desc_alpha`` (M, D) = u_j = J_j α_j,
+* ``std`` s (eV/Å), ``c`` integration constant (eV), ``perms`` (P, N), pair list ``a, b``.
+
+Two file formats: biomlff's own ``.npz`` (``format='biomlff-gdml'``, eV/Å, with provenance:
+dataset hash, indices, σ, λ, solver statistics) and the sgdml 1.0.3 model ``.npz``
+(``type='m'``; written in kcal/mol and Å unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import units
+from ..errors import DataError, ModelError
+from .descriptor import descriptor_and_jacobian, pair_list
+from .perms import descriptor_perms, tril_perms_lin
+
+FORMAT = "biomlff-gdml"
+FORMAT_VERSION = 1
+SGDML_CODE_VERSION = "1.0.3"
+
+
+@dataclass
+class GDMLModel:
+    """A trained (s)GDML model (see module docstring for units and conventions)."""
+
+    z: np.ndarray
+    R_desc: np.ndarray
+    R_d_desc_alpha: np.ndarray
+    sigma: float
+    std: float
+    c: float
+    perms: np.ndarray
+    lam: float = 1e-10
+    alphas: np.ndarray | None = None
+    lattice: np.ndarray | None = None  # (3, 3), lattice vectors as columns (sgdml convention), Å
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.z = np.asarray(self.z, dtype=np.int64)
+        self.R_desc = np.asarray(self.R_desc, dtype=np.float64)
+        self.R_d_desc_alpha = np.asarray(self.R_d_desc_alpha, dtype=np.float64)
+        self.perms = np.asarray(self.perms, dtype=np.int64)
+        if self.pairs is None:
+            self.pairs = pair_list(len(self.z))
+        if not (self.sigma > 0):
+            raise ModelError(f"model σ must be > 0, got {self.sigma}")
+        self._cache: dict = {}
+
+    # ---- basic properties -------------------------------------------------------------------
+    @property
+    def n_atoms(self) -> int:
+        return len(self.z)
+
+    @property
+    def n_train(self) -> int:
+        return self.R_desc.shape[0]
+
+    @property
+    def n_perms(self) -> int:
+        return self.perms.shape[0]
+
+    def q(self) -> np.ndarray:
+        """Descriptor index maps (P, D)."""
+        a, b = self.pairs
+        return descriptor_perms(self.perms, a, b, self.n_atoms)
+
+    def _permuted(self):
+        if "xp" not in self._cache:
+            q = self.q()
+            xp = self.R_desc[:, q].reshape(-1, self.R_desc.shape[1])  # (M·P, D)
+            up = self.R_d_desc_alpha[:, q].reshape(-1, self.R_desc.shape[1])
+            self._cache["xp"] = xp
+            self._cache["up"] = up
+        return self._cache["xp"], self._cache["up"]
+
+    # ---- prediction ---------------------------------------------------------------------------
+    def _batch_fn(self):
+        if "batch" not in self._cache:
+            import jax
+
+            from .predict import batch_energy_forces
+
+            a, b = self.pairs
+            n = self.n_atoms
+            lattice = self.lattice
+
+            def fn(positions, xp, up, x2p, xup, sigma, std, const):
+                x, c = descriptor_and_jacobian(positions, a, b, lattice)
+                return batch_energy_forces(x, c, xp, up, x2p, xup, sigma, std, const, a, b, n)
+
+            self._cache["batch"] = jax.jit(fn)
+        return self._cache["batch"]
+
+    def predict(self, positions, batch_size: int = 256, progress: bool = False):
+        """Energies (B,) in eV and forces (B, N, 3) in eV/Å for positions (B, N, 3) or (N, 3) in Å.
+
+        Runs in float64 (thread-local ``jax.enable_x64``), ``batch_size`` geometries per call
+        (the last batch is padded so that one compiled shape serves all calls).
+        """
+        import jax
+
+        pos = np.asarray(positions, dtype=np.float64)
+        single = pos.ndim == 2
+        if single:
+            pos = pos[None]
+        if pos.ndim != 3 or pos.shape[1:] != (self.n_atoms, 3):
+            raise ModelError(f"positions must have shape (B, {self.n_atoms}, 3), got {np.shape(positions)}")
+        if not np.all(np.isfinite(pos)):
+            raise DataError("positions contain NaN or inf")
+        xp, up = self._permuted()
+        x2p = np.sum(xp * xp, axis=1)
+        xup = np.sum(xp * up, axis=1)
+        fn = self._batch_fn()
+        nb = len(pos)
+        bs = max(1, min(batch_size, nb))
+        energies = np.empty(nb)
+        forces = np.empty((nb, self.n_atoms, 3))
+        starts = range(0, nb, bs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        with jax.enable_x64(True):
+            for s in starts:
+                chunk = pos[s : s + bs]
+                k = len(chunk)
+                if k < bs:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - k, axis=0)])
+                e, f = fn(chunk, xp, up, x2p, xup, float(self.sigma), float(self.std), float(self.c))
+                energies[s : s + k] = np.asarray(e)[:k]
+                forces[s : s + k] = np.asarray(f)[:k]
+        if single:
+            return float(energies[0]), forces[0]
+        return energies, forces
+
+    def potential(self):
+        """A :class:`biomlff.potential.Potential` (``neighbors = {}``) whose energy function is this
+        model; forces follow by autodiff and equal the analytic forces of :meth:`predict`."""
+        import jax
+
+        from ..potential import Potential
+        from .predict import potential_energy
+
+        xp, up = self._permuted()
+        a, b = self.pairs
+        params = {
+            "xp": xp,
+            "up": up,
+            "sigma": float(self.sigma),
+            "std": float(self.std),
+            "c": float(self.c),
+            "a": np.asarray(a),
+            "b": np.asarray(b),
+        }
+        if self.lattice is not None:
+            params["lattice"] = np.asarray(self.lattice, dtype=np.float64)
+        energy_fn = jax.tree_util.Partial(potential_energy, params)
+        return Potential(
+            energy_fn=energy_fn,
+            neighbors={},
+            atomic_numbers=self.z.copy(),
+            name="sgdml",
+            info={"sigma": float(self.sigma), "n_train": self.n_train, "n_perms": self.n_perms},
+        )
+
+    # ---- biomlff model files ---------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write biomlff's model ``.npz`` atomically (temp file + rename). Units eV, Å."""
+        a, b = self.pairs
+        arrays = {
+            "format": np.array(FORMAT),
+            "format_version": np.array(FORMAT_VERSION),
+            "z": self.z,
+            "R_desc": self.R_desc,
+            "R_d_desc_alpha": self.R_d_desc_alpha,
+            "sigma": np.array(float(self.sigma)),
+            "std": np.array(float(self.std)),
+            "c": np.array(float(self.c)),
+            "perms": self.perms,
+            "lam": np.array(float(self.lam)),
+            "pairs_a": np.asarray(a),
+            "pairs_b": np.asarray(b),
+            "energy_unit": np.array("eV"),
+            "length_unit": np.array("Ang"),
+            "info": np.array(json.dumps(_jsonable(self.info))),
+        }
+        if self.alphas is not None:
+            arrays["alphas"] = np.asarray(self.alphas)
+        if self.lattice is not None:
+            arrays["lattice"] = np.asarray(self.lattice)
+        return _atomic_savez(path, arrays)
+
+    @classmethod
+    def load(cls, path) -> GDMLModel:
+        """Read a model file: biomlff's ``.npz`` or an sgdml 1.0.3 model ``.npz`` (auto-detected)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"model file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=True) as f:
+                keys = set(f.files)
+                if "format" in keys and str(f["format"]) == FORMAT:
+                    return cls._from_biomlff(f, path)
+                if "type" in keys and str(f["type"]) == "m":
+                    return from_sgdml_arrays({k: f[k] for k in keys}, source=str(path))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a readable .npz model file ({exc})") from exc
+        raise DataError(f"{path}: neither a biomlff GDML model nor an sgdml model (type='m')")
+
+    @classmethod
+    def _from_biomlff(cls, f, path) -> GDMLModel:
+        ver = int(f["format_version"])
+        if ver > FORMAT_VERSION:
+            raise DataError(
+                f"{path}: model format version {ver} is newer than this biomlff ({FORMAT_VERSION})"
+            )
+        return cls(
+            z=f["z"],
+            R_desc=f["R_desc"],
+            R_d_desc_alpha=f["R_d_desc_alpha"],
+            sigma=float(f["sigma"]),
+            std=float(f["std"]),
+            c=float(f["c"]),
+            perms=f["perms"],
+            lam=float(f["lam"]),
+            alphas=f["alphas"] if "alphas" in f.files else None,
+            lattice=f["lattice"] if "lattice" in f.files else None,
+            pairs=(f["pairs_a"], f["pairs_b"]),
+            info=json.loads(str(f["info"])),
+        )
+
+    # ---- sgdml 1.0.3 model files -------------------------------------------------------------
+    def to_sgdml_arrays(self, energy_unit: str = "kcal/mol") -> dict[str, Any]:
+        """The sgdml 1.0.3 model arrays (spec §9), energies in ``energy_unit``, lengths in Å."""
+        a, b = self.pairs
+        if not np.array_equal(np.stack([a, b]), np.stack(pair_list(self.n_atoms))):
+            raise ModelError("sgdml model files need the full default pair list")
+        if self.alphas is None:
+            raise ModelError("this model has no alphas (needed by the sgdml format)")
+        fe = units.energy_factor(energy_unit)  # eV per unit
+        info = self.info
+        nan_err = {"mae": np.nan, "rmse": np.nan}
+        out = {
+            "type": "m",
+            "code_version": SGDML_CODE_VERSION,
+            "dataset_name": str(info.get("dataset_name", "unknown")),
+            "dataset_theory": str(info.get("dataset_theory", "unknown")),
+            "solver_name": str(info.get("solver", "analytic")).replace("closed", "analytic"),
+            "z": self.z,
+            "idxs_train": np.asarray(info.get("idxs_train", []), dtype=np.int64),
+            "md5_train": str(info.get("dataset_hash", "")),
+            "idxs_valid": np.asarray(info.get("idxs_valid", []), dtype=np.int64),
+            "md5_valid": str(info.get("dataset_hash", "")),
+            "n_test": 0,
+            "md5_test": "",
+            "f_err": _err_dict(info.get("valid_f_err"), 1.0 / fe, nan_err),
+            "e_err": _err_dict(info.get("valid_e_err"), 1.0 / fe, nan_err),
+            "R_desc": self.R_desc.T.copy(),
+            "R_d_desc_alpha": self.R_d_desc_alpha / fe,
+            "c": float(self.c) / fe,
+            "std": float(self.std) / fe,
+            "sig": float(self.sigma),
+            "lam": float(self.lam),
+            "alphas_F": np.asarray(self.alphas).reshape(-1) / fe,
+            "perms": self.perms,
+            "tril_perms_lin": tril_perms_lin(self.q()),
+            "use_E": bool(info.get("use_E", True)),
+            "r_unit": "Ang",
+            "e_unit": energy_unit,
+        }
+        if self.lattice is not None:
+            out["lattice"] = np.asarray(self.lattice)
+        for key in ("solver_tol", "solver_iters", "solver_resid", "norm_y_train"):
+            if key in info:
+                out[key] = info[key]
+        if "inducing_pts_idxs" in info:
+            out["inducing_pts_idxs"] = np.asarray(info["inducing_pts_idxs"], dtype=np.int64)
+        return out
+
+    def save_sgdml(self, path, energy_unit: str = "kcal/mol") -> Path:
+        """Write an sgdml 1.0.3 model file (atomically); energies in ``energy_unit``, lengths Å."""
+        return _atomic_savez(path, self.to_sgdml_arrays(energy_unit), allow_pickle=True)
+
+
+def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
+    """Build a model from sgdml 1.0.3 model arrays; energies converted from ``e_unit`` (default
+    kcal/mol, sgdml's usual unit) to eV. Only Å lengths are supported."""
+    for key in ("R_desc", "R_d_desc_alpha", "sig", "std", "c", "z", "perms"):
+        if key not in f:
+            raise DataError(f"{source}: sgdml model lacks key {key!r}")
+    if "alphas_E" in f and f["alphas_E"] is not None and np.size(f["alphas_E"]):
+        raise ModelError(f"{source}: models trained with energy constraints (alphas_E) are not supported")
+    r_unit = str(f["r_unit"]) if "r_unit" in f else "Ang"
+    if units.length_factor(r_unit) != 1.0:
+        raise DataError(f"{source}: only models in Å are supported (r_unit={r_unit!r})")
+    e_unit = str(f["e_unit"]) if "e_unit" in f else "kcal/mol"
+    fe = units.energy_factor(e_unit)
+    z = np.asarray(f["z"])
+    n = len(z)
+    m = np.asarray(f["R_desc"]).shape[1]
+    alphas = np.asarray(f["alphas_F"]).reshape(m, n, 3) * fe if "alphas_F" in f else None
+    info = {
+        "source": source,
+        "imported_from": "sgdml",
+        "e_unit_file": e_unit,
+        "dataset_name": str(f.get("dataset_name", "")),
+        "dataset_theory": str(f.get("dataset_theory", "")),
+        "idxs_train": np.asarray(f.get("idxs_train", [])).tolist(),
+        "idxs_valid": np.asarray(f.get("idxs_valid", [])).tolist(),
+        "dataset_hash": str(f.get("md5_train", "")),
+        "solver": str(f.get("solver_name", "")),
+        "use_E": bool(f.get("use_E", True)),
+    }
+    lattice = np.asarray(f["lattice"]) if "lattice" in f and f["lattice"] is not None else None
+    return GDMLModel(
+        z=z,
+        R_desc=np.asarray(f["R_desc"]).T,
+        R_d_desc_alpha=np.asarray(f["R_d_desc_alpha"]) * fe,
+        sigma=float(f["sig"]),
+        std=float(f["std"]) * fe,
+        c=float(f["c"]) * fe,
+        perms=np.asarray(f["perms"]),
+        lam=float(f.get("lam", 1e-10)),
+        alphas=alphas,
+        lattice=lattice,
+        info=info,
+    )
+
+
+def _err_dict(err, factor, default):
+    if not err:
+        return default
+    return {"mae": float(err["mae"]) * factor, "rmse": float(err["rmse"]) * factor}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _atomic_savez(path, arrays: dict, allow_pickle: bool = False) -> Path:
+    """np.savez_compressed to a temp file in the target directory, then rename (atomic)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()},
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

@@ -1,0 +1,304 @@
+"""Solvers for (K + λI) a = y: in-place Cholesky (closed form) and Nyström-preconditioned CG
+(Chmiela et al., Sci. Adv. 2023; spec §5–6).
+
+Memory hygiene of the closed form: K is allocated once in Fortran order and factorised in place by
+LAPACK ``potrf`` (only the lower triangle is overwritten). If the factorisation fails (K not
+numerically positive definite), the lower triangle is restored from the untouched upper one, jitter is
+added to the diagonal and the factorisation retried — there is never a second copy of K.
+
+The CG loop is written here rather than calling ``scipy.sparse.linalg.cg`` because it needs the
+residual history (stagnation → more inducing columns), periodic checkpoints and a progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+
+
+def closed_form_bytes(n: int) -> int:
+    """Peak bytes of the closed-form solve for an n×n kernel (K in place + O(n) vectors + tiles)."""
+    return n * n * 8 + 16 * n * 8 + 256 * 1024**2
+
+
+def _restore_lower(k: np.ndarray, diag: np.ndarray, block: int = 2048) -> None:
+    """Copy the strict upper triangle into the lower one (in place, O(block·n) extra memory) and
+    reset the diagonal."""
+    n = k.shape[0]
+    for s in range(0, n, block):
+        e = min(s + block, n)
+        # rows s:e, columns < e of the lower triangle come from the transposed upper part
+        k[s:e, :e] = np.where(np.tril(np.ones((e - s, e), dtype=bool), k=s - 0), k[:e, s:e].T, k[s:e, :e])
+    k[np.diag_indices(n)] = diag
+
+
+def cholesky_inplace(k: np.ndarray, lam: float, max_tries: int = 12) -> tuple[np.ndarray, float]:
+    """Factor K + λI = L Lᵀ in place (lower triangle of ``k``), adding jitter on failure.
+
+    k: (n, n) float64, Fortran order, symmetric. Returns (k holding L, total diagonal shift).
+    """
+    from scipy.linalg import lapack
+
+    if not (k.flags.f_contiguous and k.dtype == np.float64):
+        raise ValueError("cholesky_inplace needs a Fortran-ordered float64 array")
+    n = k.shape[0]
+    diag = np.array(k[np.diag_indices(n)])
+    scale = float(np.mean(diag)) if n else 1.0
+    shift = lam
+    for attempt in range(max_tries):
+        k[np.diag_indices(n)] = diag + shift
+        c, info = lapack.dpotrf(k, lower=1, clean=0, overwrite_a=1)
+        if info == 0:
+            if c is not k:  # pragma: no cover - LAPACK wrapper copied; keep the factor anyway
+                k[...] = c
+            return k, shift
+        if info < 0:
+            raise ModelError(f"LAPACK dpotrf: illegal argument {-info}")
+        new_shift = max(shift * 10.0, scale * 1e-14 * 10.0**attempt)
+        log.warning(
+            "Cholesky failed (leading minor %d not positive); retrying with diagonal shift %.3g",
+            info,
+            new_shift,
+        )
+        _restore_lower(k, diag)
+        shift = new_shift
+    raise ModelError(
+        "the kernel matrix is not positive definite even with jitter; try a larger σ or the CG solver"
+    )
+
+
+def solve_closed(k: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, dict]:
+    """Solve (K + λI) a = y with K overwritten by its Cholesky factor. Returns (a, stats)."""
+    from scipy.linalg import lapack
+
+    t0 = time.perf_counter()
+    k, shift = cholesky_inplace(k, lam)
+    a, info = lapack.dpotrs(k, y, lower=1)
+    if info != 0:
+        raise ModelError(f"LAPACK dpotrs failed (info={info})")
+    return a, {"solver": "closed", "diag_shift": float(shift), "solve_s": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------- Nyström-preconditioned CG
+@dataclass
+class Nystroem:
+    """Nyström factor of K + λI from columns ``cols``: preconditioner (BBᵀ + λI)⁻¹ via Woodbury,
+    with C = (B U₂⁻¹)ᵀ (m × n) and ridge leverage scores of all n columns."""
+
+    cols: np.ndarray
+    C: np.ndarray
+    lam: float
+    leverage: np.ndarray = field(repr=False)
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """M⁻¹ v = (v − Cᵀ C v) / λ."""
+        return (v - self.C.T @ (self.C @ v)) / self.lam
+
+
+def _cho_stable(a: np.ndarray, exps=range(-15, 2)) -> np.ndarray:
+    """Upper Cholesky factor of a symmetric PSD matrix, adding cumulative jitter 10^e on failure."""
+    from scipy.linalg import LinAlgError, cholesky
+
+    eps = np.finfo(float).eps
+    a = a + eps * np.eye(len(a))
+    for e in [None, *exps]:
+        if e is not None:
+            a[np.diag_indices(len(a))] += 10.0**e
+        try:
+            return cholesky(a, lower=False, check_finite=False)
+        except LinAlgError:
+            continue
+    raise ModelError("Nyström factor: K_mm is not positive definite even with jitter")
+
+
+def build_nystroem(rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray, lam: float) -> Nystroem:
+    """Preconditioner from kernel rows K[cols, :] (m × n) = (K_nm)ᵀ (K is symmetric)."""
+    from scipy.linalg import solve_triangular
+
+    cols = np.sort(np.asarray(cols))
+    kmn = rows_fn(cols)  # (m, n)
+    kmm = kmn[:, cols]
+    kmm = 0.5 * (kmm + kmm.T)
+    u = _cho_stable(kmm)
+    bt = solve_triangular(
+        u, kmn, trans="T", lower=False, overwrite_b=True, check_finite=False
+    )  # Bᵀ = U⁻ᵀ K_mn
+    btb = bt @ bt.T
+    btb[np.diag_indices(len(btb))] += lam
+    u2 = _cho_stable(btb, exps=range(-16, -13))
+    c = solve_triangular(u2, bt, trans="T", lower=False, overwrite_b=True, check_finite=False)
+    leverage = np.sum(c * c, axis=0)
+    return Nystroem(cols=cols, C=c, lam=lam, leverage=leverage)
+
+
+def sample_columns(leverage: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """m column indices drawn without replacement with probability ∝ leverage score, sorted."""
+    p = np.maximum(leverage, 0.0)
+    if not np.any(p > 0):
+        p = np.ones_like(p)
+    p = p / p.sum()
+    m = min(m, int(np.count_nonzero(p)))
+    return np.sort(rng.choice(len(p), size=m, replace=False, p=p))
+
+
+@dataclass
+class CGResult:
+    x: np.ndarray
+    converged: bool
+    iterations: int
+    residual: float
+    norm_y: float
+    n_inducing_cols: int
+    cols: np.ndarray
+    restarts: int
+    history: list
+
+
+def solve_cg(
+    matvec: Callable[[np.ndarray], np.ndarray],
+    rows_fn: Callable[[np.ndarray], np.ndarray],
+    y: np.ndarray,
+    lam: float,
+    n_cols: int,
+    n_per_point: int,
+    *,
+    tol: float = 1e-4,
+    maxiter: int | None = None,
+    x0: np.ndarray | None = None,
+    cols0: np.ndarray | None = None,
+    seed: int = 0,
+    checkpoint: Callable[[np.ndarray, int, np.ndarray], None] | None = None,
+    checkpoint_every_s: float = 120.0,
+    max_restarts: int = 6,
+    progress: bool = False,
+) -> CGResult:
+    """Preconditioned CG for (K + λI) x = y with K given by ``matvec`` (K·v without λ) and
+    ``rows_fn`` (rows of K for the Nyström preconditioner).
+
+    Stops when ‖r‖ ≤ tol·‖y‖. Inducing columns: ``n_cols`` chosen by ridge leverage scores (from a
+    quick Nyström factor of uniformly random columns); on stagnation (no net residual decrease over
+    100 iterations) CG restarts from the current x with 1.2× more columns, at most ``max_restarts``
+    times. ``checkpoint(x, it, cols)`` is called every ``checkpoint_every_s`` seconds.
+    """
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    maxiter = maxiter or 10 * n
+    n_cols = int(min(max(n_cols, 1), n))
+    norm_y = float(np.linalg.norm(y))
+    if norm_y == 0:
+        return CGResult(np.zeros(n), True, 0, 0.0, 0.0, 0, np.arange(0), 0, [])
+
+    if cols0 is not None and len(cols0) == n_cols:
+        cols = np.sort(np.asarray(cols0))
+    else:
+        n_quick = min(n, n_per_point * min(max(n_cols // n_per_point, 1), 10))
+        quick = build_nystroem(rows_fn, np.sort(rng.choice(n, n_quick, replace=False)), lam)
+        cols = sample_columns(quick.leverage, n_cols, rng)
+    t_pre = time.perf_counter()
+    pre = build_nystroem(rows_fn, cols, lam)
+    log.info("Nyström preconditioner with %d columns built in %.1f s", len(cols), time.perf_counter() - t_pre)
+
+    A = lambda v: matvec(v) + lam * v
+    x = np.zeros(n) if x0 is None else np.array(x0, dtype=float)
+    it_total, restarts, history = 0, 0, []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, desc="CG", unit="it", leave=False)
+    last_ckpt = time.perf_counter()
+    converged = False
+    while True:
+        r = y - A(x)
+        z = pre.apply(r)
+        p = z.copy()
+        rz = float(r @ z)
+        res = float(np.linalg.norm(r))
+        changes: list[float] = []
+        stagnated = False
+        while it_total < maxiter:
+            if res <= tol * norm_y:
+                converged = True
+                break
+            ap = A(p)
+            alpha = rz / float(p @ ap)
+            x += alpha * p
+            r -= alpha * ap
+            new_res = float(np.linalg.norm(r))
+            changes.append(new_res - res)
+            res = new_res
+            history.append(res / norm_y)
+            it_total += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(rel_res=f"{res / norm_y:.2e}", cols=len(cols))
+            if checkpoint is not None and time.perf_counter() - last_ckpt > checkpoint_every_s:
+                checkpoint(x, it_total, cols)
+                last_ckpt = time.perf_counter()
+            if len(changes) >= 100:
+                recent = np.array(changes[-100:])
+                eff = 2.0 * (math.floor(100.0 * np.sum(-recent[recent < 0]) / np.sum(np.abs(recent))) - 50)
+                if eff <= 0 and len(cols) < n and restarts < max_restarts:
+                    stagnated = True
+                    break
+            z = pre.apply(r)
+            rz_new = float(r @ z)
+            p = z + (rz_new / rz) * p
+            rz = rz_new
+        if not stagnated:
+            break
+        restarts += 1
+        n_cols = min(int(math.ceil(1.2 * len(cols))), n)
+        log.warning("CG stagnated at iteration %d; restarting with %d inducing columns", it_total, n_cols)
+        cols = sample_columns(pre.leverage, n_cols, rng)
+        pre = build_nystroem(rows_fn, cols, lam)
+    if bar is not None:
+        bar.close()
+    true_res = float(np.linalg.norm(y - A(x)))
+    return CGResult(
+        x=x,
+        converged=converged,
+        iterations=it_total,
+        residual=true_res,
+        norm_y=norm_y,
+        n_inducing_cols=len(cols),
+        cols=cols,
+        restarts=restarts,
+        history=history,
+    )
+
+
+def check_memory(n: int, max_memory_gb: float, solver: str) -> str:
+    """Pick/validate the solver for an n×n problem: 'closed' if it fits in ``max_memory_gb``."""
+    need = closed_form_bytes(n)
+    if solver not in ("auto", "closed", "cg"):
+        raise ConfigError(f"solver must be auto, closed or cg, got {solver!r}")
+    if solver == "auto":
+        return "closed" if need <= max_memory_gb * GiB else "cg"
+    if solver == "closed" and need > max_memory_gb * GiB:
+        raise ConfigError(
+            f"the closed-form solver needs ~{need / GiB:.1f} GiB for a {n}×{n} kernel but "
+            f"--max-memory is {max_memory_gb:g} GiB; use --solver cg (or auto)"
+        )
+    return solver
+
+
+def default_max_memory_gb() -> float:
+    """Default memory budget: 80 % of the available RAM (GiB)."""
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return 0.8 * pages / GiB
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8.0

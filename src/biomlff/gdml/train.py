@@ -1,0 +1,460 @@
+"""Training of (s)GDML models: data split, symmetries, σ search, closed-form or CG solve,
+integration constant (spec §4–§8).
+
+Units: positions Å, energies eV, forces eV/Å (errors are reported in eV and kcal/mol).
+Deterministic for a given ``seed`` (split, symmetry subset, Nyström column sampling).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import units
+from ..errors import ConfigError, DataError
+from .data import Frames, check_frames
+from .descriptor import descriptor_and_jacobian, jvp, pair_list
+from .kernel import KernelAssembler
+from .model import GDMLModel
+from .perms import check_group, descriptor_perms, find_perms, identity, sort_group
+from .solvers import GiB, check_memory, closed_form_bytes, default_max_memory_gb, solve_cg, solve_closed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGMAS = (5.0, 10.0, 20.0, 40.0, 80.0)
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train` (σ in 1/Å descriptor units, memory in GiB)."""
+
+    n_train: int
+    n_valid: int = 0
+    sigmas: Sequence[float] = DEFAULT_SIGMAS
+    use_sym: bool = True
+    perms: np.ndarray | None = None
+    solver: str = "auto"
+    lam: float = 1e-10
+    max_memory_gb: float | None = None
+    seed: int = 0
+    use_E: bool = True
+    n_inducing: int | None = None  # inducing training points for CG (× 3N columns)
+    cg_tol: float = 1e-4
+    checkpoint: str | None = None
+    resume: bool = False
+    idx_train: np.ndarray | None = None
+    idx_valid: np.ndarray | None = None
+    progress: bool = False
+    sym_max_geometries: int = 1000
+
+
+@dataclass
+class TrainReport:
+    sigma_scan: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    solver_stats: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ helpers
+def errors(e_ref, e_pred, f_ref, f_pred) -> dict:
+    """MAE/RMSE of energies (per structure) and force components, in eV(/Å) and kcal/mol(/Å)."""
+    out = {}
+    kc = 1.0 / units.kcal_mol
+    if e_ref is not None and e_pred is not None:
+        de = np.asarray(e_pred) - np.asarray(e_ref)
+        out["e_mae_eV"] = float(np.mean(np.abs(de)))
+        out["e_rmse_eV"] = float(np.sqrt(np.mean(de**2)))
+        out["e_mae_kcal"] = out["e_mae_eV"] * kc
+        out["e_rmse_kcal"] = out["e_rmse_eV"] * kc
+    df = (np.asarray(f_pred) - np.asarray(f_ref)).ravel()
+    out["f_mae_eV"] = float(np.mean(np.abs(df)))
+    out["f_rmse_eV"] = float(np.sqrt(np.mean(df**2)))
+    out["f_mae_kcal"] = out["f_mae_eV"] * kc
+    out["f_rmse_kcal"] = out["f_rmse_eV"] * kc
+    return out
+
+
+def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 256, progress: bool = False) -> dict:
+    """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures."""
+    if np.any(frames.z != model.z):
+        raise DataError(
+            f"{frames.source}: atoms {frames.z.tolist()} differ from the model's {model.z.tolist()}"
+        )
+    check_frames(frames, use_E=frames.E is not None)
+    e, f = model.predict(frames.R, batch_size=batch_size, progress=progress)
+    out = errors(frames.E, e, frames.F, f)
+    out["n"] = len(frames)
+    return out
+
+
+def split_indices(n_total: int, n_train: int, n_valid: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint random train/valid index sets (sorted), reproducible for ``seed``."""
+    if n_train < 1:
+        raise ConfigError(f"n-train must be ≥ 1, got {n_train}")
+    if n_valid < 0:
+        raise ConfigError(f"n-valid must be ≥ 0, got {n_valid}")
+    if n_train + n_valid > n_total:
+        raise ConfigError(
+            f"n-train ({n_train}) + n-valid ({n_valid}) exceeds the {n_total} structures of the dataset"
+        )
+    perm = np.random.default_rng(seed).permutation(n_total)
+    return np.sort(perm[:n_train]), np.sort(perm[n_train : n_train + n_valid])
+
+
+def check_sigmas(sigmas) -> list[float]:
+    out = [float(s) for s in sigmas]
+    if not out:
+        raise ConfigError("no σ values given")
+    for s in out:
+        if not (s > 0) or not math.isfinite(s):
+            raise ConfigError(f"σ must be a positive finite number, got {s}")
+    return out
+
+
+class TrainingSet:
+    """Descriptors, Jacobians and symmetries of the training geometries (float64)."""
+
+    def __init__(self, frames: Frames, perms: np.ndarray):
+        self.frames = frames
+        self.z = frames.z
+        self.n_atoms = len(frames.z)
+        self.a, self.b = pair_list(self.n_atoms)
+        self.X, self.C = descriptor_and_jacobian(frames.R, self.a, self.b, frames.lattice)
+        self.perms = perms
+        self.q = descriptor_perms(perms, self.a, self.b, self.n_atoms)
+        self.m = len(frames)
+        self.n = 3 * self.n_atoms * self.m
+        self.std = float(np.std(frames.F))
+        if self.std == 0:
+            raise DataError(f"{frames.source}: all training forces are zero")
+        self.y = frames.F.reshape(-1) / self.std
+        self.assembler = KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms)
+        self._kv = None
+
+    def matvec_fn(self, sigma: float, chunk: int = 256):
+        """K·v (n,) → (n,) through the prediction path (K never stored)."""
+        import jax
+
+        from .descriptor import vjp
+        from .predict import SQRT5
+
+        a, b, n_atoms, q = self.a, self.b, self.n_atoms, self.q
+        if self._kv is None:
+
+            def kv(xq, cq, xp, up, x2p, xup, sigma):
+                import jax.numpy as jnp
+
+                x2 = jnp.sum(xq * xq, axis=-1)
+                r = jnp.sqrt(jnp.maximum(x2[:, None] + x2p[None] - 2.0 * xq @ xp.T, 0.0))
+                du = xq @ up.T - xup[None]
+                w = (5.0 / (3.0 * sigma**4)) * jnp.exp(-SQRT5 * r / sigma)
+                c1 = 5.0 * w * du
+                c2 = w * (sigma**2 + SQRT5 * sigma * r)
+                g = xq * jnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
+                return -vjp(cq, g, a, b, n_atoms)
+
+            self._kv = jax.jit(kv)
+        kvj = self._kv
+        d = self.X.shape[1]
+        xp = self.X[:, q].reshape(-1, d)
+        x2p = np.sum(xp * xp, axis=1)
+        X, C, m = self.X, self.C, self.m
+        bs = min(chunk, m)
+        pad = (-m) % bs
+        Xpad = np.concatenate([X, X[:pad]]) if pad else X
+        Cpad = np.concatenate([C, C[:pad]]) if pad else C
+
+        def matvec(v):
+            u = jvp(C, v.reshape(m, n_atoms, 3), a, b)  # (M, D)
+            up = u[:, q].reshape(-1, d)
+            xup = np.sum(xp * up, axis=1)
+            out = np.empty((m + pad, n_atoms, 3))
+            with jax.enable_x64(True):
+                for s in range(0, m + pad, bs):
+                    out[s : s + bs] = np.asarray(
+                        kvj(Xpad[s : s + bs], Cpad[s : s + bs], xp, up, x2p, xup, float(sigma))
+                    )
+            return out[:m].reshape(-1)
+
+        return matvec
+
+
+def integration_constant(model: GDMLModel, frames: Frames) -> tuple[float, list[str]]:
+    """c = mean(E_ref − E_pred) on the training set (E_pred with c = 0) and label diagnostics."""
+    model.c = 0.0
+    e_pred, _ = model.predict(frames.R)
+    c = float(np.mean(frames.E - e_pred))
+    warnings = []
+    if len(frames) > 2 and np.std(e_pred) > 0 and np.std(frames.E) > 0:
+        f, _ = np.polyfit(e_pred, frames.E, 1)
+        corr = float(np.corrcoef(e_pred, frames.E)[0, 1])
+        if f < 0:
+            warnings.append(
+                "energies anti-correlate with the integrated forces: are the force labels gradients (−F)?"
+            )
+        if corr < 0.95:
+            warnings.append(
+                f"energy labels correlate poorly with the integrated forces (r = {corr:.3f}); "
+                "are energies and forces from the same calculation?"
+            )
+        if abs(f - 1) > 0.1:
+            warnings.append(
+                f"energy scale of integrated forces differs from the labels by a factor {f:.3f}: "
+                "check the energy/force units"
+            )
+    for w in warnings:
+        log.warning(w)
+    return c, warnings
+
+
+def _model_from_solution(ts: TrainingSet, a_sol: np.ndarray, sigma: float, lam: float) -> GDMLModel:
+    alphas = -a_sol.reshape(ts.m, ts.n_atoms, 3)
+    u = jvp(ts.C, alphas, ts.a, ts.b)
+    return GDMLModel(
+        z=ts.z,
+        R_desc=ts.X,
+        R_d_desc_alpha=u,
+        sigma=sigma,
+        std=ts.std,
+        c=0.0,
+        perms=ts.perms,
+        lam=lam,
+        alphas=alphas,
+        lattice=ts.frames.lattice,
+    )
+
+
+def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kbuf=None):
+    """Train for one σ. Returns (solution a, stats, kernel buffer for reuse)."""
+    stats: dict = {"sigma": sigma, "solver": solver}
+    if solver == "closed":
+        t0 = time.perf_counter()
+        kbuf = ts.assembler.full(sigma, out=kbuf, progress=cfg.progress)
+        stats["assembly_s"] = time.perf_counter() - t0
+        sol, st = solve_closed(kbuf, ts.y.copy(), cfg.lam)
+        stats.update(st)
+        return sol, stats, kbuf
+    matvec = ts.matvec_fn(sigma)
+    rows_fn = lambda cols: ts.assembler.rows(cols, sigma, progress=cfg.progress)
+    n3 = 3 * ts.n_atoms
+    n_pts = cfg.n_inducing or _default_inducing(ts, cfg)
+    n_cols = min(n_pts * n3, ts.n)
+    x0 = cols0 = None
+    ckpt_path = cfg.checkpoint
+    if cfg.resume and ckpt_path:
+        x0, cols0 = _load_checkpoint(ckpt_path, sigma, ts)
+
+    def save_ckpt(x, it, cols):
+        if ckpt_path:
+            from .model import _atomic_savez
+
+            _atomic_savez(
+                ckpt_path,
+                {
+                    "x": x,
+                    "iterations": it,
+                    "cols": cols,
+                    "sigma": sigma,
+                    "hash": ts.frames.content_hash(),
+                    "n": ts.n,
+                },
+            )
+
+    t0 = time.perf_counter()
+    res = solve_cg(
+        matvec,
+        rows_fn,
+        ts.y,
+        cfg.lam,
+        n_cols,
+        n3,
+        tol=cfg.cg_tol,
+        x0=x0,
+        cols0=cols0,
+        seed=cfg.seed,
+        checkpoint=save_ckpt if ckpt_path else None,
+        progress=cfg.progress,
+    )
+    stats.update(
+        {
+            "solve_s": time.perf_counter() - t0,
+            "solver_iters": res.iterations,
+            "solver_resid": res.residual,
+            "norm_y_train": res.norm_y,
+            "solver_tol": cfg.cg_tol,
+            "converged": bool(res.converged),
+            "n_inducing_cols": res.n_inducing_cols,
+            "restarts": res.restarts,
+            "inducing_pts_idxs": res.cols.tolist(),
+        }
+    )
+    if not res.converged:
+        log.warning(
+            "CG did not converge (relative residual %.2e); saving the current solution",
+            res.residual / res.norm_y,
+        )
+        save_ckpt(res.x, res.iterations, res.cols)
+    return res.x, stats, kbuf
+
+
+def _default_inducing(ts: TrainingSet, cfg: TrainConfig) -> int:
+    """Inducing training points for the preconditioner: 10 % of M (at least 10), capped so that the
+    n×m column block stays within a quarter of the memory budget."""
+    budget = (cfg.max_memory_gb or default_max_memory_gb()) * GiB / 4
+    n3 = 3 * ts.n_atoms
+    cap = max(1, int(budget / (3 * 8 * ts.n * n3)))
+    return int(min(ts.m, cap, max(10, math.ceil(0.1 * ts.m))))
+
+
+def _load_checkpoint(path, sigma, ts):
+    import os
+
+    if not os.path.exists(path):
+        return None, None
+    with np.load(path) as f:
+        if float(f["sigma"]) != sigma or str(f["hash"]) != ts.frames.content_hash() or int(f["n"]) != ts.n:
+            raise ConfigError(f"checkpoint {path} belongs to a different training task (σ, data or size)")
+        log.info("resuming CG from %s (%d iterations done)", path, int(f["iterations"]))
+        return np.array(f["x"]), np.array(f["cols"])
+
+
+# ------------------------------------------------------------------------------ entry point
+def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tuple[GDMLModel, TrainReport]:
+    """Train an (s)GDML model on ``frames`` (eV, Å); returns the best model over ``cfg.sigmas`` by
+    validation force RMSE, and a report (σ scan, timings, solver statistics).
+
+    ``valid``: optional separate validation dataset (otherwise drawn from ``frames``).
+    """
+    report = TrainReport()
+    t_all = time.perf_counter()
+    sigmas = check_sigmas(cfg.sigmas)
+    if len(frames) == 0:
+        raise DataError(f"{frames.source}: the dataset is empty")
+    check_frames(frames, use_E=cfg.use_E)
+    if cfg.idx_train is not None:
+        idx_train = np.asarray(cfg.idx_train, dtype=np.int64)
+        idx_valid = np.asarray(cfg.idx_valid if cfg.idx_valid is not None else [], dtype=np.int64)
+        if idx_train.max(initial=-1) >= len(frames) or idx_train.min(initial=0) < 0:
+            raise ConfigError(f"training indices out of range for {len(frames)} structures")
+    else:
+        n_valid_here = 0 if valid is not None else cfg.n_valid
+        idx_train, idx_valid = split_indices(len(frames), cfg.n_train, n_valid_here, cfg.seed)
+    if valid is None:
+        valid_frames = frames.subset(idx_valid) if len(idx_valid) else None
+    else:
+        if np.any(valid.z != frames.z):
+            raise DataError(f"{valid.source}: validation atoms differ from the training atoms")
+        check_frames(valid, use_E=cfg.use_E)
+        if cfg.idx_valid is not None:
+            idx_valid = np.asarray(cfg.idx_valid)
+        else:
+            if cfg.n_valid > len(valid):
+                raise ConfigError(f"n-valid ({cfg.n_valid}) exceeds the {len(valid)} validation structures")
+            idx_valid = np.sort(np.random.default_rng(cfg.seed + 1).permutation(len(valid))[: cfg.n_valid])
+        valid_frames = valid.subset(idx_valid) if len(idx_valid) else None
+    train_frames = frames.subset(idx_train)
+    use_E = cfg.use_E and frames.E is not None
+
+    # symmetries
+    t0 = time.perf_counter()
+    n_atoms = len(frames.z)
+    if cfg.perms is not None:
+        perms = sort_group(np.asarray(cfg.perms))
+        check_group(perms, frames.z)
+    elif cfg.use_sym:
+        perms = find_perms(
+            train_frames.R,
+            frames.z,
+            max_geometries=cfg.sym_max_geometries,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+    else:
+        perms = identity(n_atoms)
+    report.timings["symmetry_s"] = time.perf_counter() - t0
+    log.info("%d permutation(s)", len(perms))
+
+    ts = TrainingSet(train_frames, perms)
+    max_mem = cfg.max_memory_gb if cfg.max_memory_gb is not None else default_max_memory_gb()
+    solver = check_memory(ts.n, max_mem, cfg.solver)
+    log.info("solver: %s (closed form would need %.2f GiB)", solver, closed_form_bytes(ts.n) / GiB)
+
+    best = None
+    kbuf = None
+    for sigma in sigmas:
+        t0 = time.perf_counter()
+        sol, stats, kbuf = solve_sigma(ts, sigma, solver, cfg, kbuf)
+        model = _model_from_solution(ts, sol, sigma, cfg.lam)
+        stats["train_s"] = time.perf_counter() - t0
+        entry = {"sigma": sigma, **{k: v for k, v in stats.items() if k != "inducing_pts_idxs"}}
+        if valid_frames is not None and len(sigmas) > 1:
+            if use_E:
+                model.c, _ = integration_constant(model, train_frames)
+            err = evaluate(model, valid_frames)
+            entry["valid"] = err
+            score = err["f_rmse_eV"]
+        else:
+            score = 0.0
+        report.sigma_scan.append(entry)
+        if best is None or score < best[0]:
+            best = (score, model, stats)
+    del kbuf
+    _, model, stats = best
+    if len(sigmas) > 1:
+        best_sigma = model.sigma
+        if best_sigma in (min(sigmas), max(sigmas)):
+            log.warning(
+                "the best σ = %g is on the boundary of the grid %s; consider extending it", best_sigma, sigmas
+            )
+    label_warnings: list[str] = []
+    if use_E:
+        model.c, label_warnings = integration_constant(model, train_frames)
+    report.solver_stats = stats
+    report.timings["total_s"] = time.perf_counter() - t_all
+    info = {
+        "dataset_name": frames.name,
+        "dataset_theory": frames.theory,
+        "dataset_source": frames.source,
+        "dataset_hash": frames.content_hash(),
+        "idxs_train": idx_train.tolist(),
+        "idxs_valid": np.asarray(idx_valid).tolist(),
+        "valid_source": None if valid is None else valid.source,
+        "sigma": model.sigma,
+        "lam": cfg.lam,
+        "seed": cfg.seed,
+        "use_E": use_E,
+        "n_perms": int(len(perms)),
+        "solver": stats["solver"],
+        "label_warnings": label_warnings,
+        "sigma_scan": report.sigma_scan,
+        "timings": report.timings,
+        **{
+            k: v
+            for k, v in stats.items()
+            if k
+            in (
+                "solver_iters",
+                "solver_resid",
+                "norm_y_train",
+                "solver_tol",
+                "converged",
+                "n_inducing_cols",
+                "inducing_pts_idxs",
+                "diag_shift",
+                "restarts",
+            )
+        },
+    }
+    if valid_frames is not None:
+        err = evaluate(model, valid_frames)
+        info["valid_errors"] = err
+        info["valid_f_err"] = {"mae": err["f_mae_eV"], "rmse": err["f_rmse_eV"]}
+        if "e_mae_eV" in err:
+            info["valid_e_err"] = {"mae": err["e_mae_eV"], "rmse": err["e_rmse_eV"]}
+    model.info = info
+    return model, report
