@@ -1,0 +1,275 @@
+"""SO3LR as a :class:`biomlff.potential.Potential` (spec §1): SO3krates + ZBL + electrostatics +
+dispersion, on sparse padded pair lists.
+
+Pair lists: ``"sr"`` both directions within 4.5 Å (SO3krates and ZBL) and ``"lr"`` each unordered pair
+once within the long-range cutoff (electrostatics and dispersion; all pairs when the cutoff is
+None, free space only). Units: positions Å, cell rows Å (orthorhombic, minimum image), energies eV,
+charges e, dipole e·Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..potential import NeighborSpec, Potential
+from . import network, physics
+
+#: elements SO3LR was trained on (H, C, N, O, F, P, S, Cl)
+TRAINED_ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17)
+TERMS = ("so3krates", "zbl", "electrostatics", "dispersion")
+
+
+def check_elements(atomic_numbers) -> np.ndarray:
+    """Atomic numbers as int array; ModelError naming the elements SO3LR was not trained on."""
+    from ase.data import chemical_symbols
+
+    z = np.asarray(atomic_numbers)
+    if z.ndim != 1 or z.size == 0:
+        raise ModelError(f"atomic_numbers must be a non-empty 1-D array, got shape {z.shape}")
+    if not np.issubdtype(z.dtype, np.integer):
+        if np.any(z != np.round(z)):
+            raise ModelError("atomic_numbers must be integers")
+        z = z.astype(np.int64)
+    bad = sorted(set(int(v) for v in z) - set(TRAINED_ELEMENTS))
+    if bad:
+        names = ", ".join(f"{chemical_symbols[b] if 0 < b < len(chemical_symbols) else '?'} (Z={b})" for b in bad)
+        raise ModelError(f"SO3LR was trained on H, C, N, O, F, P, S, Cl only; unsupported element(s): {names}")
+    return z.astype(np.int32)
+
+
+def check_cell(cell, lr_cutoff: float | None) -> np.ndarray | None:
+    """Validate a cell for SO3LR: None (free space) or orthorhombic with every edge ≥ 2 × lr cutoff
+    (and ≥ 2 × 4.5 Å). Returns the (3,) box edges in Å or None."""
+    from ..neighbors import orthorhombic_box
+
+    if cell is None:
+        return None
+    box = orthorhombic_box(cell)
+    if lr_cutoff is None:
+        raise ModelError("lr_cutoff=None (all pairs) is only defined in free space; "
+                         "use a finite lr cutoff (e.g. 12 Å) for periodic systems")
+    need = 2.0 * max(float(lr_cutoff), physics.SR_CUTOFF)
+    if np.any(box < need):
+        raise ModelError(f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × lr cutoff = {need} Å "
+                         "(minimum-image convention); use a larger box or a smaller lr_cutoff")
+    return box
+
+
+@dataclass(frozen=True)
+class SO3LRConfig:
+    """Static settings of an SO3LR energy function (hashable: equal configs share compiled code)."""
+
+    lr_cutoff: float | None = 12.0
+    dispersion_damping: float | None = 2.0
+    precision: str = "float32"
+
+    @property
+    def dtype(self):
+        return np.float64 if self.precision == "float64" else np.float32
+
+
+def _displacements(positions, i, j, cell):
+    """r_ij = R_j − R_i (Å), minimum image through fractional coordinates when a cell is given."""
+    import jax.numpy as jnp
+
+    d = positions[j] - positions[i]
+    if cell is not None:
+        s = d @ jnp.linalg.inv(cell)
+        d = (s - jnp.round(s)) @ cell
+    return d
+
+
+def _pair_geometry(positions, pairs, cell):
+    """Distances (Å) and unit vectors of a padded pair list; padded pairs get r = 1 (finite) and
+    are reported through the returned mask."""
+    import jax.numpy as jnp
+
+    d = _displacements(positions, pairs.i, pairs.j, cell)
+    mask = pairs.mask
+    r2 = jnp.sum(d * d, axis=-1)
+    r2 = jnp.where(mask, r2, 1.0)
+    r = jnp.sqrt(r2)
+    return d, r, mask
+
+
+def so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell,
+                config: SO3LRConfig) -> dict:
+    """All per-atom quantities of SO3LR for one structure.
+
+    Args: params (nested dict, float32 leaves), species (N,) int, charge and spin () floats (total
+    charge in e, multiplicity − 1), frag_ids (N,) fragment index per atom and frag_charges (F,) in e
+    (charge conservation per fragment), positions (N, 3) Å, pairs {"sr", "lr"}, cell (3, 3) Å or None.
+
+    Returns a dict of per-atom arrays: ``so3krates``, ``zbl``, ``electrostatics``, ``dispersion``
+    (eV), ``charges`` (e), ``hirshfeld_ratios``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    dtype = config.dtype
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise ModelError("precision='float64' needs 64-bit JAX: evaluate inside `with jax.enable_x64(True):` "
+                         "or set jax.config.update('jax_enable_x64', True) (the SO3LR calculator does this itself)")
+    params = jax.tree_util.tree_map(jnp.asarray, params)  # NumPy leaves when the Partial is closed over
+    frag_ids = jnp.asarray(frag_ids, jnp.int32)
+    frag_charges = jnp.asarray(frag_charges)
+    positions = jnp.asarray(positions, dtype)
+    cell = None if cell is None else jnp.asarray(cell, dtype)
+    n = positions.shape[0]
+    species = jnp.asarray(species, jnp.int32)
+    graph_ids = jnp.zeros((n,), jnp.int32)
+
+    # ---- short range: SO3krates + ZBL
+    sr = pairs["sr"]
+    d, r, mask = _pair_geometry(positions, sr, cell)
+    unit = d / r[:, None]
+    phi = jnp.where(mask, physics.physnet_cutoff(r), 0.0)
+    geom = {"i": sr.i, "j": sr.j, "n": n, "rbf": network.bernstein_basis(r, dtype),
+            "ylm": network.spherical_harmonics(unit), "phi": phi}
+    x = network.features(params, species, jnp.reshape(jnp.asarray(charge, dtype), (1,)),
+                         jnp.reshape(jnp.asarray(spin, dtype), (1,)), graph_ids, 1, geom, dtype)
+    e_nn = network.atomic_energy(params, x, species, dtype)
+    zbl_pair = physics.zbl_pair_energy(r, species[sr.i], species[sr.j],
+                                       params["observables_0"]["zbl_repulsion"], dtype)
+    zbl_pair = jnp.where(mask & (r < physics.SR_CUTOFF), zbl_pair, 0.0)
+    e_zbl = jax.ops.segment_sum(zbl_pair, sr.i, num_segments=n)
+
+    # ---- partial charges (charge conserved per fragment) and Hirshfeld ratios
+    q_raw = network.raw_partial_charges(params, x, species, dtype)
+    n_frag = frag_charges.shape[0]
+    q_sum = jax.ops.segment_sum(q_raw, frag_ids, num_segments=n_frag)
+    n_in = jax.ops.segment_sum(jnp.ones_like(q_raw), frag_ids, num_segments=n_frag)
+    q = q_raw + ((jnp.asarray(frag_charges, dtype) - q_sum) / n_in)[frag_ids]
+    h = network.hirshfeld_ratios(params, x, species, dtype)
+
+    # ---- long range: electrostatics + dispersion, each unordered pair once, split ½/½ per atom
+    lr = pairs["lr"]
+    _, r_lr, mask_lr = _pair_geometry(positions, lr, cell)
+    e_el = physics.electrostatic_pair_energy(r_lr, q[lr.i], q[lr.j], config.lr_cutoff)
+    alpha0, c60 = physics.free_atom_table()
+    alpha = jnp.asarray(alpha0, dtype)[species] * h
+    c6 = jnp.asarray(c60, dtype)[species] * h * h
+    e_disp = physics.dispersion_pair_energy(r_lr, alpha[lr.i], alpha[lr.j], c6[lr.i], c6[lr.j], config.lr_cutoff,
+                                            config.dispersion_damping)
+    e_el = jnp.where(mask_lr, e_el, 0.0)
+    e_disp = jnp.where(mask_lr, e_disp, 0.0)
+
+    def per_atom(e):
+        half = 0.5 * e
+        return (jax.ops.segment_sum(half, lr.i, num_segments=n) + jax.ops.segment_sum(half, lr.j, num_segments=n))
+
+    return {"so3krates": e_nn, "zbl": e_zbl, "electrostatics": per_atom(e_el), "dispersion": per_atom(e_disp),
+            "charges": q, "hirshfeld_ratios": h}
+
+
+class _EnergyFunction:
+    """Static part of the SO3LR energy function (hashable by config, so equal settings share
+    compiled programs); the arrays travel as leaves of a :class:`jax.tree_util.Partial`."""
+
+    def __init__(self, config: SO3LRConfig, outputs: bool = False):
+        self.config = config
+        self.outputs = outputs
+
+    def __eq__(self, other):
+        return type(other) is type(self) and (other.config, other.outputs) == (self.config, self.outputs)
+
+    def __hash__(self):
+        return hash((type(self).__name__, self.config, self.outputs))
+
+    def __call__(self, params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell=None):
+        import jax.numpy as jnp
+
+        t = so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell,
+                        self.config)
+        if not self.outputs:
+            return sum(jnp.sum(t[k]) for k in TERMS)
+        energies = sum(t[k] for k in TERMS)
+        pos = jnp.asarray(positions, energies.dtype)
+        return {
+            "energy": jnp.sum(energies),
+            "energies": energies,
+            "energy_terms": {k: jnp.sum(t[k]) for k in TERMS},
+            "charges": t["charges"],
+            "dipole": jnp.sum(t["charges"][:, None] * pos, axis=0),
+            "hirshfeld_ratios": t["hirshfeld_ratios"],
+        }
+
+
+def _fragment_arrays(fragments, n: int, charge: float):
+    """Per-atom fragment ids (N,) and per-fragment charges (F,) from ``fragments`` (see so3lr_potential)."""
+    if fragments is None:
+        return np.zeros(n, np.int32), np.array([charge], dtype=np.float64)
+    try:
+        ids, fcharges = fragments
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("fragments must be a pair (per-atom fragment ids, per-fragment charges)") from exc
+    ids = np.asarray(ids)
+    fcharges = np.atleast_1d(np.asarray(fcharges, dtype=np.float64))
+    if ids.shape != (n,):
+        raise ConfigError(f"fragment ids must have one entry per atom ({n}), got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(fcharges):
+        raise ConfigError(f"fragment ids must be integers in 0..{len(fcharges) - 1}")
+    if np.any(np.bincount(ids, minlength=len(fcharges)) == 0):
+        raise ConfigError("every fragment must contain at least one atom")
+    if abs(fcharges.sum() - charge) > 1e-8:
+        raise ConfigError(f"fragment charges {fcharges.tolist()} do not add up to the total charge {charge}")
+    return ids.astype(np.int32), fcharges
+
+
+def so3lr_potential(atomic_numbers, *, charge: float = 0.0, multiplicity: int = 1, lr_cutoff: float | None = 12.0,
+                    dispersion_damping: float | None = 2.0, precision: str = "float32", params=None,
+                    fragments=None) -> Potential:
+    """SO3LR bound to one system.
+
+    Args:
+        atomic_numbers: (N,) elements among H, C, N, O, F, P, S, Cl.
+        charge: total charge in e. multiplicity: 2S+1 (the model was trained on singlets only).
+        lr_cutoff: long-range cutoff in Å (12 Å default, for periodic systems), or None for all pairs
+            (gas phase, training setting). dispersion_damping: width (Å) of the dispersion switch
+            before the cutoff (ignored when lr_cutoff is None).
+        precision: "float32" or "float64" (float64 needs 64-bit JAX, e.g. ``with jax.enable_x64(True)``;
+            the calculator handles this).
+        params: parameter tree (default: :func:`biomlff.so3lr.load_params`).
+        fragments: optional (per-atom fragment ids (N,), per-fragment charges (F,) in e); partial charges
+            are then conserved per fragment (dimer binding energies). Charges must add up to ``charge``.
+
+    Returns a Potential with ``energy_fn(positions Å, pairs, cell Å | None) -> eV`` (a
+    :class:`jax.tree_util.Partial` whose leaves are the weights and system arrays), neighbours
+    ``{"sr": NeighborSpec(4.5, half=False), "lr": NeighborSpec(lr_cutoff, half=True)}`` and an
+    ``outputs_fn`` giving ``energy``, ``energies`` (per atom, eV), ``energy_terms`` (so3krates, zbl,
+    electrostatics, dispersion; eV), ``charges`` (e), ``dipole`` (Σ q_i R_i, e·Å) and
+    ``hirshfeld_ratios``.
+    """
+    import jax
+
+    from ..calculators.base import check_precision  # light module, no cycle: it imports no pillar
+    from .weights import load_params
+
+    check_precision(precision)
+    z = check_elements(atomic_numbers)
+    if lr_cutoff is not None:
+        lr_cutoff = float(lr_cutoff)
+        if lr_cutoff <= 0:
+            raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
+        if dispersion_damping is None or not (0 < float(dispersion_damping) < lr_cutoff):
+            raise ConfigError(f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}")
+        dispersion_damping = float(dispersion_damping)
+    else:
+        dispersion_damping = None
+    if int(multiplicity) < 1:
+        raise ConfigError(f"multiplicity must be ≥ 1, got {multiplicity}")
+    if params is None:
+        params = load_params()
+    config = SO3LRConfig(lr_cutoff=lr_cutoff, dispersion_damping=dispersion_damping, precision=precision)
+    ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
+    leaves = (params, np.asarray(z, np.int32), np.float64(charge), np.float64(int(multiplicity) - 1), ids, fcharges)
+    energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
+    outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
+    neighbors = {"sr": NeighborSpec(physics.SR_CUTOFF, half=False), "lr": NeighborSpec(lr_cutoff, half=True)}
+    info = {"charge": float(charge), "multiplicity": int(multiplicity), "lr_cutoff": lr_cutoff,
+            "dispersion_damping": dispersion_damping, "precision": precision}
+    return Potential(energy_fn=energy_fn, neighbors=neighbors, atomic_numbers=z, outputs_fn=outputs_fn,
+                     name="so3lr", info=info)

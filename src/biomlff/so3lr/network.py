@@ -1,0 +1,255 @@
+"""The SO3krates network of SO3LR as pure JAX functions of the parameter tree (spec §1.3–1.6).
+
+``params`` is the nested dict of the checkpoint without its top-level ``"params"`` key (131 float32
+leaves, see :mod:`biomlff.so3lr.weights`). Everything works on sparse, padded pair lists: per-pair
+arrays of length P and ``jax.ops.segment_sum`` over the receiving atom ``i`` (pair vector
+r_ij = R_j − R_i). Weights are cast to the compute dtype inside; operations that involve parameters
+only (ZBL constants, the charge-embedding query·key) are kept in the parameters' own dtype as the
+reference implementation does, so that float64 runs reproduce it to the last digits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: message normalisation of the checkpoint (dataset average number of neighbours within 4.5 Å)
+AVG_NUM_NEIGHBORS = 13.168995780096482
+#: Bernstein γ (1/Å) — stored as float32 in the reference even in float64 runs
+BERNSTEIN_GAMMA = float(np.float32(0.9448630629184640))
+NUM_RBF = 32
+NUM_FEATURES = 128
+NUM_HEADS = 4
+HEAD_DIM = 32
+DEGREES = (1, 2, 3, 4)
+#: number of m components per degree and the per-component degree index
+DEGREE_SIZES = tuple(2 * l + 1 for l in DEGREES)
+DEGREE_INDEX = np.repeat(np.arange(len(DEGREES)), DEGREE_SIZES)
+#: Clebsch–Gordan coupling of two degree-l vectors to l = 0: 1/√(2l+1)
+CG_L0 = np.array([1.0 / math.sqrt(2 * l + 1) for l in DEGREES])
+LAYERNORM_EPS = 1e-6
+NUM_LAYERS = 3
+HIRSHFELD_DIM = 64
+
+
+def silu(x):
+    import jax
+
+    return jax.nn.silu(x)
+
+
+def dense(p, x, dtype):
+    """Flax Dense: x·K + b (b optional)."""
+    y = x @ p["kernel"].astype(dtype)
+    if "bias" in p:
+        y = y + p["bias"].astype(dtype)
+    return y
+
+
+def layer_norm(p, x, dtype):
+    """Flax LayerNorm over the last axis: ε = 1e-6, var = E[x²] − E[x]² (clipped at 0)."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    mean2 = jnp.mean(x * x, axis=-1, keepdims=True)
+    var = jnp.maximum(0.0, mean2 - mean * mean)
+    mul = lax.rsqrt(var + LAYERNORM_EPS) * p["scale"].astype(dtype)
+    return (x - mean) * mul + p["bias"].astype(dtype)
+
+
+def spherical_harmonics(u):
+    """Real orthonormal spherical harmonics Y_lm(û) for l = 1..4, m = −l..l, shape (P, 24).
+
+    ``u`` (P, 3) are unit vectors. Only the normalisation (∫Y² dΩ = 1) matters for the model, since
+    the equivariant features enter the energy only through per-degree squared norms."""
+    import jax.numpy as jnp
+
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    x2, y2, z2 = x * x, y * y, z * z
+    pi = math.pi
+    c1 = math.sqrt(3.0 / (4 * pi))
+    y1 = [c1 * y, c1 * z, c1 * x]
+    c2a = 0.5 * math.sqrt(15.0 / pi)
+    y2_ = [c2a * x * y, c2a * y * z, 0.25 * math.sqrt(5.0 / pi) * (3 * z2 - 1.0), c2a * x * z,
+           0.25 * math.sqrt(15.0 / pi) * (x2 - y2)]
+    y3 = [
+        0.25 * math.sqrt(35.0 / (2 * pi)) * y * (3 * x2 - y2),
+        0.5 * math.sqrt(105.0 / pi) * x * y * z,
+        0.25 * math.sqrt(21.0 / (2 * pi)) * y * (5 * z2 - 1.0),
+        0.25 * math.sqrt(7.0 / pi) * z * (5 * z2 - 3.0),
+        0.25 * math.sqrt(21.0 / (2 * pi)) * x * (5 * z2 - 1.0),
+        0.25 * math.sqrt(105.0 / pi) * z * (x2 - y2),
+        0.25 * math.sqrt(35.0 / (2 * pi)) * x * (x2 - 3 * y2),
+    ]
+    y4 = [
+        0.75 * math.sqrt(35.0 / pi) * x * y * (x2 - y2),
+        0.75 * math.sqrt(35.0 / (2 * pi)) * y * z * (3 * x2 - y2),
+        0.75 * math.sqrt(5.0 / pi) * x * y * (7 * z2 - 1.0),
+        0.75 * math.sqrt(5.0 / (2 * pi)) * y * z * (7 * z2 - 3.0),
+        (3.0 / 16.0) * math.sqrt(1.0 / pi) * (35 * z2 * z2 - 30 * z2 + 3.0),
+        0.75 * math.sqrt(5.0 / (2 * pi)) * x * z * (7 * z2 - 3.0),
+        (3.0 / 8.0) * math.sqrt(5.0 / pi) * (x2 - y2) * (7 * z2 - 1.0),
+        0.75 * math.sqrt(35.0 / (2 * pi)) * x * z * (x2 - 3 * y2),
+        (3.0 / 16.0) * math.sqrt(35.0 / pi) * (x2 * (x2 - 3 * y2) - y2 * (3 * x2 - y2)),
+    ]
+    return jnp.stack(y1 + y2_ + y3 + y4, axis=-1)
+
+
+def contract_l0(ev):
+    """Per-degree invariants C(v)_l = Σ_m v_lm² / √(2l+1): (..., 24) → (..., 4)."""
+    import jax.numpy as jnp
+
+    sq = ev * ev
+    out = []
+    start = 0
+    for size, cg in zip(DEGREE_SIZES, CG_L0, strict=True):
+        out.append(jnp.sum(sq[..., start:start + size], axis=-1) * cg)
+        start += size
+    return jnp.stack(out, axis=-1)
+
+
+def repeat_degrees(v):
+    """(..., 4) per-degree values repeated over their 2l+1 components: → (..., 24)."""
+    return v[..., DEGREE_INDEX]
+
+
+def bernstein_basis(r, dtype):
+    """Exponential Bernstein basis B_k(r), k = 0..31, shape (P, 32) (no cutoff factor).
+
+    x = exp(−γ r); B_k = exp(ln C(31,k) + k ln x + (31−k) ln(1−x)). ``r`` must be > 0."""
+    import jax.numpy as jnp
+
+    k = np.arange(NUM_RBF, dtype=np.float64)
+    n = NUM_RBF - 1
+    log_binom = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(NUM_RBF)])
+    x = jnp.exp(-BERNSTEIN_GAMMA * r)[:, None]
+    lx = jnp.log(x)
+    l1x = jnp.log(1.0 - x)
+    return jnp.exp(log_binom.astype(dtype) + k.astype(dtype) * lx + (n - k).astype(dtype) * l1x)
+
+
+def charge_spin_embedding(p, species, psi, graph_ids, n_graphs: int, dtype):
+    """SpookyNet-style charge (ψ = Q) or spin (ψ = S) embedding e_i (N, 128); exactly 0 for ψ = 0.
+
+    ``psi``: (n_graphs,) values per graph; ``graph_ids``: (N,) graph index of every atom."""
+    import jax
+    import jax.numpy as jnp
+
+    wq = p["Embed_0"]["embedding"]
+    wk = p["Embed_1"]["embedding"]
+    wv = p["Embed_2"]["embedding"]
+    psi_atom = psi[graph_ids]
+    idx = jnp.where(psi_atom >= 0, 0, 1)
+    q = wq[species]
+    k = wk[idx]
+    # parameter-only product, kept in the parameter dtype like the reference
+    y = jax.nn.softplus(jnp.sum(q * k, axis=-1) / jnp.sqrt(jnp.asarray(NUM_FEATURES, q.dtype))).astype(dtype)
+    denom = jax.ops.segment_sum(y, graph_ids, num_segments=n_graphs)
+    a = psi_atom.astype(dtype) * y / denom[graph_ids]
+    av = a[:, None] * wv[idx].astype(dtype)
+    res = p["Residual_0"]
+    h = silu(av) @ res["layers_0"]["kernel"].astype(dtype)
+    h = silu(h) @ res["layers_1"]["kernel"].astype(dtype)
+    return av + h
+
+
+def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype):
+    """Initial invariant features x⁰ = (E_Z + e^Q + e^S)/√3, shape (N, 128)."""
+    e_z = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
+    e_q = charge_spin_embedding(params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge,
+                                graph_ids, n_graphs, dtype)
+    e_s = charge_spin_embedding(params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin,
+                                graph_ids, n_graphs, dtype)
+    return (e_z + e_q + e_s) / math.sqrt(3.0)
+
+
+def _filter(ab, which: int, rbf, inv, dtype):
+    """Attention filter w_which = D2(silu(D1(rbf))) + S2(silu(S1(C(ev_j − ev_i)))), shape (P, 128)."""
+    radial = dense(ab[f"radial_filter{which}_layer_2"], silu(dense(ab[f"radial_filter{which}_layer_1"], rbf, dtype)),
+                   dtype)
+    sph = dense(ab[f"spherical_filter{which}_layer_2"],
+                silu(dense(ab[f"spherical_filter{which}_layer_1"], inv, dtype)), dtype)
+    return radial + sph
+
+
+def _heads(w, x, dtype):
+    """Apply per-head (4, 32, 32) matrices: out[n, h, a] = Σ_b W[h, a, b] x[n, h, b]."""
+    import jax.numpy as jnp
+
+    return jnp.einsum("hab,nhb->nha", w.astype(dtype), x.reshape(x.shape[0], NUM_HEADS, HEAD_DIM))
+
+
+def so3krates_layer(p, x, ev, geom, dtype):
+    """One SO3krates layer (spec §1.5): attention → add → LN1 → residual MLP → exchange → LN2.
+
+    geom: dict with per-pair ``i``, ``j`` (P,), ``rbf`` (P, 32), ``ylm`` (P, 24), ``phi`` (P,) (cutoff
+    times mask, i.e. 0 for padded pairs) and ``n`` (number of atoms)."""
+    import jax
+
+    i, j, n = geom["i"], geom["j"], geom["n"]
+    ab = p["attention_block"]
+    inv = contract_l0(ev[j] - ev[i])
+    w1 = _filter(ab, 1, geom["rbf"], inv, dtype).reshape(-1, NUM_HEADS, HEAD_DIM)
+    w2 = _filter(ab, 2, geom["rbf"], inv, dtype).reshape(-1, NUM_HEADS, HEAD_DIM)
+    scale = geom["phi"][:, None] / AVG_NUM_NEIGHBORS
+    # invariant attention over 4 heads
+    q1 = _heads(ab["Wq1"], x, dtype)
+    k1 = _heads(ab["Wk1"], x, dtype)
+    v1 = _heads(ab["Wv1"], x, dtype)
+    alpha = (q1[i] * w1 * k1[j]).sum(-1) * scale  # (P, 4)
+    dx = jax.ops.segment_sum(alpha[:, :, None] * v1[j], i, num_segments=n).reshape(n, NUM_FEATURES)
+    # equivariant attention over 4 degree heads (block l−1 of x ↔ degree l)
+    q2 = _heads(ab["Wq2"], x, dtype)
+    k2 = _heads(ab["Wk2"], x, dtype)
+    beta = (q2[i] * w2 * k2[j]).sum(-1) * scale  # (P, 4)
+    dev = jax.ops.segment_sum(repeat_degrees(beta) * geom["ylm"], i, num_segments=n)
+    x = x + dx
+    ev = ev + dev
+    x = layer_norm(p["layer_normalization_1"], x, dtype)
+    x = x + dense(p["res_mlp_1_layer_2"], silu(dense(p["res_mlp_1_layer_1"], silu(x), dtype)), dtype)
+    import jax.numpy as jnp
+
+    y = dense(p["exchange_block"]["mlp_layer_2"], jnp.concatenate([x, contract_l0(ev)], axis=-1), dtype)
+    x = x + y[:, :NUM_FEATURES]
+    ev = ev + repeat_degrees(y[:, NUM_FEATURES:]) * ev
+    x = layer_norm(p["layer_normalization_2"], x, dtype)
+    return x, ev
+
+
+def atomic_energy(params, x, species, dtype):
+    """SO3krates atomic energies ε_i (eV), shape (N,)."""
+    o = params["observables_0"]
+    h = dense(o["energy_dense_final"], silu(dense(o["energy_dense_regression"], x, dtype)), dtype)[:, 0]
+    return o["atomic_scales"][species].astype(dtype) * h + o["energy_offset"][species].astype(dtype)
+
+
+def raw_partial_charges(params, x, species, dtype):
+    """Uncorrected partial charges q̃_i (e), shape (N,)."""
+    p = params["observables_0"]["electrostatic_energy"]["partial_charges"]
+    h = dense(p["charge_dense_final_vec"], silu(dense(p["charge_dense_regression_vec"], x, dtype)), dtype)[:, 0]
+    return p["Embed_0"]["embedding"][species, 0].astype(dtype) + h
+
+
+def hirshfeld_ratios(params, x, species, dtype):
+    """Hirshfeld volume ratios h_i = |v0[Z] + Σ_f u[Z,f] k_f(x) / 8| (dimensionless), shape (N,)."""
+    import jax.numpy as jnp
+
+    p = params["observables_2"]
+    k = dense(p["hirshfeld_ratios_dense_final"], silu(dense(p["hirshfeld_ratios_dense_regression"], x, dtype)),
+              dtype)
+    u = p["Embed_1"]["embedding"][species].astype(dtype)
+    v0 = p["Embed_0"]["embedding"][species, 0].astype(dtype)
+    return jnp.abs(v0 + (u * k).sum(-1) / math.sqrt(HIRSHFELD_DIM))
+
+
+def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype):
+    """Final invariant features x (N, 128) after embedding and the three layers."""
+    import jax.numpy as jnp
+
+    x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype)
+    ev = jnp.zeros((x.shape[0], sum(DEGREE_SIZES)), dtype=dtype)
+    for layer in range(NUM_LAYERS):
+        x, ev = so3krates_layer(params[f"layers_{layer}"], x, ev, geom, dtype)
+    return x
