@@ -68,8 +68,10 @@ def cell_of(atoms) -> np.ndarray | None:
     if not pbc.any():
         return None
     if not pbc.all():
-        raise ModelError(f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
-                         "use pbc=True in all directions or pbc=False")
+        raise ModelError(
+            f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
+            "use pbc=True in all directions or pbc=False"
+        )
     cell = np.asarray(atoms.cell.array, dtype=float)
     if abs(np.linalg.det(cell)) < 1e-12:
         raise ModelError("atoms are periodic (pbc=True) but the cell is empty or degenerate")
@@ -97,8 +99,14 @@ class PotentialCalculator(Calculator):
     #: output keys of outputs_fn that are renamed when stored in ``results``
     output_names: dict = {}
 
-    def __init__(self, potential: Potential | None = None, *, precision: str = "float32",
-                 capacity_margin: float = 1.25, **kwargs):
+    def __init__(
+        self,
+        potential: Potential | None = None,
+        *,
+        precision: str = "float32",
+        capacity_margin: float = 1.25,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.precision = check_precision(precision)
         if capacity_margin < 1.0:
@@ -121,13 +129,15 @@ class PotentialCalculator(Calculator):
         """Build the Potential for ``atoms`` (default: the fixed potential given at construction)."""
         pot = self._fixed_potential
         if pot is None:
-            raise ConfigError("PotentialCalculator needs a potential "
-                              "(or a subclass overriding make_potential)")
+            raise ConfigError(
+                "PotentialCalculator needs a potential (or a subclass overriding make_potential)"
+            )
         z = np.asarray(pot.atomic_numbers)
         if z.shape != atoms.numbers.shape or np.any(z != atoms.numbers):
             raise ModelError(
                 f"the potential was built for atomic numbers {z.tolist()[:10]}... (N={len(z)}) but the "
-                f"atoms have {atoms.numbers.tolist()[:10]}... (N={len(atoms)})")
+                f"atoms have {atoms.numbers.tolist()[:10]}... (N={len(atoms)})"
+            )
         return pot
 
     # ---- ASE plumbing ------------------------------------------------------------------------

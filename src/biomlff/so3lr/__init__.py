@@ -7,5 +7,14 @@
 from .model import TRAINED_ELEMENTS, SO3LRConfig, check_cell, check_elements, so3lr_potential, so3lr_terms
 from .weights import WeightsError, cache_dir, load_params
 
-__all__ = ["so3lr_potential", "so3lr_terms", "load_params", "cache_dir", "check_cell", "check_elements",
-           "SO3LRConfig", "TRAINED_ELEMENTS", "WeightsError"]
+__all__ = [
+    "so3lr_potential",
+    "so3lr_terms",
+    "load_params",
+    "cache_dir",
+    "check_cell",
+    "check_elements",
+    "SO3LRConfig",
+    "TRAINED_ELEMENTS",
+    "WeightsError",
+]

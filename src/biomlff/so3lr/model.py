@@ -35,8 +35,12 @@ def check_elements(atomic_numbers) -> np.ndarray:
         z = z.astype(np.int64)
     bad = sorted(set(int(v) for v in z) - set(TRAINED_ELEMENTS))
     if bad:
-        names = ", ".join(f"{chemical_symbols[b] if 0 < b < len(chemical_symbols) else '?'} (Z={b})" for b in bad)
-        raise ModelError(f"SO3LR was trained on H, C, N, O, F, P, S, Cl only; unsupported element(s): {names}")
+        names = ", ".join(
+            f"{chemical_symbols[b] if 0 < b < len(chemical_symbols) else '?'} (Z={b})" for b in bad
+        )
+        raise ModelError(
+            f"SO3LR was trained on H, C, N, O, F, P, S, Cl only; unsupported element(s): {names}"
+        )
     return z.astype(np.int32)
 
 
@@ -49,12 +53,16 @@ def check_cell(cell, lr_cutoff: float | None) -> np.ndarray | None:
         return None
     box = orthorhombic_box(cell)
     if lr_cutoff is None:
-        raise ModelError("lr_cutoff=None (all pairs) is only defined in free space; "
-                         "use a finite lr cutoff (e.g. 12 Å) for periodic systems")
+        raise ModelError(
+            "lr_cutoff=None (all pairs) is only defined in free space; "
+            "use a finite lr cutoff (e.g. 12 Å) for periodic systems"
+        )
     need = 2.0 * max(float(lr_cutoff), physics.SR_CUTOFF)
     if np.any(box < need):
-        raise ModelError(f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × lr cutoff = {need} Å "
-                         "(minimum-image convention); use a larger box or a smaller lr_cutoff")
+        raise ModelError(
+            f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × lr cutoff = {need} Å "
+            "(minimum-image convention); use a larger box or a smaller lr_cutoff"
+        )
     return box
 
 
@@ -95,8 +103,9 @@ def _pair_geometry(positions, pairs, cell):
     return d, r, mask
 
 
-def so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell,
-                config: SO3LRConfig) -> dict:
+def so3lr_terms(
+    params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell, config: SO3LRConfig
+) -> dict:
     """All per-atom quantities of SO3LR for one structure.
 
     Args: params (nested dict, float32 leaves), species (N,) int, charge and spin () floats (total
@@ -111,8 +120,10 @@ def so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions
 
     dtype = config.dtype
     if dtype == np.float64 and not jax.config.jax_enable_x64:
-        raise ModelError("precision='float64' needs 64-bit JAX: evaluate inside `with jax.enable_x64(True):` "
-                         "or set jax.config.update('jax_enable_x64', True) (the SO3LR calculator does this itself)")
+        raise ModelError(
+            "precision='float64' needs 64-bit JAX: evaluate inside `with jax.enable_x64(True):` "
+            "or set jax.config.update('jax_enable_x64', True) (the SO3LR calculator does this itself)"
+        )
     params = jax.tree_util.tree_map(jnp.asarray, params)  # NumPy leaves when the Partial is closed over
     frag_ids = jnp.asarray(frag_ids, jnp.int32)
     frag_charges = jnp.asarray(frag_charges)
@@ -127,13 +138,28 @@ def so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions
     d, r, mask = _pair_geometry(positions, sr, cell)
     unit = d / r[:, None]
     phi = jnp.where(mask, physics.physnet_cutoff(r), 0.0)
-    geom = {"i": sr.i, "j": sr.j, "n": n, "rbf": network.bernstein_basis(r, dtype),
-            "ylm": network.spherical_harmonics(unit), "phi": phi}
-    x = network.features(params, species, jnp.reshape(jnp.asarray(charge, dtype), (1,)),
-                         jnp.reshape(jnp.asarray(spin, dtype), (1,)), graph_ids, 1, geom, dtype)
+    geom = {
+        "i": sr.i,
+        "j": sr.j,
+        "n": n,
+        "rbf": network.bernstein_basis(r, dtype),
+        "ylm": network.spherical_harmonics(unit),
+        "phi": phi,
+    }
+    x = network.features(
+        params,
+        species,
+        jnp.reshape(jnp.asarray(charge, dtype), (1,)),
+        jnp.reshape(jnp.asarray(spin, dtype), (1,)),
+        graph_ids,
+        1,
+        geom,
+        dtype,
+    )
     e_nn = network.atomic_energy(params, x, species, dtype)
-    zbl_pair = physics.zbl_pair_energy(r, species[sr.i], species[sr.j],
-                                       params["observables_0"]["zbl_repulsion"], dtype)
+    zbl_pair = physics.zbl_pair_energy(
+        r, species[sr.i], species[sr.j], params["observables_0"]["zbl_repulsion"], dtype
+    )
     zbl_pair = jnp.where(mask & (r < physics.SR_CUTOFF), zbl_pair, 0.0)
     e_zbl = jax.ops.segment_sum(zbl_pair, sr.i, num_segments=n)
 
@@ -152,17 +178,26 @@ def so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions
     alpha0, c60 = physics.free_atom_table()
     alpha = jnp.asarray(alpha0, dtype)[species] * h
     c6 = jnp.asarray(c60, dtype)[species] * h * h
-    e_disp = physics.dispersion_pair_energy(r_lr, alpha[lr.i], alpha[lr.j], c6[lr.i], c6[lr.j], config.lr_cutoff,
-                                            config.dispersion_damping)
+    e_disp = physics.dispersion_pair_energy(
+        r_lr, alpha[lr.i], alpha[lr.j], c6[lr.i], c6[lr.j], config.lr_cutoff, config.dispersion_damping
+    )
     e_el = jnp.where(mask_lr, e_el, 0.0)
     e_disp = jnp.where(mask_lr, e_disp, 0.0)
 
     def per_atom(e):
         half = 0.5 * e
-        return (jax.ops.segment_sum(half, lr.i, num_segments=n) + jax.ops.segment_sum(half, lr.j, num_segments=n))
+        return jax.ops.segment_sum(half, lr.i, num_segments=n) + jax.ops.segment_sum(
+            half, lr.j, num_segments=n
+        )
 
-    return {"so3krates": e_nn, "zbl": e_zbl, "electrostatics": per_atom(e_el), "dispersion": per_atom(e_disp),
-            "charges": q, "hirshfeld_ratios": h}
+    return {
+        "so3krates": e_nn,
+        "zbl": e_zbl,
+        "electrostatics": per_atom(e_el),
+        "dispersion": per_atom(e_disp),
+        "charges": q,
+        "hirshfeld_ratios": h,
+    }
 
 
 class _EnergyFunction:
@@ -182,8 +217,9 @@ class _EnergyFunction:
     def __call__(self, params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell=None):
         import jax.numpy as jnp
 
-        t = so3lr_terms(params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell,
-                        self.config)
+        t = so3lr_terms(
+            params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell, self.config
+        )
         if not self.outputs:
             return sum(jnp.sum(t[k]) for k in TERMS)
         energies = sum(t[k] for k in TERMS)
@@ -219,9 +255,17 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
-def so3lr_potential(atomic_numbers, *, charge: float = 0.0, multiplicity: int = 1, lr_cutoff: float | None = 12.0,
-                    dispersion_damping: float | None = 2.0, precision: str = "float32", params=None,
-                    fragments=None) -> Potential:
+def so3lr_potential(
+    atomic_numbers,
+    *,
+    charge: float = 0.0,
+    multiplicity: int = 1,
+    lr_cutoff: float | None = 12.0,
+    dispersion_damping: float | None = 2.0,
+    precision: str = "float32",
+    params=None,
+    fragments=None,
+) -> Potential:
     """SO3LR bound to one system.
 
     Args:
@@ -255,7 +299,9 @@ def so3lr_potential(atomic_numbers, *, charge: float = 0.0, multiplicity: int = 
         if lr_cutoff <= 0:
             raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
         if dispersion_damping is None or not (0 < float(dispersion_damping) < lr_cutoff):
-            raise ConfigError(f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}")
+            raise ConfigError(
+                f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}"
+            )
         dispersion_damping = float(dispersion_damping)
     else:
         dispersion_damping = None
@@ -265,11 +311,29 @@ def so3lr_potential(atomic_numbers, *, charge: float = 0.0, multiplicity: int = 
         params = load_params()
     config = SO3LRConfig(lr_cutoff=lr_cutoff, dispersion_damping=dispersion_damping, precision=precision)
     ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
-    leaves = (params, np.asarray(z, np.int32), np.float64(charge), np.float64(int(multiplicity) - 1), ids, fcharges)
+    leaves = (
+        params,
+        np.asarray(z, np.int32),
+        np.float64(charge),
+        np.float64(int(multiplicity) - 1),
+        ids,
+        fcharges,
+    )
     energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
     outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
     neighbors = {"sr": NeighborSpec(physics.SR_CUTOFF, half=False), "lr": NeighborSpec(lr_cutoff, half=True)}
-    info = {"charge": float(charge), "multiplicity": int(multiplicity), "lr_cutoff": lr_cutoff,
-            "dispersion_damping": dispersion_damping, "precision": precision}
-    return Potential(energy_fn=energy_fn, neighbors=neighbors, atomic_numbers=z, outputs_fn=outputs_fn,
-                     name="so3lr", info=info)
+    info = {
+        "charge": float(charge),
+        "multiplicity": int(multiplicity),
+        "lr_cutoff": lr_cutoff,
+        "dispersion_damping": dispersion_damping,
+        "precision": precision,
+    }
+    return Potential(
+        energy_fn=energy_fn,
+        neighbors=neighbors,
+        atomic_numbers=z,
+        outputs_fn=outputs_fn,
+        name="so3lr",
+        info=info,
+    )

@@ -72,8 +72,13 @@ def spherical_harmonics(u):
     c1 = math.sqrt(3.0 / (4 * pi))
     y1 = [c1 * y, c1 * z, c1 * x]
     c2a = 0.5 * math.sqrt(15.0 / pi)
-    y2_ = [c2a * x * y, c2a * y * z, 0.25 * math.sqrt(5.0 / pi) * (3 * z2 - 1.0), c2a * x * z,
-           0.25 * math.sqrt(15.0 / pi) * (x2 - y2)]
+    y2_ = [
+        c2a * x * y,
+        c2a * y * z,
+        0.25 * math.sqrt(5.0 / pi) * (3 * z2 - 1.0),
+        c2a * x * z,
+        0.25 * math.sqrt(15.0 / pi) * (x2 - y2),
+    ]
     y3 = [
         0.25 * math.sqrt(35.0 / (2 * pi)) * y * (3 * x2 - y2),
         0.5 * math.sqrt(105.0 / pi) * x * y * z,
@@ -105,7 +110,7 @@ def contract_l0(ev):
     out = []
     start = 0
     for size, cg in zip(DEGREE_SIZES, CG_L0, strict=True):
-        out.append(jnp.sum(sq[..., start:start + size], axis=-1) * cg)
+        out.append(jnp.sum(sq[..., start : start + size], axis=-1) * cg)
         start += size
     return jnp.stack(out, axis=-1)
 
@@ -123,7 +128,9 @@ def bernstein_basis(r, dtype):
 
     k = np.arange(NUM_RBF, dtype=np.float64)
     n = NUM_RBF - 1
-    log_binom = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(NUM_RBF)])
+    log_binom = np.array(
+        [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(NUM_RBF)]
+    )
     x = jnp.exp(-BERNSTEIN_GAMMA * r)[:, None]
     lx = jnp.log(x)
     l1x = jnp.log(1.0 - x)
@@ -158,19 +165,27 @@ def charge_spin_embedding(p, species, psi, graph_ids, n_graphs: int, dtype):
 def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype):
     """Initial invariant features x⁰ = (E_Z + e^Q + e^S)/√3, shape (N, 128)."""
     e_z = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
-    e_q = charge_spin_embedding(params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge,
-                                graph_ids, n_graphs, dtype)
-    e_s = charge_spin_embedding(params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin,
-                                graph_ids, n_graphs, dtype)
+    e_q = charge_spin_embedding(
+        params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge, graph_ids, n_graphs, dtype
+    )
+    e_s = charge_spin_embedding(
+        params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin, graph_ids, n_graphs, dtype
+    )
     return (e_z + e_q + e_s) / math.sqrt(3.0)
 
 
 def _filter(ab, which: int, rbf, inv, dtype):
     """Attention filter w_which = D2(silu(D1(rbf))) + S2(silu(S1(C(ev_j − ev_i)))), shape (P, 128)."""
-    radial = dense(ab[f"radial_filter{which}_layer_2"], silu(dense(ab[f"radial_filter{which}_layer_1"], rbf, dtype)),
-                   dtype)
-    sph = dense(ab[f"spherical_filter{which}_layer_2"],
-                silu(dense(ab[f"spherical_filter{which}_layer_1"], inv, dtype)), dtype)
+    radial = dense(
+        ab[f"radial_filter{which}_layer_2"],
+        silu(dense(ab[f"radial_filter{which}_layer_1"], rbf, dtype)),
+        dtype,
+    )
+    sph = dense(
+        ab[f"spherical_filter{which}_layer_2"],
+        silu(dense(ab[f"spherical_filter{which}_layer_1"], inv, dtype)),
+        dtype,
+    )
     return radial + sph
 
 
@@ -228,7 +243,9 @@ def atomic_energy(params, x, species, dtype):
 def raw_partial_charges(params, x, species, dtype):
     """Uncorrected partial charges q̃_i (e), shape (N,)."""
     p = params["observables_0"]["electrostatic_energy"]["partial_charges"]
-    h = dense(p["charge_dense_final_vec"], silu(dense(p["charge_dense_regression_vec"], x, dtype)), dtype)[:, 0]
+    h = dense(p["charge_dense_final_vec"], silu(dense(p["charge_dense_regression_vec"], x, dtype)), dtype)[
+        :, 0
+    ]
     return p["Embed_0"]["embedding"][species, 0].astype(dtype) + h
 
 
@@ -237,8 +254,11 @@ def hirshfeld_ratios(params, x, species, dtype):
     import jax.numpy as jnp
 
     p = params["observables_2"]
-    k = dense(p["hirshfeld_ratios_dense_final"], silu(dense(p["hirshfeld_ratios_dense_regression"], x, dtype)),
-              dtype)
+    k = dense(
+        p["hirshfeld_ratios_dense_final"],
+        silu(dense(p["hirshfeld_ratios_dense_regression"], x, dtype)),
+        dtype,
+    )
     u = p["Embed_1"]["embedding"][species].astype(dtype)
     v0 = p["Embed_0"]["embedding"][species, 0].astype(dtype)
     return jnp.abs(v0 + (u * k).sum(-1) / math.sqrt(HIRSHFELD_DIM))

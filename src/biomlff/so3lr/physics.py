@@ -119,8 +119,13 @@ def coulomb_kernel(r, lr_cutoff: float | None):
         return v
     rc = float(lr_cutoff)
     v_c = float(_np_erf(rc / ELECTROSTATIC_SIGMA) / rc)
-    dv_c = float((2.0 * rc * np.exp(-(rc**2) / ELECTROSTATIC_SIGMA**2) / (np.sqrt(np.pi) * ELECTROSTATIC_SIGMA)
-                  - _np_erf(rc / ELECTROSTATIC_SIGMA)) / rc**2)
+    dv_c = float(
+        (
+            2.0 * rc * np.exp(-(rc**2) / ELECTROSTATIC_SIGMA**2) / (np.sqrt(np.pi) * ELECTROSTATIC_SIGMA)
+            - _np_erf(rc / ELECTROSTATIC_SIGMA)
+        )
+        / rc**2
+    )
     f = switch(r, ELEC_SWITCH_ON_FRACTION * rc, rc)
     shifted = v - v_c
     blended = f * shifted + (1.0 - f) * (shifted - dv_c * (r - rc))
@@ -154,8 +159,7 @@ def free_atom_table() -> tuple[np.ndarray, np.ndarray]:
     return alpha, c6
 
 
-def dispersion_pair_energy(r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | None,
-                           damping: float | None):
+def dispersion_pair_energy(r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | None, damping: float | None):
     """Dispersion energy (eV) of each unordered LR pair (spec §1.9).
 
     alpha_*: Hirshfeld-scaled polarisabilities (bohr³), c6_*: scaled C6 (Hartree·bohr⁶); rational

