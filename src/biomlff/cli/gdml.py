@@ -1,8 +1,328 @@
-"""Subcommands of the ``gdml`` pillar (registered by :mod:`biomlff.cli.main`)."""
+"""Subcommands of the ``gdml`` pillar: ``biomlff gdml train | test | predict``.
+
+Registration uses argparse only; numpy/JAX and :mod:`biomlff.gdml` are imported in the handlers.
+"""
 
 from __future__ import annotations
 
+import argparse
+
+TRAIN_EPILOG = """\
+σ grid (--sigma): real numbers and inclusive ranges A:B (step 1) or A:STEP:B, e.g.
+  --sigma 5 10 20 40   or   --sigma 2:2:20   (σ is in descriptor units, 1/Å)
+The best σ is chosen by the validation force RMSE (every grid point is tried).
+
+solvers: closed = in-place Cholesky of the (3NM)² kernel matrix (memory estimated first);
+cg = Nyström-preconditioned conjugate gradient (memory ~ 3N·M × 3N·n_inducing);
+auto = closed if it fits in --max-memory.
+
+examples:
+  biomlff gdml train ethanol_train.npz --energy-key energies --n-train 1000 --n-valid 500 -o ethanol.npz
+  biomlff gdml train md22_ac_ala3.xyz --energy-unit kcal/mol --n-train 600 --n-valid 200 \\
+      --solver cg --checkpoint ala3.ckpt.npz -o ala3.npz
+  biomlff gdml test ethanol.npz ethanol_test.npz --energy-key energies
+"""
+
+
+def _read_group(p) -> None:
+    g = p.add_argument_group("reading options (see 'biomlff data info --help')")
+    g.add_argument("--format", dest="fmt", metavar="FMT", help="input format (default: from the file)")
+    g.add_argument("--energy-unit", metavar="UNIT", help="energy unit of files that do not say")
+    g.add_argument("--force-unit", metavar="UNIT", help="force unit (default: energy unit per Å)")
+    g.add_argument("--length-unit", metavar="UNIT", help="length unit (Ang, Bohr, nm)")
+    g.add_argument("--energy-key", metavar="KEY", help="energy label (rMD17: energies or old_energies)")
+    g.add_argument("--forces-key", metavar="KEY", help="forces label (rMD17: forces or old_forces)")
+
 
 def register(sub) -> None:
-    """Add this pillar's subcommands to the top-level subparsers (argparse only, no heavy imports)."""
-    return None
+    """Add ``biomlff gdml ...`` (argparse only, no heavy imports)."""
+    p = sub.add_parser(
+        "gdml",
+        help="sGDML/GDML kernel force fields: train, test, predict",
+        description="Global symmetric gradient-domain machine learning (sGDML) models.",
+    )
+    gsub = p.add_subparsers(dest="gdml_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+    t = gsub.add_parser(
+        "train",
+        help="train a model (σ search on a validation set)",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("data", help="training dataset (one molecule, fixed atom order, with forces)")
+    t.add_argument("--n-train", type=int, help="training structures (M)")
+    t.add_argument("--n-valid", type=int, default=0, help="validation structures for the σ search")
+    t.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="test structures evaluated after training (default: none; -1 = all unused)",
+    )
+    t.add_argument("--valid-data", help="separate validation dataset (default: drawn from DATA)")
+    t.add_argument("--test-data", help="separate test dataset (default: unused structures of DATA)")
+    t.add_argument("--split", help="split record from 'biomlff data split' (train/valid/test indices)")
+    t.add_argument(
+        "--sigma", nargs="+", default=None, metavar="S", help="length-scale grid (default 5 10 20 40 80)"
+    )
+    sym = t.add_mutually_exclusive_group()
+    sym.add_argument("--no-sym", action="store_true", help="no permutational symmetries (GDML)")
+    sym.add_argument(
+        "--perms-from",
+        metavar="FILE",
+        help="take the permutations from a model or dataset .npz (key 'perms')",
+    )
+    t.add_argument(
+        "--no-E",
+        dest="no_e",
+        action="store_true",
+        help="ignore energies (no integration constant: E defined up to a constant)",
+    )
+    t.add_argument("--solver", choices=("auto", "closed", "cg"), default="auto")
+    t.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="memory budget in GiB (default: 80%% of the available RAM)",
+    )
+    t.add_argument("--lam", type=float, default=1e-10, help="ridge λ (default 1e-10)")
+    t.add_argument(
+        "--n-inducing",
+        type=int,
+        default=None,
+        help="CG: inducing training points of the Nyström preconditioner (default 10%% of M)",
+    )
+    t.add_argument("--cg-tol", type=float, default=1e-4, help="CG: relative residual tolerance")
+    t.add_argument("--checkpoint", metavar="FILE", help="CG: checkpoint file (written every ~2 min)")
+    t.add_argument("--resume", action="store_true", help="CG: continue from --checkpoint")
+    t.add_argument("--seed", type=int, default=0, help="random seed (split, symmetry subset, columns)")
+    t.add_argument(
+        "--sgdml",
+        action="store_true",
+        help="write the sgdml 1.0.3 model format (kcal/mol, Å) instead of biomlff's",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.npz)")
+    _read_group(t)
+    t.set_defaults(func=_train)
+
+    te = gsub.add_parser("test", help="errors of a model on a dataset (kcal/mol and eV)")
+    te.add_argument("model", help="model file (biomlff or sgdml .npz)")
+    te.add_argument("data", help="dataset with energies and/or forces")
+    te.add_argument("--batch-size", type=int, default=256)
+    te.add_argument("--json", metavar="FILE", help="also write the errors as JSON")
+    _read_group(te)
+    te.set_defaults(func=_test)
+
+    pr = gsub.add_parser("predict", help="energies and forces for structures")
+    pr.add_argument("model", help="model file (biomlff or sgdml .npz)")
+    pr.add_argument("structures", help="structures (any format ase or biomlff.data reads)")
+    pr.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output: .xyz/.extxyz (energy eV, forces eV/Å) or .npz (E, F arrays in eV, eV/Å)",
+    )
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.set_defaults(func=_predict)
+
+
+# ------------------------------------------------------------------------------ helpers
+def parse_sigmas(tokens) -> list[float]:
+    """'5', '2:20' (step 1), '2:2:20' (inclusive), comma lists → floats. Raises ConfigError."""
+    from ..errors import ConfigError
+
+    out: list[float] = []
+    for tok in tokens:
+        for part in str(tok).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                nums = [float(v) for v in part.split(":")]
+            except ValueError as exc:
+                raise ConfigError(
+                    f"--sigma: cannot read {part!r} (numbers or ranges A:B / A:STEP:B)"
+                ) from exc
+            if len(nums) == 1:
+                out.append(nums[0])
+            elif len(nums) in (2, 3):
+                a, b = nums[0], nums[-1]
+                step = nums[1] if len(nums) == 3 else 1.0
+                if step <= 0 or b < a:
+                    raise ConfigError(f"--sigma: bad range {part!r}")
+                k = int(round((b - a) / step + 1e-9))
+                out.extend(a + i * step for i in range(k + 1))
+            else:
+                raise ConfigError(f"--sigma: bad range {part!r}")
+    for s in out:
+        if not s > 0:
+            raise ConfigError(f"--sigma: σ must be > 0, got {s:g}")
+    return out
+
+
+def _read_kwargs(args) -> dict:
+    return {
+        "fmt": args.fmt,
+        "energy_unit": args.energy_unit,
+        "force_unit": args.force_unit,
+        "length_unit": args.length_unit,
+        "energy_key": args.energy_key,
+        "forces_key": args.forces_key,
+    }
+
+
+def _print_errors(title: str, err: dict) -> None:
+    print(f"{title} ({err.get('n', '?')} structures)")
+    if "e_mae_eV" in err:
+        print(
+            f"  energy  MAE {err['e_mae_kcal']:.4f} kcal/mol  ({err['e_mae_eV'] * 1e3:.3f} meV)   "
+            f"RMSE {err['e_rmse_kcal']:.4f} kcal/mol  ({err['e_rmse_eV'] * 1e3:.3f} meV)"
+        )
+    print(
+        f"  forces  MAE {err['f_mae_kcal']:.4f} kcal/mol/Å ({err['f_mae_eV'] * 1e3:.3f} meV/Å) "
+        f"RMSE {err['f_rmse_kcal']:.4f} kcal/mol/Å ({err['f_rmse_eV'] * 1e3:.3f} meV/Å)"
+    )
+
+
+def _train(args) -> int:
+    import logging
+
+    import numpy as np
+
+    from ..errors import ConfigError
+    from ..gdml import TrainConfig, evaluate, load_frames, train
+    from ..gdml.train import DEFAULT_SIGMAS
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("jax", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    kw = _read_kwargs(args)
+    frames = load_frames(args.data, **kw)
+    valid = load_frames(args.valid_data, **kw) if args.valid_data else None
+    sigmas = parse_sigmas(args.sigma) if args.sigma else list(DEFAULT_SIGMAS)
+    idx_train = idx_valid = idx_test = None
+    if args.split:
+        from ..data.splits import Split
+
+        split = Split.load(args.split)
+        if split.n_frames != len(frames) or split.source_hash != frames.content_hash():
+            raise ConfigError(f"{args.split}: the split was made for different data than {args.data}")
+        idx_train, idx_valid, idx_test = split.train, split.valid, split.test
+        n_train = len(idx_train)
+    else:
+        if args.n_train is None:
+            raise ConfigError("give --n-train (or --split)")
+        n_train = args.n_train
+    perms = None
+    if args.perms_from:
+        with np.load(args.perms_from, allow_pickle=True) as f:
+            if "perms" not in f.files:
+                raise ConfigError(f"{args.perms_from}: no 'perms' array")
+            perms = np.array(f["perms"])
+    cfg = TrainConfig(
+        n_train=n_train,
+        n_valid=args.n_valid,
+        sigmas=sigmas,
+        use_sym=not args.no_sym,
+        perms=perms,
+        solver=args.solver,
+        lam=args.lam,
+        max_memory_gb=args.max_memory,
+        seed=args.seed,
+        use_E=not args.no_e,
+        n_inducing=args.n_inducing,
+        cg_tol=args.cg_tol,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        idx_train=idx_train,
+        idx_valid=idx_valid,
+        progress=not args.no_progress,
+    )
+    model, report = train(frames, cfg, valid=valid)
+    for entry in report.sigma_scan:
+        v = entry.get("valid")
+        extra = f"  valid F RMSE {v['f_rmse_kcal']:.4f} kcal/mol/Å" if v else ""
+        print(f"σ = {entry['sigma']:g}: {entry['solver']} {entry.get('train_s', 0):.1f} s{extra}")
+    print(
+        f"selected σ = {model.sigma:g}, {model.n_perms} permutation(s), M = {model.n_train}, "
+        f"total {report.timings['total_s']:.1f} s"
+    )
+    if "valid_errors" in model.info:
+        _print_errors("validation", model.info["valid_errors"])
+    # test set
+    test = None
+    if args.test_data:
+        test = load_frames(args.test_data, **kw)
+        if args.n_test is not None and args.n_test >= 0:
+            test = test.subset(
+                np.sort(np.random.default_rng(args.seed + 2).permutation(len(test))[: args.n_test])
+            )
+    elif idx_test is not None and len(idx_test):
+        test = frames.subset(idx_test)
+    elif args.n_test is not None:
+        used = set(model.info["idxs_train"]) | (set(model.info["idxs_valid"]) if valid is None else set())
+        rest = np.array([i for i in range(len(frames)) if i not in used], dtype=np.int64)
+        if args.n_test >= 0:
+            if args.n_test > len(rest):
+                raise ConfigError(f"--n-test {args.n_test} exceeds the {len(rest)} unused structures")
+            rest = np.sort(np.random.default_rng(args.seed + 2).permutation(rest)[: args.n_test])
+        test = frames.subset(rest) if len(rest) else None
+    if test is not None:
+        err = evaluate(model, test)
+        model.info["test_errors"] = err
+        _print_errors("test", err)
+    path = model.save_sgdml(args.output) if args.sgdml else model.save(args.output)
+    print(f"model written to {path}")
+    return 0
+
+
+def _test(args) -> int:
+    import json
+
+    from ..gdml import GDMLModel, evaluate, load_frames
+
+    model = GDMLModel.load(args.model)
+    frames = load_frames(args.data, **_read_kwargs(args))
+    err = evaluate(model, frames, batch_size=args.batch_size)
+    _print_errors(f"{args.model} on {args.data}", err)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(err, fh, indent=1)
+    return 0
+
+
+def _predict(args) -> int:
+    from pathlib import Path
+
+    import ase.io
+    import numpy as np
+
+    from ..errors import DataError
+    from ..gdml import GDMLModel
+
+    model = GDMLModel.load(args.model)
+    frames = ase.io.read(args.structures, index=":")
+    for i, at in enumerate(frames):
+        if len(at) != model.n_atoms or np.any(at.numbers != model.z):
+            raise DataError(
+                f"{args.structures}: frame {i} does not have the model's atoms {model.z.tolist()}"
+            )
+    pos = np.stack([at.positions for at in frames])
+    e, f = model.predict(pos, batch_size=args.batch_size)
+    out = Path(args.output)
+    if out.suffix == ".npz":
+        from ..gdml.model import _atomic_savez
+
+        _atomic_savez(out, {"E": e, "F": f, "R": pos, "z": model.z, "e_unit": "eV", "r_unit": "Ang"})
+    else:
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        for at, ei, fi in zip(frames, e, f, strict=True):
+            at.calc = SinglePointCalculator(at, energy=float(ei), forces=fi)
+        tmp = out.with_name(f".{out.name}.tmp")
+        ase.io.write(tmp, frames, format="extxyz")
+        tmp.replace(out)
+    print(f"{len(frames)} structures predicted → {out} (energy eV, forces eV/Å)")
+    return 0

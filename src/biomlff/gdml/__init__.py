@@ -1,1 +1,21 @@
-"""biomlff.gdml (see docs/architecture.md)."""
+"""sGDML / GDML: global symmetric gradient-domain kernel force fields (see docs/gdml.md).
+
+Public API::
+
+    from biomlff.gdml import GDMLModel, TrainConfig, train, evaluate, load_frames
+    frames = load_frames("ethanol.npz")                   # eV, Å
+    model, report = train(frames, TrainConfig(n_train=1000, n_valid=1000, sigmas=[5, 10, 20]))
+    model.save("ethanol.model.npz")                       # biomlff format; model.save_sgdml(...) for sgdml
+    energies, forces = model.predict(positions)           # (B,) eV, (B, N, 3) eV/Å
+    pot = model.potential()                               # biomlff.potential.Potential (neighbors = {})
+"""
+
+from .data import Frames, from_dataset, load_frames
+from .model import GDMLModel, from_sgdml_arrays
+from .perms import find_perms
+from .train import TrainConfig, TrainReport, evaluate, train
+
+__all__ = [
+    "Frames", "GDMLModel", "TrainConfig", "TrainReport", "evaluate", "find_perms", "from_dataset",
+    "from_sgdml_arrays", "load_frames", "train",
+]

@@ -26,12 +26,16 @@ class Frames:
     name: str = "dataset"
     theory: str = "unknown"
     source: str = "<arrays>"
+    dataset_hash: str | None = None  # biomlff.data content hash of the file it came from
 
     def __len__(self) -> int:
         return self.R.shape[0]
 
     def content_hash(self) -> str:
-        """SHA-256 over z, R, E, F (float64/int64, C order) — provenance of a training set."""
+        """Content hash: the :class:`biomlff.data.Dataset` hash when read from a dataset, otherwise
+        SHA-256 over z, R, E, F — provenance of a training set."""
+        if self.dataset_hash:
+            return self.dataset_hash
         h = hashlib.sha256()
         for arr in (self.z.astype(np.int64), self.R, self.E, self.F):
             if arr is not None:
@@ -81,6 +85,7 @@ def from_dataset(ds, source: str = "<dataset>") -> Frames:
         name=ds.name or "dataset",
         theory=ds.theory or "unknown",
         source=source,
+        dataset_hash=ds.content_hash(),
     )
 
 
