@@ -76,7 +76,9 @@ def _element_numbers(values: Any, source: str, frame: int | None) -> np.ndarray:
             key = key[:1].upper() + key[1:].lower()
             if key not in _sym2z or _sym2z[key] == 0:
                 where = f"frame {frame}, " if frame is not None else ""
-                raise DataError(f"{source}: {where}atom {k}, field 'atomic_numbers': unknown element symbol {s!r}")
+                raise DataError(
+                    f"{source}: {where}atom {k}, field 'atomic_numbers': unknown element symbol {str(s)!r}"
+                )
             out.ravel()[k] = _sym2z[key]
         return out
     if arr.dtype.kind == "f":
@@ -184,7 +186,8 @@ class Dataset:
             elif zs.ndim == 2:
                 if zs.shape != (n_frames, n_at):
                     raise DataError(
-                        f"{source}: field 'atomic_numbers': shape {zs.shape} does not match positions {pos.shape[:2]}"
+                        f"{source}: field 'atomic_numbers': shape {zs.shape} does not match "
+                        f"positions {pos.shape[:2]}"
                     )
                 z = _element_numbers(zs, source, None).reshape(-1)
             else:
@@ -213,11 +216,14 @@ class Dataset:
             ):
                 z_list = [_element_numbers(a, source, i) for i, a in enumerate(atomic_numbers)]
             else:
-                raise DataError(f"{source}: field 'atomic_numbers': ragged positions need one array per frame")
-            for i, (a, c) in enumerate(zip(z_list, counts)):
+                raise DataError(
+                    f"{source}: field 'atomic_numbers': ragged positions need one array per frame"
+                )
+            for i, (a, c) in enumerate(zip(z_list, counts, strict=True)):
                 if a.shape[0] != c:
                     raise DataError(
-                        f"{source}: frame {i}, field 'atomic_numbers': {a.shape[0]} atoms but positions have {c}"
+                        f"{source}: frame {i}, field 'atomic_numbers': {a.shape[0]} atoms but "
+                        f"positions have {c}"
                     )
             z = np.concatenate(z_list) if n_frames else np.zeros(0, np.int64)
             flat_pos = np.concatenate(pos_list) if n_frames else np.zeros((0, 3))
@@ -225,11 +231,14 @@ class Dataset:
             def flat_atoms(x, name):
                 parts = [np.asarray(v) for v in x]
                 if len(parts) != n_frames:
-                    raise DataError(f"{source}: field '{name}': {len(parts)} frames, positions have {n_frames}")
-                for i, (v, c) in enumerate(zip(parts, counts)):
+                    raise DataError(
+                        f"{source}: field '{name}': {len(parts)} frames, positions have {n_frames}"
+                    )
+                for i, (v, c) in enumerate(zip(parts, counts, strict=True)):
                     if v.shape[:1] != (c,):
                         raise DataError(
-                            f"{source}: frame {i}, field '{name}': shape {v.shape} but the frame has {c} atoms"
+                            f"{source}: frame {i}, field '{name}': shape {v.shape} but the frame "
+                            f"has {c} atoms"
                         )
                 return np.concatenate(parts)
 
@@ -359,11 +368,11 @@ class Dataset:
     # the named fields of the data API; None when the dataset has no such label
     energy = property(lambda self: self._frame_field("energy"), doc="(F,) energies in eV or None")
     charge = property(lambda self: self._frame_field("charge"), doc="(F,) total charge in e or None")
-    multiplicity = property(lambda self: self._frame_field("multiplicity"), doc="(F,) spin multiplicity or None")
+    multiplicity = property(lambda self: self._frame_field("multiplicity"), doc="(F,) 2S+1 or None")
     dipole = property(lambda self: self._frame_field("dipole"), doc="(F,3) dipole in e·Å or None")
-    cell = property(lambda self: self._frame_field("cell"), doc="(F,3,3) cell in Å (rows = vectors) or None")
+    cell = property(lambda self: self._frame_field("cell"), doc="(F,3,3) cell in Å (rows) or None")
     pbc = property(lambda self: self._frame_field("pbc"), doc="(F,3) periodicity flags or None")
-    forces = property(lambda self: self._atom_field("forces"), doc="(A,3) concatenated forces in eV/Å or None")
+    forces = property(lambda self: self._atom_field("forces"), doc="(A,3) forces in eV/Å or None")
     hirshfeld_ratios = property(lambda self: self._atom_field("hirshfeld_ratios"), doc="(A,) or None")
     partial_charges = property(lambda self: self._atom_field("partial_charges"), doc="(A,) in e or None")
 
@@ -455,7 +464,8 @@ class Dataset:
         counts = self.n_atoms[idx]
         atom_idx = _ragged_gather(self.offsets, idx, counts)
         meta = dict(self.metadata)
-        meta["provenance"] = list(meta.get("provenance", [])) + [f"subset of {n} frames ({idx.size} selected)"]
+        note = f"subset of {n} frames ({idx.size} selected)"
+        meta["provenance"] = list(meta.get("provenance", [])) + [note]
         return Dataset(
             self.atomic_numbers[atom_idx],
             self.positions[atom_idx],

@@ -131,7 +131,7 @@ def _npz_get(data, path: Path, key: str, required: bool = True):
 
 def _check_shape(path: Path, key: str, arr: np.ndarray, shape: tuple) -> None:
     """``shape`` may contain None for any size."""
-    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape, strict=False))
     if not ok:
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise DataError(f"{path}: field '{key}': shape {arr.shape}, expected {want}")
@@ -249,7 +249,8 @@ def write_sgdml(ds: Dataset, path, *, energy_unit: str = "eV", length_unit: str 
     if not ds.is_fixed_composition:
         raise DataError(
             f"{path}: the sGDML format needs the same atoms in every frame; this dataset has "
-            f"{ds.n_atoms_range[0]}..{ds.n_atoms_range[1]} atoms/different elements: write .h5 or .xyz instead"
+            f"{ds.n_atoms_range[0]}..{ds.n_atoms_range[1]} atoms/different elements: "
+            "write .h5 or .xyz instead"
         )
     e_fac = units.energy_factor(energy_unit)
     l_fac = units.length_factor(length_unit)
@@ -339,7 +340,9 @@ def read_rmd17(
         metadata={
             "name": path.stem,
             "theory": theory,
-            "source_units": {"energy": e_unit, "length": r_unit, "forces": force_unit or f"{e_unit}/{r_unit}"},
+            "source_units": {
+                "energy": e_unit, "length": r_unit, "forces": force_unit or f"{e_unit}/{r_unit}"
+            },
             "provenance": [f"read {path.name} (rMD17 npz, labels {energy_key}/{forces_key})"],
         },
         validate=validate,
@@ -621,7 +624,8 @@ def read_dataset(
     fmt = fmt or detect_format(path)
     common = dict(validate=validate, min_distance=min_distance)
     if fmt == "sgdml":
-        ds = read_sgdml(path, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit, **common)
+        ds = read_sgdml(path, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit,
+                        **common)
     elif fmt == "rmd17":
         ds = read_rmd17(path, energy_key=energy_key, forces_key=forces_key, energy_unit=energy_unit,
                         length_unit=length_unit, force_unit=force_unit, **common)
@@ -663,9 +667,13 @@ def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str
     path = Path(path)
     if fmt is None:
         ext = path.suffix.lower()
-        fmt = "sgdml" if ext in NPZ_EXT else "extxyz" if ext in XYZ_EXT else "qcell" if ext in H5_EXT else None
+        by_ext = {**dict.fromkeys(NPZ_EXT, "sgdml"), **dict.fromkeys(XYZ_EXT, "extxyz"),
+                  **dict.fromkeys(H5_EXT, "qcell")}
+        fmt = by_ext.get(ext)
         if fmt is None:
-            raise DataError(f"{path}: cannot tell the format from the extension; use .npz, .xyz, .extxyz, .h5")
+            raise DataError(
+                f"{path}: cannot tell the format from the extension; use .npz, .xyz, .extxyz, .h5"
+            )
     if fmt == "sgdml":
         write_sgdml(ds, path, energy_unit=energy_unit)
     elif fmt == "extxyz":

@@ -111,7 +111,7 @@ class Split:
 
 
 def _check_disjoint(train, valid, test, n_frames: int) -> None:
-    for name, idx in zip(PARTS, (train, valid, test)):
+    for name, idx in zip(PARTS, (train, valid, test), strict=True):
         if idx.size and (idx.min() < 0 or idx.max() >= n_frames):
             raise DataError(f"split: {name} index out of range 0..{n_frames - 1}")
         if np.unique(idx).size != idx.size:
@@ -146,7 +146,9 @@ def make_split(ds, n_train, n_valid=0, n_test=None, *, seed: int = 0, source: st
     if c is None:
         c = n - a - b
     if a + b + c > n or c < 0:
-        raise DataError(f"split: train {a} + valid {b} + test {c} frames exceed the {n} frames of the dataset")
+        raise DataError(
+            f"split: train {a} + valid {b} + test {c} frames exceed the {n} frames of the dataset"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     return Split(
         train=np.sort(perm[:a]), valid=np.sort(perm[a : a + b]), test=np.sort(perm[a + b : a + b + c]),

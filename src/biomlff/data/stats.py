@@ -75,7 +75,7 @@ class Summary:
         self.frames += int(n.size)
         self.atoms += int(n.sum())
         zz, cc = np.unique(z, return_counts=True)
-        for a, b in zip(zz, cc):
+        for a, b in zip(zz, cc, strict=True):
             self.elements[int(a)] = self.elements.get(int(a), 0) + int(b)
 
     def add_dataset(self, ds) -> Summary:

@@ -33,7 +33,8 @@ def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1) -
         raise DataError(f"{source}: field 'positions': shape {ds.positions.shape}, expected ({n_total}, 3)")
     counts = np.diff(off)
     if np.any(counts == 0):
-        raise DataError(f"{source}: frame {int(np.argmax(counts == 0))}, field 'positions': frame has no atoms")
+        f = int(np.argmax(counts == 0))
+        raise DataError(f"{source}: frame {f}, field 'positions': frame has no atoms")
     bad = np.nonzero((ds.atomic_numbers < 1) | (ds.atomic_numbers > MAX_Z))[0]
     if bad.size:
         a = int(bad[0])
