@@ -28,12 +28,19 @@ atm = 1.01325 * _u.bar  # eV/Å^3 per atm
 bar = _u.bar  # eV/Å^3 per bar
 GPa = _u.GPa
 Debye = _u.Debye  # e·Å per Debye
+pN = 1e-12 * _u.J / _u.m  # eV/Å per piconewton (steered MD forces)
 alpha_fs = _u.alpha  # fine-structure constant
 # Coulomb constant k_e in eV·Å/e² as fixed in SO3LR (spec §1.7): keep the exact literal.
 k_e = 14.399645351950548
 
 #: time conversion: ASE time unit per fs (ASE internal time is Å·sqrt(amu/eV))
 ase_time_per_fs = _u.fs
+
+# --- spectroscopy and transport (analysis pillar)
+#: wavenumber in cm⁻¹ of a frequency of 1 fs⁻¹ (1e15 Hz / c in cm/s)
+invcm_per_invfs = 1e15 / (_u._c * 100.0)
+#: a diffusion coefficient of 1 Å²/fs in m²/s (1e-20 m² / 1e-15 s)
+m2_s_per_A2_fs = 1e-5
 
 to_ev = {
     "ev": eV,

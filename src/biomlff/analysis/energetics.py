@@ -1,0 +1,86 @@
+"""Energetics: interaction (binding) energies of complexes with any biomlff model, and cumulative
+averages of time series (equilibration checks).
+
+A *builder* is any callable ``builder(atomic_numbers, charge) -> Potential`` (see
+``docs/architecture.md``), e.g. ``lambda z, q: biomlff.so3lr.so3lr_potential(z, total_charge=q)``.
+Energies in eV (``kcal_mol`` helpers convert).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import units
+from ..errors import ConfigError, DataError
+
+
+def potential_energy(potential, positions, cell=None) -> float:
+    """Energy (eV) of one structure (positions (N, 3) Å, cell (3, 3) Å or None) under a
+    :class:`~biomlff.potential.Potential`, with host-built pair lists for every list it needs."""
+    from ..neighbors import build_pairs
+
+    pos = np.asarray(positions, dtype=float)
+    pairs = {name: build_pairs(pos, spec.cutoff, cell=cell, half=spec.half)
+             for name, spec in dict(potential.neighbors).items()}
+    return float(potential.energy_fn(pos, pairs, None if cell is None else np.asarray(cell, dtype=float)))
+
+
+def _check_fragments(n_atoms: int, fragments: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    if len(fragments) < 2:
+        raise ConfigError(f"an interaction energy needs at least 2 fragments, got {len(fragments)}")
+    frags = [np.asarray(f, dtype=int) for f in fragments]
+    allidx = np.concatenate(frags)
+    if any(f.size == 0 for f in frags):
+        raise DataError("a fragment is empty")
+    if allidx.min() < 0 or allidx.max() >= n_atoms:
+        raise DataError(f"fragment indices outside 0…{n_atoms - 1}")
+    if np.unique(allidx).size != allidx.size:
+        raise DataError("fragments overlap (an atom is in two fragments)")
+    return frags
+
+
+@dataclass
+class InteractionEnergy:
+    """E_int = E(complex) − Σ E(fragment) per frame (eV), with the parts."""
+
+    interaction: np.ndarray
+    complex: np.ndarray
+    fragments: np.ndarray  # (T, F)
+
+    @property
+    def interaction_kcal_mol(self) -> np.ndarray:
+        return self.interaction / units.kcal_mol
+
+
+def interaction_energy(builder: Callable, numbers, positions, fragments, charges=None,
+                       cell=None) -> InteractionEnergy:
+    """Interaction energy E(AB…) − E(A) − E(B) − … (eV) for each frame of positions (T, N, 3) or
+    (N, 3) Å. ``fragments``: lists of atom indices; ``charges``: total charge (e) of each
+    fragment (default 0); the complex gets their sum. The complex contains all fragment atoms
+    (atoms outside every fragment are ignored). Positive = repulsive; the binding energy is −E_int.
+    """
+    numbers = np.asarray(numbers, dtype=int)
+    x = np.asarray(positions, dtype=float)
+    if x.ndim == 2:
+        x = x[None]
+    frags = _check_fragments(x.shape[1], fragments)
+    q = [0] * len(frags) if charges is None else list(charges)
+    if len(q) != len(frags):
+        raise ConfigError(f"{len(q)} fragment charges for {len(frags)} fragments")
+    allidx = np.concatenate(frags)
+    pot_ab = builder(numbers[allidx], int(sum(q)))
+    pots = [builder(numbers[f], int(qi)) for f, qi in zip(frags, q, strict=True)]
+    e_ab = np.array([potential_energy(pot_ab, xt[allidx], cell) for xt in x])
+    e_f = np.array([[potential_energy(p, xt[f], cell) for p, f in zip(pots, frags, strict=True)] for xt in x])
+    return InteractionEnergy(interaction=e_ab - e_f.sum(axis=1), complex=e_ab, fragments=e_f)
+
+
+def cumulative_average(values) -> np.ndarray:
+    """Running mean ⟨x⟩_k = (1/k) Σ_{i≤k} x_i of a series (same units as the input)."""
+    v = np.asarray(values, dtype=float).reshape(-1)
+    if v.size == 0:
+        raise DataError("cumulative average of an empty series")
+    return np.cumsum(v) / np.arange(1, v.size + 1)
