@@ -545,12 +545,13 @@ def read_ase(
 
 
 def _collect_extras(atoms, frame, used_keys, extra_f, extra_a) -> None:
-    """Keep other numeric info/arrays entries (stored as-is; their units are not known)."""
+    """Keep other numeric (and per-frame string) info/arrays entries, stored as they are: their
+    units are not known, so they are never converted."""
     for k, v in atoms.info.items():
         if k in used_keys or k in ("cell", "pbc"):
             continue
         a = np.asarray(v)
-        if a.dtype.kind in "biuf":
+        if a.dtype.kind in "biufU":
             if frame == 0 or k in extra_f:
                 extra_f.setdefault(k, []).append(a)
     for k, v in atoms.arrays.items():
