@@ -102,3 +102,31 @@ def test_help_teaches(cmd, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "kcal/mol" in text and "--energy-key" in text
+
+
+def test_info_hdf5_streams_and_checks(tmp_path, capsys, monkeypatch):
+    import h5py
+
+    import biomlff.data
+    import biomlff.data.qcell
+
+    with h5py.File(tmp_path / "q.h5", "w") as f:
+        for i, n in enumerate([2, 3, 4]):
+            g = f.create_group(f"s{i}")
+            g["atomic_numbers"] = np.ones(n, dtype=int)
+            g["positions"] = np.arange(3 * n, dtype=float).reshape(n, 3)
+            g["total_energy"] = -1.0 * n
+            g["total_forces"] = np.zeros((n, 3))
+
+    def refuse(*a, **k):
+        raise AssertionError("info on HDF5 must stream, not load the whole file")
+
+    monkeypatch.setattr(biomlff.data, "read_dataset", refuse)
+    monkeypatch.setattr(biomlff.data.qcell, "read_qcell", refuse)
+    rc, out, err = run(capsys, "data", "info", str(tmp_path / "q.h5"))
+    assert rc == 0, err
+    assert "frames:        3" in out and "2..4 per frame" in out and "min -4.000000, max -2.000000" in out
+    with h5py.File(tmp_path / "q.h5", "a") as f:
+        f["s2/total_forces"][1, 2] = np.nan
+    rc, _, err = run(capsys, "data", "info", str(tmp_path / "q.h5"))
+    assert rc == 2 and "q.h5: frame 2, atom 1, field 'forces': contains NaN" in err

@@ -191,10 +191,11 @@ def _info(args) -> int:
     fmt = kw["fmt"]
     if fmt is None and path.suffix.lower() in (".h5", ".hdf5") and kw["index"] is None:
         # stream QCell files: statistics without loading all structures
-        from ..data.qcell import iter_qcell, read_qcell_metadata
+        from ..data.qcell import check_record, iter_qcell, read_qcell_metadata
 
         summary = Summary(metadata=read_qcell_metadata(path))
-        for rec in iter_qcell(path):
+        for i, rec in enumerate(iter_qcell(path)):
+            check_record(rec, str(path), i, kw["min_distance"])
             summary.add_frame(rec)
     else:
         summary = summarize(read_dataset(path, **kw))

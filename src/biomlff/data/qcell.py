@@ -131,6 +131,24 @@ def iter_qcell(path, names: list[str] | None = None) -> Iterator[dict[str, Any]]
             yield out
 
 
+def check_record(rec: dict[str, Any], source: str, frame: int, min_distance: float = 0.1) -> None:
+    """Validate one streamed structure (as :func:`iter_qcell` yields it) with the Dataset checks;
+    messages name ``frame`` (its position in the file)."""
+    from .validate import validate_dataset
+
+    z = np.asarray(rec["atomic_numbers"])
+    pos = np.asarray(rec["positions"], dtype=np.float64)
+    if z.ndim != 1 or pos.shape != (z.shape[0], 3):
+        raise DataError(f"{source}: frame {frame} ({rec['_name']!r}), field 'positions': shape {pos.shape} "
+                        f"for {z.shape} atomic numbers")
+    per_atom = set(rec["_per_atom"])
+    fd = {k: np.asarray(v)[None] for k, v in rec.items()
+          if not k.startswith("_") and k not in per_atom and k not in ("atomic_numbers", "positions")}
+    ad = {k: np.asarray(rec[k]) for k in per_atom}
+    ds = Dataset(z, pos, np.array([0, z.shape[0]]), fd, ad, validate=False)
+    validate_dataset(ds, source=source, min_distance=min_distance, frame_offset=frame)
+
+
 def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: float = 0.1) -> Dataset:
     """Read a QCell-schema HDF5 file into a :class:`Dataset` (eV, Å, e), streaming group by group.
 

@@ -13,13 +13,15 @@ def _frame_of_atom(offsets: np.ndarray, atom: int) -> int:
     return int(np.searchsorted(offsets, atom, side="right") - 1)
 
 
-def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1) -> None:
+def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1, frame_offset: int = 0) -> None:
     """Raise DataError if ``ds`` is inconsistent or unphysical.
 
     Checks: offsets and array lengths agree; known fields have their shapes; atomic numbers are
     1…118; every float is finite; multiplicity ≥ 1; no two atoms of a frame are closer than
     ``min_distance`` Å (minimum image for periodic frames; ``min_distance=0`` skips the check).
+    ``frame_offset`` is added to the frame numbers in messages (for frames checked one at a time).
     """
+    fo = int(frame_offset)
     off = ds.offsets
     if off.ndim != 1 or off.size < 1 or off[0] != 0 or np.any(np.diff(off) < 0):
         raise DataError(f"{source}: field 'offsets': must start at 0 and not decrease")
@@ -34,39 +36,40 @@ def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1) -
     counts = np.diff(off)
     if np.any(counts == 0):
         f = int(np.argmax(counts == 0))
-        raise DataError(f"{source}: frame {f}, field 'positions': frame has no atoms")
+        raise DataError(f"{source}: frame {f + fo}, field 'positions': frame has no atoms")
     bad = np.nonzero((ds.atomic_numbers < 1) | (ds.atomic_numbers > MAX_Z))[0]
     if bad.size:
         a = int(bad[0])
         f = _frame_of_atom(off, a)
         raise DataError(
-            f"{source}: frame {f}, atom {a - int(off[f])}, field 'atomic_numbers': "
+            f"{source}: frame {f + fo}, atom {a - int(off[f])}, field 'atomic_numbers': "
             f"{int(ds.atomic_numbers[a])} is not an element (1..{MAX_Z})"
         )
-    _check_finite(ds.positions, "positions", source, off, per_atom=True)
+    _check_finite(ds.positions, "positions", source, off, per_atom=True, fo=fo)
     for name, arr in ds.frame_data.items():
         if arr.shape[:1] != (n_frames,):
             raise DataError(f"{source}: field '{name}': {arr.shape[0]} entries for {n_frames} frames")
         want = FRAME_FIELDS.get(name)
         if want is not None and arr.shape[1:] != want:
             raise DataError(f"{source}: field '{name}': shape {arr.shape}, expected {(n_frames,) + want}")
-        _check_finite(arr, name, source, off, per_atom=False)
+        _check_finite(arr, name, source, off, per_atom=False, fo=fo)
     for name, arr in ds.atom_data.items():
         if arr.shape[:1] != (n_total,):
             raise DataError(f"{source}: field '{name}': {arr.shape[0]} entries for {n_total} atoms")
         want = ATOM_FIELDS.get(name)
         if want is not None and arr.shape[1:] != want:
             raise DataError(f"{source}: field '{name}': shape {arr.shape}, expected {(n_total,) + want}")
-        _check_finite(arr, name, source, off, per_atom=True)
+        _check_finite(arr, name, source, off, per_atom=True, fo=fo)
     mult = ds.frame_data.get("multiplicity")
     if mult is not None and np.any(mult < 1):
         f = int(np.argmax(mult < 1))
-        raise DataError(f"{source}: frame {f}, field 'multiplicity': {mult[f]} (must be ≥ 1)")
+        raise DataError(f"{source}: frame {f + fo}, field 'multiplicity': {mult[f]} (must be ≥ 1)")
     if min_distance > 0:
-        check_min_distance(ds, min_distance, source)
+        check_min_distance(ds, min_distance, source, frame_offset=fo)
 
 
-def _check_finite(arr: np.ndarray, name: str, source: str, offsets: np.ndarray, per_atom: bool) -> None:
+def _check_finite(arr: np.ndarray, name: str, source: str, offsets: np.ndarray, per_atom: bool,
+                  fo: int = 0) -> None:
     if arr.dtype.kind not in "fc":
         return
     flat = arr.reshape(arr.shape[0], -1)
@@ -77,12 +80,17 @@ def _check_finite(arr: np.ndarray, name: str, source: str, offsets: np.ndarray, 
     what = "NaN" if np.isnan(flat[row]).any() else "inf"
     if per_atom:
         f = _frame_of_atom(offsets, row)
-        raise DataError(f"{source}: frame {f}, atom {row - int(offsets[f])}, field '{name}': contains {what}")
-    raise DataError(f"{source}: frame {row}, field '{name}': contains {what}")
+        raise DataError(
+            f"{source}: frame {f + fo}, atom {row - int(offsets[f])}, field '{name}': contains {what}"
+        )
+    raise DataError(f"{source}: frame {row + fo}, field '{name}': contains {what}")
 
 
-def check_min_distance(ds, min_distance: float = 0.1, source: str = "<dataset>") -> None:
+def check_min_distance(
+    ds, min_distance: float = 0.1, source: str = "<dataset>", frame_offset: int = 0
+) -> None:
     """Raise DataError naming the first frame with two atoms closer than ``min_distance`` Å."""
+    fo = int(frame_offset)
     cells = ds.frame_data.get("cell")
     pbcs = ds.frame_data.get("pbc")
     periodic = (
@@ -105,7 +113,7 @@ def check_min_distance(ds, min_distance: float = 0.1, source: str = "<dataset>")
             d = np.linalg.norm(pos[sel][:, iu] - pos[sel][:, ju], axis=-1)
             if d.size and d.min() < min_distance:
                 k, p = np.unravel_index(int(np.argmin(d)), d.shape)
-                _raise_close(source, int(sel[k]), int(iu[p]), int(ju[p]), float(d[k, p]), min_distance)
+                _raise_close(source, int(sel[k]) + fo, int(iu[p]), int(ju[p]), float(d[k, p]), min_distance)
         todo = np.nonzero(periodic)[0]
     else:
         todo = np.arange(len(ds))
@@ -124,13 +132,13 @@ def check_min_distance(ds, min_distance: float = 0.1, source: str = "<dataset>")
             i, j, d = neighbor_list("ijd", atoms, float(min_distance))
             if d.size:
                 k = int(np.argmin(d))
-                _raise_close(source, int(f), int(i[k]), int(j[k]), float(d[k]), min_distance)
+                _raise_close(source, int(f) + fo, int(i[k]), int(j[k]), float(d[k]), min_distance)
         else:
             pairs = cKDTree(pos).query_pairs(min_distance, output_type="ndarray")
             if pairs.size:
                 d = np.linalg.norm(pos[pairs[:, 0]] - pos[pairs[:, 1]], axis=1)
                 k = int(np.argmin(d))
-                _raise_close(source, int(f), int(pairs[k, 0]), int(pairs[k, 1]), float(d[k]), min_distance)
+                _raise_close(source, int(f) + fo, *map(int, pairs[k]), float(d[k]), min_distance)
 
 
 def _raise_close(source, frame, i, j, d, min_distance):
