@@ -201,16 +201,16 @@ METHODS: dict[str, tuple[str, str]] = {
 }
 
 
-def make_labeller(method: str, **settings) -> Labeller:
+def make_labeller(name: str, /, **settings) -> Labeller:
     """Build a labeller by name: 'xtb' / 'gfn2' (GFN2-xTB), 'gfn1' (GFN1-xTB), 'dft' / 'pyscf'.
 
     ``settings`` go to the labeller's constructor (e.g. ``functional='PBE0', basis='def2-TZVP',
     threads=2``). Unknown names raise ConfigError; missing engines raise MissingDependencyError
     when the labeller is built.
     """
-    key = str(method).strip().lower()
+    key = str(name).strip().lower()
     if key not in METHODS:
-        raise ConfigError(f"unknown labelling method {method!r}; known: {sorted(METHODS)}")
+        raise ConfigError(f"unknown labelling method {name!r}; known: {sorted(METHODS)}")
     module, cls = METHODS[key]
     klass = getattr(importlib.import_module(module), cls)
     if key.startswith("gfn1"):

@@ -95,7 +95,9 @@ def free_atom(symbol: str, basis, xc: str, ecp=None) -> FreeAtom:
 
     n_el = float(simpson(4 * np.pi * r**2 * rho, x=r))
     vol = float(simpson(4 * np.pi * r**5 * rho, x=r))
-    fa = FreeAtom(symbol=symbol, r=r, log_rho=np.log(rho), n_electrons=n_el, volume=vol, energy=float(ks.e_tot))
+    fa = FreeAtom(
+        symbol=symbol, r=r, log_rho=np.log(rho), n_electrons=n_el, volume=vol, energy=float(ks.e_tot)
+    )
     _FREE_ATOM_CACHE[key] = fa
     return fa
 

@@ -117,7 +117,9 @@ class Journal:
         try:
             head = json.loads(lines[0])
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{self.path}: not a biomlff labelling journal ({exc}); delete it to start over") from exc
+            raise ConfigError(
+                f"{self.path}: not a biomlff labelling journal ({exc}); delete it to start over"
+            ) from exc
         for k in ("method", "settings", "input"):
             if json.dumps(head.get(k), sort_keys=True) != json.dumps(self.header.get(k), sort_keys=True):
                 raise ConfigError(
@@ -171,8 +173,16 @@ class LabelRun:
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="frame", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="frame",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
 
 def run_labelling(

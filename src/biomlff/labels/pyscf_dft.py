@@ -19,8 +19,8 @@ import numpy as np
 from .. import units
 from ..errors import ConfigError
 from .base import (
-    Labeller,
     LabelError,
+    Labeller,
     LabelResult,
     SCFConvergenceError,
     UnsupportedElementError,
@@ -135,15 +135,21 @@ class PySCFLabeller(Labeller):
             sym = _symbol(zi)
             if sym not in self._basis_ok:
                 try:
-                    self._basis_ok[sym] = bool(gto.basis.load(self.basis, sym)) if isinstance(self.basis, str) else True
+                    self._basis_ok[sym] = (
+                        bool(gto.basis.load(self.basis, sym)) if isinstance(self.basis, str) else True
+                    )
                 except Exception:
                     self._basis_ok[sym] = False
             if not self._basis_ok[sym]:
-                raise UnsupportedElementError(f"basis set {self.basis!r} has no functions for element {sym} (Z={zi})")
+                raise UnsupportedElementError(
+                    f"basis set {self.basis!r} has no functions for element {sym} (Z={zi})"
+                )
         core = 0
         ecp = self._ecp_for(z)
         if ecp is not None:
-            mol = self._mol(z, np.arange(3 * len(z), dtype=float).reshape(-1, 3) * 2.0, 0, (int(z.sum()) % 2) + 1)
+            mol = self._mol(
+                z, np.arange(3 * len(z), dtype=float).reshape(-1, 3) * 2.0, 0, (int(z.sum()) % 2) + 1
+            )
             core = int(z.sum()) - int(mol.atom_charges().sum())
         check_electrons(z, charge, multiplicity, core_electrons=core)
 
@@ -152,7 +158,7 @@ class PySCFLabeller(Labeller):
 
         try:
             return gto.M(
-                atom=[(_symbol(zi), tuple(ri)) for zi, ri in zip(z, r)],
+                atom=[(_symbol(zi), tuple(ri)) for zi, ri in zip(z, r, strict=False)],
                 basis=self.basis,
                 ecp=self._ecp_for(z),
                 charge=int(charge),
@@ -220,8 +226,9 @@ class PySCFLabeller(Labeller):
             forces = forces + f_d
             info["d4_energy_eV"] = e_d
         self.last_scf = mf
-        return LabelResult(energy=energy, forces=forces, dipole=dipole, charges=charges, hirshfeld_ratios=ratios,
-                           info=info)
+        return LabelResult(
+            energy=energy, forces=forces, dipole=dipole, charges=charges, hirshfeld_ratios=ratios, info=info
+        )
 
 
 def d4_correction(z, r, charge: int, functional: str) -> tuple[float, np.ndarray]:

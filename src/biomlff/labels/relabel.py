@@ -24,8 +24,14 @@ def journal_path(output: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".journal.jsonl")
 
 
-def results_to_dataset(frames: list[Frame], run: LabelRun, *, name: str = "", theory: str = "",
-                       provenance: list[str] | None = None):
+def results_to_dataset(
+    frames: list[Frame],
+    run: LabelRun,
+    *,
+    name: str = "",
+    theory: str = "",
+    provenance: list[str] | None = None,
+):
     """Dataset of the successfully labelled frames (input order): energy eV, forces eV/Å, dipole
     e·Å, partial_charges e, hirshfeld_ratios, charge, multiplicity and ``source_index`` (index of
     the frame in the input). Raises DataError if no frame was labelled."""
@@ -33,8 +39,10 @@ def results_to_dataset(frames: list[Frame], run: LabelRun, *, name: str = "", th
 
     ok = [f for f in frames if f.index in run.results]
     if not ok:
-        raise DataError("no frame was labelled successfully: " + "; ".join(
-            f"frame {i}: {m}" for i, m in sorted(run.errors.items())[:5]))
+        raise DataError(
+            "no frame was labelled successfully: "
+            + "; ".join(f"frame {i}: {m}" for i, m in sorted(run.errors.items())[:5])
+        )
     res = [run.results[f.index] for f in ok]
 
     def opt(name):
@@ -90,8 +98,15 @@ def label_dataset(
     frames = frames_from_dataset(ds, charge=charge, multiplicity=multiplicity)
     output = Path(output)
     run = run_labelling(
-        frames, method, settings, journal_path(output), workers=workers, executor=executor,
-        retry_failed=retry_failed, input_fingerprint=ds.content_hash(), progress=progress,
+        frames,
+        method,
+        settings,
+        journal_path(output),
+        workers=workers,
+        executor=executor,
+        retry_failed=retry_failed,
+        input_fingerprint=ds.content_hash(),
+        progress=progress,
         max_frames=max_frames,
     )
     missing = [f.index for f in frames if f.index not in run.results and f.index not in run.errors]
@@ -105,7 +120,9 @@ def label_dataset(
         f"settings={settings or {}} frames={len(frames)} ok={len(run.results)} failed={len(run.errors)}"
     ]
     prov += [f"failed frame {i}: {m}" for i, m in sorted(run.errors.items())]
-    out_ds = results_to_dataset(frames, run, name=ds.name or Path(input_path).stem, theory=theory, provenance=prov)
+    out_ds = results_to_dataset(
+        frames, run, name=ds.name or Path(input_path).stem, theory=theory, provenance=prov
+    )
     if energy_unit is None:
         energy_unit = "kcal/mol" if output.suffix.lower() == ".npz" else "eV"
     kw = {} if output.suffix.lower() in (".h5", ".hdf5") else {"energy_unit": energy_unit}

@@ -49,7 +49,9 @@ def labeller_calculator(labeller: Labeller, charge: int = 0, multiplicity: int =
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
-            res = self.labeller.label(self.atoms.numbers, self.atoms.positions, self.charge, self.multiplicity)
+            res = self.labeller.label(
+                self.atoms.numbers, self.atoms.positions, self.charge, self.multiplicity
+            )
             self.last = res
             self.results = {"energy": res.energy, "free_energy": res.energy, "forces": res.forces}
             if res.dipole is not None:
@@ -63,7 +65,7 @@ def labeller_calculator(labeller: Labeller, charge: int = 0, multiplicity: int =
 def _frame_record(step: int, atoms, calc) -> dict[str, Any]:
     # get_* return cached results when the calculator already saw these positions
     energy = float(atoms.get_potential_energy())
-    forces = np.asarray(atoms.get_forces())
+    forces = np.asarray(atoms.get_forces(apply_constraint=False))  # raw labels, not FixCom-projected
     res = getattr(calc, "last", None)
     rec: dict[str, Any] = {
         "step": int(step),
@@ -146,11 +148,13 @@ def langevin_sample(
     (energy eV, forces eV/Å, dipole e·Å, partial_charges e where the calculator gives them).
     """
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 
     if steps < 0 or stride < 1 or timestep_fs <= 0 or temperature_K < 0:
-        raise ConfigError(f"need steps >= 0, stride >= 1, timestep > 0, T >= 0 (got {steps}, {stride}, "
-                          f"{timestep_fs}, {temperature_K})")
+        raise ConfigError(
+            f"need steps >= 0, stride >= 1, timestep > 0, T >= 0 (got {steps}, {stride}, "
+            f"{timestep_fs}, {temperature_K})"
+        )
     atoms = atoms.copy()
     atoms.calc = calc
     header = {
@@ -179,7 +183,7 @@ def langevin_sample(
         atoms.set_velocities(np.asarray(last["velocities"]))
         done_steps = int(last["step"])
     else:
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
         Stationary(atoms)
         if len(atoms) > 2:
             ZeroRotation(atoms)
@@ -190,12 +194,25 @@ def langevin_sample(
     from ase.constraints import FixCom
 
     atoms.set_constraint(FixCom())  # ASE's recommended replacement of Langevin(fixcm=True)
-    dyn = Langevin(atoms, timestep=timestep_fs * units.ase_time_per_fs, temperature_K=temperature_K,
-                   friction=friction_per_fs / units.ase_time_per_fs, rng=rng, fixcm=False)
+    dyn = Langevin(
+        atoms,
+        timestep=timestep_fs * units.ase_time_per_fs,
+        temperature_K=temperature_K,
+        friction=friction_per_fs / units.ase_time_per_fs,
+        rng=rng,
+        fixcm=False,
+    )
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=max(done_steps, 0), desc=f"sample {calc_name or 'md'}", unit="step",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=steps,
+        initial=max(done_steps, 0),
+        desc=f"sample {calc_name or 'md'}",
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     start = max(done_steps, 0)
 
     def record():
@@ -247,7 +264,8 @@ def _records_to_dataset(records, numbers, charge, multiplicity, calc_name, heade
         return None if any(v is None for v in vals) else np.asarray(vals, dtype=np.float64)
 
     prov = [
-        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} biomlff sample: Langevin {header['temperature_K']} K, "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} biomlff sample: "
+        f"Langevin {header['temperature_K']} K, "
         f"dt {header['timestep_fs']} fs, stride {header['stride']}, calc {calc_name}, {len(records)} frames, "
         f"steps {records[0]['step']}..{records[-1]['step']} ({wall_s:.1f} s this run)"
     ]
