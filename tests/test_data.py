@@ -419,3 +419,15 @@ def test_example_dataset_is_shipped():
     ds = read_dataset(p)
     assert len(ds) == 50 and ds.metadata["source_units"]["energy"] == "kcal/mol"
     assert ds.name == "ethanol"
+
+
+def test_index_selection_every_format(paths, tmp_path):
+    full = read_dataset(paths["md22"], energy_key="Energy", energy_unit="kcal/mol")
+    write_dataset(full, tmp_path / "m.h5")
+    write_dataset(full, tmp_path / "m.npz")
+    for p, kw in ((paths["md22"], {"energy_key": "Energy", "energy_unit": "kcal/mol"}),
+                  (tmp_path / "m.h5", {}), (tmp_path / "m.npz", {})):
+        cases = ((2, [2]), ("1:4", [1, 2, 3]), ([4, 0], [4, 0]), (slice(None, None, 2), [0, 2, 4]))
+        for index, want in cases:
+            sub = read_dataset(p, index=index, **kw)
+            np.testing.assert_allclose(sub.energy, full.energy[want], rtol=1e-15, err_msg=f"{p} {index}")

@@ -636,12 +636,15 @@ def read_dataset(
         return read_qcell(path, index=index, **common)
     elif fmt == "extxyz" or fmt == "ase" or fmt.startswith("ase:"):
         ase_fmt = "extxyz" if fmt == "extxyz" else (fmt[4:] if fmt.startswith("ase:") else None)
-        return read_ase(
-            path, fmt=ase_fmt, index=":" if index is None else index, energy_key=energy_key,
+        ase_index = index if isinstance(index, (str, int, np.integer, slice)) else ":"
+        ds = read_ase(
+            path, fmt=ase_fmt, index=ase_index, energy_key=energy_key,
             forces_key=forces_key, charge_key=charge_key, multiplicity_key=multiplicity_key,
             dipole_key=dipole_key, hirshfeld_key=hirshfeld_key, partial_charges_key=partial_charges_key,
             energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit, **common,
         )
+        if index is None or index is ase_index:
+            return ds
     else:
         raise DataError(f"{path}: unknown format {fmt!r}; use sgdml, rmd17, extxyz, qcell or ase:NAME")
     if index is not None:
