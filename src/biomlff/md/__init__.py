@@ -1,1 +1,28 @@
-"""biomlff.md (see docs/architecture.md)."""
+"""biomlff.md — geometry optimisation and molecular dynamics for any biomlff Potential.
+
+FIRE (:func:`optimize`), NVE / Nosé–Hoover-chain NVT / Langevin NVT / MTK NPT (:class:`Simulation`
+with an :class:`Ensemble`), steered MD (:class:`Steering`), pair lists inside the compiled step
+(JAX-MD), extxyz / H5MD trajectories, checkpoints and exact restarts. See ``docs/md.md``.
+
+Importing this package is cheap: JAX and JAX-MD are imported when a function needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Simulation": "simulation", "MDSettings": "simulation", "Ensemble": "integrators",
+    "Steering": "steering", "System": "structure", "read_structure": "structure",
+    "shipped_structure": "structure", "optimize": "optimize", "OptResult": "optimize",
+    "PairLists": "neighborlist",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

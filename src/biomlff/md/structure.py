@@ -1,0 +1,106 @@
+"""Input structures for MD: any ASE-readable file → positions, atomic numbers, masses, cell.
+
+Cell handling: a file's cell is used when its ``pbc`` is set in all three directions and the cell
+is non-zero; otherwise the structure is treated as gas phase (free space). A periodic flag with a
+zero cell, partial periodicity, or an unreadable file raise :class:`~biomlff.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass
+class System:
+    """One structure: atomic_numbers (N,), positions (N, 3) Å, masses (N,) amu, cell (3, 3) Å rows or
+    None, velocities (N, 3) Å/fs or None, charge (e) and multiplicity from the file if present."""
+
+    atomic_numbers: np.ndarray
+    positions: np.ndarray
+    masses: np.ndarray
+    cell: np.ndarray | None = None
+    velocities: np.ndarray | None = None
+    charge: float | None = None
+    multiplicity: int | None = None
+    name: str = "system"
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atomic_numbers)
+
+    @property
+    def periodic(self) -> bool:
+        return self.cell is not None
+
+    @classmethod
+    def from_atoms(cls, atoms, name: str = "system", force_free_space: bool = False) -> System:
+        from ase.units import fs as ase_fs
+
+        pbc = np.asarray(atoms.pbc, bool)
+        cell = np.asarray(atoms.cell.array, float)
+        if force_free_space or not pbc.any():
+            c = None
+        elif not pbc.all():
+            raise DataError(f"{name}: partially periodic structures (pbc={pbc.tolist()}) are not supported; "
+                            "use pbc in all three directions or none")
+        elif abs(np.linalg.det(cell)) < 1e-9:
+            raise DataError(f"{name}: pbc is set but the cell is zero or singular; give a cell or set pbc=False")
+        else:
+            c = cell
+        vel = None
+        if atoms.has("momenta"):
+            v = atoms.get_velocities() * ase_fs  # ASE velocity units → Å/fs
+            vel = v if np.any(v != 0) else None
+        info = atoms.info
+        charge = info.get("charge", info.get("total_charge"))
+        mult = info.get("multiplicity")
+        return cls(atomic_numbers=np.asarray(atoms.numbers, np.int32), positions=np.asarray(atoms.positions, float),
+                   masses=np.asarray(atoms.get_masses(), float), cell=c, velocities=vel,
+                   charge=None if charge is None else float(charge),
+                   multiplicity=None if mult is None else int(mult), name=name)
+
+    def to_atoms(self):
+        from ase import Atoms
+
+        return Atoms(numbers=self.atomic_numbers, positions=self.positions,
+                     cell=self.cell if self.cell is not None else None, pbc=self.cell is not None)
+
+
+def read_structure(path, index: int | str = -1, free_space: bool = False) -> System:
+    """Read one structure (last frame by default) from any ASE-readable file.
+
+    free_space: ignore any cell in the file (e.g. the 999.9 Å dummy boxes of the SO3LR references).
+    Raises DataError (naming the file) if it is missing, empty or unreadable."""
+    from ase.io import read
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"structure file {p} does not exist")
+    if p.is_dir():
+        raise DataError(f"structure path {p} is a directory, not a file")
+    try:
+        atoms = read(str(p), index=index)
+    except Exception as exc:  # noqa: BLE001 - ASE raises many exception types for bad files
+        raise DataError(f"cannot read structure {p}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(atoms, list):
+        if not atoms:
+            raise DataError(f"structure file {p} holds no frames")
+        atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise DataError(f"structure file {p} holds no atoms")
+    return System.from_atoms(atoms, name=p.name, force_free_space=free_space)
+
+
+def shipped_structure(name: str = "ac_ala3_nhme") -> Path:
+    """Path of a structure shipped with biomlff (``biomlff/resources/structures/<name>.xyz``)."""
+    from importlib.resources import files
+
+    p = Path(str(files("biomlff").joinpath("resources", "structures", f"{name}.xyz")))
+    if not p.exists():
+        raise DataError(f"no shipped structure named {name!r}")
+    return p
