@@ -431,3 +431,23 @@ def test_index_selection_every_format(paths, tmp_path):
         for index, want in cases:
             sub = read_dataset(p, index=index, **kw)
             np.testing.assert_allclose(sub.energy, full.energy[want], rtol=1e-15, err_msg=f"{p} {index}")
+
+
+def test_extxyz_kcal_mol_converts_every_energy_and_force_field(tmp_path):
+    write_qcell_by_hand(tmp_path / "q.h5")
+    ds = read_dataset(tmp_path / "q.h5")
+    dropped = write_dataset(ds, tmp_path / "q.xyz", energy_unit="kcal/mol")
+    assert dropped == []
+    import ase.io
+
+    a = ase.io.read(tmp_path / "q.xyz", index=1)
+    assert a.info["formation_energy"] == pytest.approx(ds.frame_data["formation_energy"][1] / KCAL, rel=1e-15)
+    np.testing.assert_allclose(a.arrays["mbd_forces"], ds.frame(1)["mbd_forces"] / KCAL, atol=1e-8)
+    back = read_dataset(tmp_path / "q.xyz", energy_unit="kcal/mol")
+    for k in ("energy", "formation_energy", "homo_energy", "mbd_energy"):
+        np.testing.assert_allclose(back.frame_data[k], ds.frame_data[k], rtol=1e-14, err_msg=k)
+    np.testing.assert_allclose(back.atom_data["mbd_forces"], ds.atom_data["mbd_forces"], atol=1e-7)
+    np.testing.assert_array_equal(back.frame_data["source"], ds.frame_data["source"])
+    # the sGDML layout keeps only energies, forces and the cell, and says what it dropped
+    md = read_dataset(tmp_path / "q.h5", index=[0])
+    assert "hirshfeld_ratios" in write_dataset(md, tmp_path / "one.npz")

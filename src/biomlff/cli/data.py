@@ -217,8 +217,10 @@ def _convert(args) -> int:
 
     _check_new(args.output, args.force)
     ds = read_dataset(args.input, **_read_kwargs(args))
-    write_dataset(ds, args.output, fmt=args.out_format, energy_unit=args.out_energy_unit)
+    dropped = write_dataset(ds, args.output, fmt=args.out_format, energy_unit=args.out_energy_unit)
     print(f"wrote {len(ds)} frames ({ds.n_atoms_range[0]}..{ds.n_atoms_range[1]} atoms) to {args.output}")
+    if dropped:
+        print(f"note: {args.output} cannot hold {', '.join(dropped)} (write .h5 or .xyz to keep them)")
     return 0
 
 

@@ -238,11 +238,12 @@ def sgdml_md5(z: np.ndarray, R: np.ndarray, E: np.ndarray | None, F: np.ndarray 
     return h.hexdigest()
 
 
-def write_sgdml(ds: Dataset, path, *, energy_unit: str = "eV", length_unit: str = "Ang") -> None:
+def write_sgdml(ds: Dataset, path, *, energy_unit: str = "eV", length_unit: str = "Ang") -> list[str]:
     """Write ``ds`` as an sGDML dataset ``.npz`` (needs one fixed composition). Energies and forces
     are written in ``energy_unit`` and ``energy_unit``/``length_unit`` (e.g. 'kcal/mol' for the
     MD17 convention), with ``e_unit``/``r_unit`` strings, ``name``, ``theory``, ``type='d'`` and the
-    sGDML ``md5``. A fixed periodic cell becomes ``lattice`` (columns = lattice vectors)."""
+    sGDML ``md5``. A fixed periodic cell becomes ``lattice`` (columns = lattice vectors).
+    Returns the names of the fields the format cannot hold (not written)."""
     path = Path(path)
     if len(ds) == 0:
         raise DataError(f"{path}: cannot write an empty dataset")
@@ -278,6 +279,7 @@ def write_sgdml(ds: Dataset, path, *, energy_unit: str = "eV", length_unit: str 
     out["md5"] = np.array(sgdml_md5(out["z"], out["R"], E, F))
     with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **out)
+    return [k for k in ds.fields if k not in ("energy", "forces", "cell", "pbc")]
 
 
 # ---------------------------------------------------------------------------- rMD17
@@ -506,12 +508,15 @@ def read_ase(
         kw["pbc"] = pbcs_a
     atom_extra = {}
     frame_extra = {}
+    # extras named like energies/forces follow the energy unit too (as write_extxyz writes them)
     for k, vals in extra_f.items():
         if len(vals) == n_frames and len({np.shape(v) for v in vals}) == 1:
             frame_extra[k] = np.array(vals)
+            if is_energy_field(k) and frame_extra[k].dtype.kind in "iuf":
+                frame_extra[k] = frame_extra[k] * e_fac
     for k, vals in extra_a.items():
         if len(vals) == n_frames:
-            atom_extra[k] = vals
+            atom_extra[k] = [v * f_fac for v in vals] if is_force_field(k) else vals
     ragged = len({len(z) for z in zs}) > 1
     if ragged:
         positions: Any = pos
@@ -567,11 +572,23 @@ def _collect_extras(atoms, frame, used_keys, extra_f, extra_a) -> None:
                 del store[k]
 
 
-def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extxyz") -> None:
-    """Write ``ds`` as extended XYZ (or another ASE format ``fmt``): positions Å, ``energy`` in
-    ``energy_unit`` (default eV) in the comment line, ``forces`` (energy_unit/Å) per atom, and every
-    other field under its own name (``charge``, ``multiplicity``, ``dipole`` e·Å, ``hirshfeld_ratios``,
-    …). Labels are plain info/arrays entries, never a calculator."""
+def is_energy_field(name: str) -> bool:
+    """Fields in energy units (converted with the energy unit): energy, formation/HOMO/LUMO energies
+    and every ``*_energy`` component."""
+    return name == "energy" or name.endswith("_energy")
+
+
+def is_force_field(name: str) -> bool:
+    """Fields in force units: forces and every ``*_forces`` component."""
+    return name == "forces" or name.endswith("_forces")
+
+
+def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extxyz") -> list[str]:
+    """Write ``ds`` as extended XYZ (or another ASE format ``fmt``): positions Å, ``energy`` and every
+    ``*_energy`` field in ``energy_unit`` (default eV) in the comment line, ``forces`` and ``*_forces``
+    in energy_unit/Å per atom, and every other field under its own name (``charge``,
+    ``multiplicity``, ``dipole`` e·Å, ``hirshfeld_ratios``, …). Labels are plain info/arrays
+    entries, never a calculator. Returns the fields that could not be stored (none)."""
     import ase.io
 
     path = Path(path)
@@ -579,13 +596,18 @@ def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extx
     images = []
     for i in range(len(ds)):
         atoms = ds.to_atoms(i)
-        if "energy" in atoms.info:
-            atoms.info["energy"] = float(atoms.info["energy"]) / e_fac
-        if "forces" in atoms.arrays:
-            atoms.arrays["forces"] = atoms.arrays["forces"] / e_fac
+        if e_fac != 1.0:
+            for k in list(atoms.info):
+                if is_energy_field(k) and k in ds.frame_data:
+                    v = np.asarray(atoms.info[k]) / e_fac
+                    atoms.info[k] = v.item() if v.ndim == 0 else v
+            for k in list(atoms.arrays):
+                if is_force_field(k) and k in ds.atom_data:
+                    atoms.arrays[k] = atoms.arrays[k] / e_fac
         images.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(str(tmp), images, format=fmt)
+    return []
 
 
 # ---------------------------------------------------------------------------- front door
@@ -663,11 +685,12 @@ def _index_to_selection(index: Any, n: int):
     return index
 
 
-def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str = "eV") -> None:
+def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str = "eV") -> list[str]:
     """Write ``ds`` to ``path`` atomically; format from ``fmt`` or the extension: ``.npz`` sGDML layout
     (fixed composition), ``.xyz``/``.extxyz`` extended XYZ, ``.h5``/``.hdf5`` QCell schema (lossless,
     ragged), or 'ase:NAME'. ``energy_unit`` (npz, xyz only): unit of the written energies and forces
-    (eV and eV/Å by default; 'kcal/mol' gives the MD17 convention). QCell files are always eV, Å."""
+    (eV and eV/Å by default; 'kcal/mol' gives the MD17 convention). QCell files are always eV, Å.
+    Returns the names of fields the format could not store (sGDML keeps only energy, forces, cell)."""
     path = Path(path)
     if fmt is None:
         ext = path.suffix.lower()
@@ -679,17 +702,18 @@ def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str
                 f"{path}: cannot tell the format from the extension; use .npz, .xyz, .extxyz, .h5"
             )
     if fmt == "sgdml":
-        write_sgdml(ds, path, energy_unit=energy_unit)
+        return write_sgdml(ds, path, energy_unit=energy_unit)
     elif fmt == "extxyz":
-        write_extxyz(ds, path, energy_unit=energy_unit)
+        return write_extxyz(ds, path, energy_unit=energy_unit)
     elif fmt.startswith("ase:"):
-        write_extxyz(ds, path, energy_unit=energy_unit, fmt=fmt[4:])
+        return write_extxyz(ds, path, energy_unit=energy_unit, fmt=fmt[4:])
     elif fmt == "qcell":
         if units.energy_factor(energy_unit) != 1.0:
             raise DataError(f"{path}: QCell HDF5 files are always in eV; drop energy_unit={energy_unit!r}")
         from .qcell import write_qcell
 
         write_qcell(ds, path)
+        return []
     elif fmt == "rmd17":
         raise DataError(f"{path}: writing rMD17 is not supported (write the sGDML .npz layout instead)")
     else:
