@@ -451,3 +451,14 @@ def test_extxyz_kcal_mol_converts_every_energy_and_force_field(tmp_path):
     # the sGDML layout keeps only energies, forces and the cell, and says what it dropped
     md = read_dataset(tmp_path / "q.h5", index=[0])
     assert "hirshfeld_ratios" in write_dataset(md, tmp_path / "one.npz")
+
+
+def test_single_frame_and_concatenate():
+    one = Dataset.from_arrays([8, 1], np.array([[0.0, 0, 0], [0.97, 0, 0]]), energy=-5.0,
+                              forces=np.ones((2, 3)), dipole=[0.1, 0.2, 0.3], charge=-1)
+    assert len(one) == 1 and one.energy.tolist() == [-5.0] and one.dipole.shape == (1, 3)
+    both = Dataset.concatenate([one, one.subset([0])])
+    assert len(both) == 2 and both.offsets.tolist() == [0, 2, 4]
+    np.testing.assert_array_equal(both.charge, [-1, -1])
+    with pytest.raises(DataError, match="fields"):
+        Dataset.concatenate([one, Dataset.from_arrays([1, 1], np.array([[0.0, 0, 0], [0.74, 0, 0]]))])

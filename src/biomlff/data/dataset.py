@@ -252,6 +252,8 @@ class Dataset:
                 a = np.full((n_frames, 3), bool(a))
             if name in ("cell", "pbc") and a.shape == trailing:
                 a = np.broadcast_to(a, (n_frames,) + trailing).copy()
+            elif n_frames == 1 and a.shape == trailing:  # one frame given without the frame axis
+                a = a[None]
             if name == "energy" and a.ndim == 2 and a.shape[1] == 1:
                 a = a[:, 0]
             if a.shape != (n_frames,) + trailing:
