@@ -29,7 +29,7 @@ examples:
 """ + FORMATS_HELP
 
 CONVERT_EPILOG = """\
-Reads IN with the reading options below, checks it (shapes, NaN/inf, elements, atoms closer
+Reads IN with the reading options above, checks it (shapes, NaN/inf, elements, atoms closer
 than --min-distance Å) and writes OUT atomically (a failed write leaves no partial file).
 Energies are stored in eV inside biomlff; --out-energy-unit chooses the unit written to .npz and
 .xyz (e.g. kcal/mol to keep the MD17 convention). QCell HDF5 output is always eV, Å.
@@ -111,7 +111,7 @@ def register(sub) -> None:
     info = dsub.add_parser(
         "info",
         help="counts, elements, atom counts and energy/force statistics of a dataset",
-        description="Print what a dataset holds: frames, elements, atoms per frame, fields, energy and "
+        description="Print what a dataset holds: frames, elements, atoms per frame, fields, energy and\n"
                     "force statistics in the chosen unit, source units, provenance and content hash.",
         epilog=INFO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -127,7 +127,7 @@ def register(sub) -> None:
     conv = dsub.add_parser(
         "convert",
         help="convert a dataset between formats (by extension), checking it on the way",
-        description="Convert IN to OUT. The formats follow from the extensions; labels are converted "
+        description="Convert IN to OUT. The formats follow from the extensions; labels are converted\n"
                     "to eV/Å on reading and to the output's units on writing.",
         epilog=CONVERT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -144,7 +144,7 @@ def register(sub) -> None:
     split = dsub.add_parser(
         "split",
         help="make a disjoint train/valid/test split with a record of indices and the data's hash",
-        description="Split a dataset into disjoint train/valid/test parts, randomly (seeded) or by "
+        description="Split a dataset into disjoint train/valid/test parts, randomly (seeded) or by\n"
                     "explicit indices, and save the record as JSON.",
         epilog=SPLIT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
