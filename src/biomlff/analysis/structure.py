@@ -76,7 +76,7 @@ class RDFResult:
 
 
 def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
-        r_min: float = 0.0) -> RDFResult:
+        r_min: float = 0.0, molecules=None) -> RDFResult:
     """Radial distribution function g(r) between atom groups A and B under periodic boundaries.
 
     positions (T, N, 3) Å, cell (3, 3) or (T, 3, 3) Å (required), idx_a / idx_b atom indices,
@@ -84,6 +84,8 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
     atom and itself are excluded when the groups overlap. Uses MDAnalysis' ``InterRDF`` (grid
     neighbour search, triclinic boxes) on an in-memory Universe; normalised with the mean volume.
     Returns r (Å), g(r) and the running coordination number n(r) = ρ_B ∫ 4πr²g dr.
+    ``molecules`` (N,) molecule ids: count only pairs in different molecules (intermolecular
+    RDF), normalised by the density of B atoms outside the A atom's own molecule so g → 1.
     """
     x = _frames(positions)
     if cell is None:
@@ -120,20 +122,40 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
         coords = xc[:, ia]
     else:
         coords = np.concatenate([xc[:, ia], xc[:, ib]], axis=1)
-    u = mda.Universe.empty(coords.shape[1], trajectory=True)
-    u.load_new(coords.astype(np.float32), format=MemoryReader, dimensions=dims.astype(np.float32))
-    ga = u.atoms[: ia.size]
-    gb = u.atoms[: ia.size] if same else u.atoms[ia.size:]
-    excl = (1, 1) if same else None
     if not same and np.intersect1d(ia, ib).size:
         raise ConfigError("RDF: overlapping but different groups A and B are not supported; "
                           "use identical or disjoint groups")
-    calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclusion_block=excl)
+    order = ia if same else np.concatenate([ia, ib])
+    if molecules is not None:
+        mol = np.asarray(molecules)
+        if mol.shape != (x.shape[1],):
+            raise DataError(f"molecule ids must have shape ({x.shape[1]},), got {mol.shape}")
+        _, resindex = np.unique(mol[order], return_inverse=True)
+        u = mda.Universe.empty(order.size, n_residues=int(resindex.max()) + 1, atom_resindex=resindex,
+                               trajectory=True)
+    else:
+        u = mda.Universe.empty(order.size, trajectory=True)
+    u.load_new(coords.astype(np.float32), format=MemoryReader, dimensions=dims.astype(np.float32))
+    ga = u.atoms[: ia.size]
+    gb = u.atoms[: ia.size] if same else u.atoms[ia.size:]
+    if molecules is not None:
+        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclude_same="residue")
+    else:
+        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclusion_block=(1, 1) if same else None)
     calc.run()
     r = np.asarray(calc.results.bins, dtype=float)
     g = np.asarray(calc.results.rdf, dtype=float)
     vol = float(np.mean(np.abs(np.linalg.det(c))))
-    rho_b = ((ib.size - 1) if same else ib.size) / vol
+    if molecules is not None:
+        # InterRDF normalises by nA·nB; the pairs that can be counted are those in other molecules
+        mol_b = mol[ib]
+        n_pairs = sum(ib.size - int(np.count_nonzero(mol_b == mol[a])) for a in ia)
+        if n_pairs == 0:
+            raise DataError("RDF: all A–B pairs lie within one molecule; nothing intermolecular to count")
+        g = g * (ia.size * ib.size) / n_pairs
+        rho_b = n_pairs / ia.size / vol
+    else:
+        rho_b = ((ib.size - 1) if same else ib.size) / vol
     edges = np.asarray(calc.results.edges, dtype=float)
     shell = 4.0 / 3.0 * np.pi * np.diff(edges**3)
     n_r = np.cumsum(g * shell) * rho_b

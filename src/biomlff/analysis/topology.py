@@ -239,3 +239,48 @@ def find_acyl_chains(numbers, bonds, min_length: int = 4) -> list[AcylChain]:
             hyd = [[b for b in adj[c] if numbers[b] == H] for c in carbons]
             chains.append(AcylChain(carbons=carbons, hydrogens=hyd))
     return chains
+
+
+def molecule_ids(n_atoms: int, bonds) -> np.ndarray:
+    """(N,) molecule index of every atom: connected components of the bond graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    b = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n_atoms, n_atoms))
+    _, labels = connected_components(g, directed=False)
+    return labels
+
+
+def make_whole(positions, cell, bonds) -> np.ndarray:
+    """Positions (T, N, 3) Å with every molecule made whole across periodic boundaries: walking
+    the bond graph breadth-first from one atom per molecule, each atom is placed at the minimum
+    image of its bond partner. ``cell`` (T, 3, 3) or (3, 3) Å; ``None`` returns a copy."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+
+    x = np.array(positions, dtype=float)
+    if x.ndim == 2:
+        x = x[None]
+    if cell is None:
+        return x
+    c = np.asarray(cell, dtype=float)
+    if c.ndim == 2:
+        c = np.broadcast_to(c, (x.shape[0], 3, 3))
+    inv = np.linalg.inv(c)
+    n = x.shape[1]
+    b = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n)).tocsr()
+    done = np.zeros(n, bool)
+    for root in range(n):
+        if done[root]:
+            continue
+        order, pred = breadth_first_order(g, root, directed=False, return_predecessors=True)
+        done[order] = True
+        for a in order[1:]:
+            p = pred[a]
+            d = x[:, a] - x[:, p]
+            s = np.einsum("ti,tij->tj", d, inv)
+            s -= np.round(s)
+            x[:, a] = x[:, p] + np.einsum("ti,tij->tj", s, c)
+    return x

@@ -232,16 +232,24 @@ def _read_ase(path: str, index) -> Trajectory:
                 vs.append(np.asarray(a.arrays["velocities"], dtype=float))
         vel = np.stack(vs)
     obs = {}
-    for key in ("energy", "free_energy", "temperature"):
-        if all(key in a.info for a in frames):
+    for key, val in frames[0].info.items():  # per-frame scalars (energies eV, temperature K, ...)
+        if key in ("step", "time", "time_ps", "timestep") or not np.isscalar(val):
+            continue
+        if isinstance(val, (bool, str, np.bool_)) or not all(key in a.info for a in frames):
+            continue
+        try:
             obs[key] = np.array([float(a.info[key]) for a in frames])
+        except (TypeError, ValueError):
+            continue
     if all(a.calc is not None for a in frames):
         try:
             obs.setdefault("energy", np.array([a.get_potential_energy() for a in frames]))
         except Exception:  # noqa: BLE001 - a stored calculator without energy is fine
             pass
     times = None
-    if all("time" in a.info for a in frames):
+    if all("time_ps" in a.info for a in frames):  # biomlff.md writes time_ps
+        times = np.array([float(a.info["time_ps"]) for a in frames]) * 1000.0
+    elif all("time" in a.info for a in frames):  # 'time' in fs
         times = np.array([float(a.info["time"]) for a in frames])
     elif "timestep" in frames[0].info and len(frames) > 0:
         # some writers store the spacing of frames in fs ('timestep=2.0')
@@ -261,10 +269,14 @@ def _h5_unit_factor(ds, table, default: float, what: str, path: str) -> float:
     u = unit.strip().lower().replace("angstroms", "angstrom")
     if u in table:
         return table[u]
-    if "/" in u and what == "velocity":
-        num, den = u.split("/", 1)
-        if num.strip() in _LENGTH_TO_A and den.strip() in _TIME_TO_FS:
-            return _LENGTH_TO_A[num.strip()] / _TIME_TO_FS[den.strip()]
+    if what == "velocity":  # 'Å/fs', 'nm/ps' or the H5MD/UDUNITS style 'Angstrom ps-1'
+        if "/" in u:
+            num, den = (x.strip() for x in u.split("/", 1))
+        else:
+            parts = u.split()
+            num, den = (parts[0], parts[1][:-2]) if len(parts) == 2 and parts[1].endswith("-1") else ("", "")
+        if num in _LENGTH_TO_A and den in _TIME_TO_FS:
+            return _LENGTH_TO_A[num] / _TIME_TO_FS[den]
     raise DataError(f"{path}: unknown {what} unit {unit!r} in {ds.name}")
 
 

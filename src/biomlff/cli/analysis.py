@@ -41,6 +41,8 @@ def register(sub) -> None:
                    "or 10 Å with --gas)")
     q.add_argument("--bins", type=int, default=150, help="number of bins")
     q.add_argument("--gas", action="store_true", help="free-space distance histograms P(r) (no cell needed)")
+    q.add_argument("--intermolecular", action="store_true",
+                   help="count only pairs in different molecules (molecules from covalent bonds)")
     q.set_defaults(func=cmd_rdf)
 
     q = obs.add_parser("msd", help="mean-squared displacement and Einstein diffusion coefficient")
@@ -139,6 +141,16 @@ def _select(traj, sel, backbone=None):
     return select_atoms(traj.numbers, sel, backbone=backbone, source=traj.source)
 
 
+def _whole(traj):
+    """Positions with molecules made whole across periodic boundaries (bonds of frame 0)."""
+    if traj.cell is None:
+        return traj.positions
+    from ..analysis.topology import bonds_from_positions, make_whole
+
+    bonds = bonds_from_positions(traj.numbers, traj.positions[0], traj.cell[0])
+    return make_whole(traj.positions, traj.cell, bonds)
+
+
 def _ints(text: str, n: int, what: str) -> list[int]:
     from ..errors import ConfigError
 
@@ -188,6 +200,12 @@ def cmd_rdf(args) -> int:
     rmax = args.rmax
     if rmax is None:
         rmax = 10.0 if args.gas else float(0.5 * perpendicular_widths(traj.cell).min())
+    mol = None
+    if args.intermolecular:
+        from ..analysis.topology import bonds_from_positions, molecule_ids
+
+        bonds = bonds_from_positions(traj.numbers, traj.positions[0], None if traj.cell is None else traj.cell[0])
+        mol = molecule_ids(traj.n_atoms, bonds)
     cols: dict = {}
     curves: dict = {}
     summary = []
@@ -202,13 +220,13 @@ def cmd_rdf(args) -> int:
         if args.gas:
             res = gas_histogram(traj.positions, ia, ib, r_max=rmax, n_bins=args.bins)
         else:
-            res = rdf(traj.positions, traj.cell, ia, ib, r_max=rmax, n_bins=args.bins)
+            res = rdf(traj.positions, traj.cell, ia, ib, r_max=rmax, n_bins=args.bins, molecules=mol)
         cols.setdefault("r_A", res.r)
         label = f"{a}-{b}"
         cols[("P_per_A_" if args.gas else "g_") + label] = res.g
         curves[label] = res.g
         k = int(np.argmax(res.g))
-        summary.append(f"{label}: first maximum {res.g[k]:.3g} at {res.r[k]:.3f} Å")
+        summary.append(f"{label}: highest maximum {res.g[k]:.3g} at {res.r[k]:.3f} Å")
     csv, fig = _paths(args)
     plots.write_csv(csv, cols, comment=f"{'distance histogram P(r) 1/Å' if args.gas else 'g(r)'} from "
                     f"{traj.source}, {traj.n_frames} frames")
@@ -248,7 +266,7 @@ def cmd_msd(args) -> int:
     plots.write_csv(csv, cols, comment=f"MSD from {traj.source}; " + "; ".join(lines))
     if len(fits) == 1:
         (name, (m, fit)), = fits.items()
-        plots.plot_msd(fig, lag / 1000.0, m, fit, title=f"MSD of '{name}' ({traj.n_atoms} atoms)")
+        plots.plot_msd(fig, lag / 1000.0, m, fit, title=f"MSD of '{name}' ({idx.size} atoms)")
     else:
         plots.plot_lines(fig, lag / 1000.0, {f"{n} (D = {f.D_m2_s * 1e9:.3g}e-9 m²/s)": m
                                              for n, (m, f) in fits.items()},
@@ -280,8 +298,12 @@ def cmd_spectrum(args) -> int:
     keep = spec.wavenumber <= args.max_wavenumber
     plots.plot_lines(fig, spec.wavenumber[keep], {"": spec.intensity[keep]}, "wavenumber (cm⁻¹)",
                      "intensity (arb. units)", title=f"power spectrum (VACF, {traj.n_frames} frames)")
-    k = int(np.argmax(spec.intensity[1:])) + 1
-    print(f"strongest peak at {spec.wavenumber[k]:.1f} cm⁻¹ (bin width {spec.bin_width:.2f} cm⁻¹)")
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(spec.intensity[keep], prominence=0.05)
+    peaks = sorted(peaks, key=lambda k: -spec.intensity[k])[:5]
+    print("peaks at " + ", ".join(f"{spec.wavenumber[k]:.0f}" for k in sorted(peaks))
+          + f" cm⁻¹ (bin width {spec.bin_width:.2f} cm⁻¹)")
     print(f"wrote {csv} and {fig}")
     return 0
 
@@ -306,7 +328,10 @@ def cmd_rmsd(args) -> int:
         if not -traj.n_frames <= args.ref_frame < traj.n_frames:
             raise DataError(f"--ref-frame {args.ref_frame} outside the {traj.n_frames} frames")
         ref_x = traj.positions[args.ref_frame]
-    r = rmsd(traj.positions, ref_x, idx=idx, weights=w)
+    x = _whole(traj)
+    if not args.reference:
+        ref_x = x[args.ref_frame]
+    r = rmsd(x, ref_x, idx=idx, weights=w)
     csv, fig = _paths(args)
     t = _times_ps(traj)
     xcol = t if t is not None else np.arange(traj.n_frames)
@@ -320,7 +345,7 @@ def cmd_rmsd(args) -> int:
             lags = np.array([int(v) for v in args.lags.split(",")])
         else:
             lags = np.unique(np.geomspace(1, traj.n_frames - 1, 20).astype(int))
-        mean, std = rmsd_lag(traj.positions, lags, idx=idx, weights=w)
+        mean, std = rmsd_lag(x, lags, idx=idx, weights=w)
         root = csv[:-4] + "_lag"
         dt = traj.timestep() if traj.times is not None else None
         lag_x = lags * dt / 1000.0 if dt else lags
@@ -342,7 +367,7 @@ def cmd_rg(args) -> int:
 
     traj = _load(args)
     idx = _select(traj, args.select)
-    rg = radius_of_gyration(traj.positions, traj.masses if args.mass_weighted else None, idx)
+    rg = radius_of_gyration(_whole(traj), traj.masses if args.mass_weighted else None, idx)
     csv, fig = _paths(args)
     t = _times_ps(traj)
     xcol = t if t is not None else np.arange(traj.n_frames)
@@ -364,7 +389,7 @@ def cmd_rama(args) -> int:
     from ..errors import DataError
 
     traj = _load(args)
-    pp = phi_psi(traj.positions, traj.numbers, cell=None)
+    pp = phi_psi(_whole(traj), traj.numbers, cell=None)
     cols = list(range(len(pp.residues)))
     if args.residues:
         want = [int(v) for v in args.residues.split(",")]
@@ -399,7 +424,7 @@ def cmd_dssp(args) -> int:
     from ..analysis.peptide import secondary_structure, ss_fractions
 
     traj = _load(args)
-    ss, residues = secondary_structure(traj.positions, traj.numbers, topology=traj.topology)
+    ss, residues = secondary_structure(_whole(traj), traj.numbers, topology=traj.topology)
     frac = ss_fractions(ss)
     csv, fig = _paths(args)
     t = _times_ps(traj)
