@@ -44,11 +44,17 @@ def test_info_example_units(capsys):
     assert rms == pytest.approx(np.sqrt(np.mean((raw["F"] * KCAL) ** 2)), abs=1e-6)
 
 
-def test_info_rmd17_and_errors(shared, capsys):
+def test_info_rmd17_and_errors(shared, tmp_path, capsys):
     p = shared / "datasets" / "rmd17" / "rmd17_ethanol_train_01.npz"
     rc, out, _ = run(capsys, "data", "info", str(p), "--energy-key", "old_energies")
     assert rc == 0 and "frames:        1000" in out and "original MD17" in out
-    rc, _, err = run(capsys, "data", "info", str(p))
+    rc, out, _ = run(capsys, "data", "info", str(p), "--units", "kcal/mol")  # both label sets shown
+    raw = np.load(p)
+    assert _stat(out, "energy [kcal/mol]")[0] == pytest.approx(raw["energies"].mean(), abs=1e-6)
+    old_block = out.split("original MD17 labels", 1)[1]
+    assert _stat(old_block, "energy [kcal/mol]")[0] == pytest.approx(raw["old_energies"].mean(), abs=1e-6)
+    assert "--energy-key energies|old_energies" in out
+    rc, _, err = run(capsys, "data", "convert", str(p), str(tmp_path / "x.xyz"))
     assert rc == 2 and err.startswith("biomlff: error:") and "--energy-key" in err
     assert err.count("\n") == 1  # one line, no traceback
     rc, _, err = run(capsys, "data", "info", "--example", "--units", "parsecs")

@@ -197,10 +197,28 @@ def _info(args) -> int:
         for i, rec in enumerate(iter_qcell(path)):
             check_record(rec, str(path), i, kw["min_distance"])
             summary.add_frame(rec)
+    elif kw["energy_key"] is None and fmt in (None, "rmd17") and _is_rmd17(path):
+        # inspection only: show both label sets of rMD17 side by side (reading for use needs a choice)
+        revised = summarize(read_dataset(path, **{**kw, "energy_key": "energies"}))
+        old = summarize(read_dataset(path, **{**kw, "energy_key": "old_energies"}))
+        print(revised.format(energy_unit=args.units, source=str(path)))
+        print("original MD17 labels (old_energies/old_forces; a different level of theory):")
+        for line in old.format(energy_unit=args.units).splitlines():
+            if line.startswith(("theory", "energy", "forces")):
+                print("  " + line)
+        print("(rMD17 holds two label sets: choose one with --energy-key energies|old_energies "
+              "when converting or training)")
+        return 0
     else:
         summary = summarize(read_dataset(path, **kw))
     print(summary.format(energy_unit=args.units, source=str(path)))
     return 0
+
+
+def _is_rmd17(path) -> bool:
+    from ..data import detect_format
+
+    return path.suffix.lower() == ".npz" and detect_format(path) == "rmd17"
 
 
 def _check_new(path, force: bool) -> None:
