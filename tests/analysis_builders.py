@@ -158,13 +158,13 @@ def water_trajectory(path, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, s
     import ase.io
     from ase import units as u
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.velocitydistribution import thermalize_momenta
 
     from conftest import SHARED
 
     atoms = ase.io.read(SHARED / "so3lr" / "reference" / "water_64.xyz")
     atoms.calc = FlexibleWater()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     md = Langevin(atoms, dt_fs * u.fs, temperature_K=temperature, friction=0.02 / u.fs,
                   rng=np.random.default_rng(seed + 1), fixcm=False)
     frames = []
@@ -187,3 +187,30 @@ def water_trajectory(path, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, s
             del a.arrays["momenta"]
     ase.io.write(path, frames, format="extxyz")
     return frames
+
+
+def synthetic_bilayer(n_side=2, spacing=8.0, lz=70.0, n_carbons=16, shift_z=0.0):
+    """A perfectly ordered bilayer: n_side² lipids per leaflet on a square grid (``spacing`` Å),
+    each an all-trans chain along z with an ester head and one P atom; upper leaflet heads up,
+    lower leaflet mirrored. The whole bilayer is shifted by ``shift_z`` and wrapped into the box.
+    Returns (numbers, positions (N, 3), cell (3, 3), P indices, expected D_PP in Å)."""
+    z1, x1, _ = ordered_chain(n_carbons)
+    # head: P above the ester methyl carbon (last atom)
+    x1 = np.vstack([x1, x1[-1] + [0.0, 0.0, 1.8]])
+    z1 = np.append(z1, 15)
+    x1 = x1 - [0.0, 0.0, x1[:, 2].min() - 1.0]  # chain tip 1 Å above the mid-plane
+    numbers, pos, p_idx = [], [], []
+    for leaflet in (1.0, -1.0):
+        for i in range(n_side):
+            for j in range(n_side):
+                xy = np.array([i * spacing + (0 if leaflet > 0 else spacing / 2),
+                               j * spacing + (0 if leaflet > 0 else spacing / 2), 0.0])
+                p_idx.append(len(numbers) + len(z1) - 1)
+                numbers.extend(z1.tolist())
+                pos.extend((x1 * [1.0, 1.0, leaflet] + xy).tolist())
+    pos = np.array(pos)
+    cell = np.diag([n_side * spacing, n_side * spacing, lz])
+    d_pp = 2 * x1[-1, 2]
+    pos[:, 2] += lz / 2 + shift_z
+    pos = np.mod(pos, np.diag(cell))
+    return np.array(numbers), pos, cell, np.array(p_idx), d_pp

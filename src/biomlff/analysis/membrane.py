@@ -88,7 +88,10 @@ class Thickness:
 def bilayer_thickness(positions, cell, p_idx, center_idx=None, n_bins: int = 100) -> Thickness:
     """Thickness D_PP (Å) from the head-group atoms ``p_idx`` (e.g. all P): per frame the distance
     between the mean z of the upper and the lower leaflet (atoms above/below the centre), and from
-    the profile the distance between its maxima on both sides of the centre."""
+    the profile the distance between its maxima on both sides of the centre. ``center_idx``: atoms
+    whose periodic mean height is the bilayer centre — the acyl-chain carbons are a good choice
+    (default: the head-group atoms, which is ambiguous when the water layer and the bilayer have
+    similar thickness)."""
     p_idx = np.asarray(p_idx, dtype=int)
     if p_idx.size < 2:
         raise DataError(f"bilayer thickness needs head-group atoms in both leaflets, got {p_idx.size}")

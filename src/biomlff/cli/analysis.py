@@ -453,12 +453,17 @@ def cmd_lipids(args) -> int:
     head = _select(traj, args.head)
     n_leaf = args.per_leaflet if args.per_leaflet else max(head.size // 2, 1)
     apl = area_per_lipid(cell, n_leaf)
-    th = bilayer_thickness(traj.positions, cell, head, n_bins=args.bins)
     bonds = bonds_from_positions(traj.numbers, traj.positions[0], cell[0])
     chains = find_acyl_chains(traj.numbers, bonds)
+    # bilayer centre from the acyl-chain carbons (or all carbons when no chain was recognised)
+    tails = np.array(sorted({c for ch in chains for c in ch.carbons}), dtype=int)
+    if tails.size == 0:
+        tails = np.nonzero(traj.numbers == 6)[0]
+    center = tails if tails.size else head
+    th = bilayer_thickness(traj.positions, cell, head, center_idx=center, n_bins=args.bins)
     s_ch = chain_order_parameters(traj.positions, chains, cell) if chains else {}
     lipid_atoms = np.arange(traj.n_atoms)
-    z, rho_e = density_profile(traj.positions, cell, lipid_atoms, head, weights=traj.numbers, n_bins=args.bins)
+    z, rho_e = density_profile(traj.positions, cell, lipid_atoms, center, weights=traj.numbers, n_bins=args.bins)
     csv, fig = _paths(args)
     t = _times_ps(traj)
     xcol = t if t is not None else np.arange(traj.n_frames)
@@ -496,13 +501,13 @@ def cmd_series(args) -> int:
     series: dict[str, tuple[np.ndarray, str]] = {}
     for d in args.distance:
         i, j = _ints(d, 2, "distance")
-        series[f"d({i},{j})_A"] = (distance_series(traj.positions, i, j, cell), "Å")
+        series[f"d_{i}_{j}_A"] = (distance_series(traj.positions, i, j, cell), "Å")
     for a in args.angle:
         i, j, k = _ints(a, 3, "angle")
-        series[f"angle({i},{j},{k})_deg"] = (angle_series(traj.positions, i, j, k, cell), "degrees")
+        series[f"angle_{i}_{j}_{k}_deg"] = (angle_series(traj.positions, i, j, k, cell), "degrees")
     for a in args.dihedral:
         i, j, k, l = _ints(a, 4, "dihedral")
-        series[f"dihedral({i},{j},{k},{l})_deg"] = (dihedral_series(traj.positions, i, j, k, l, cell), "degrees")
+        series[f"dihedral_{i}_{j}_{k}_{l}_deg"] = (dihedral_series(traj.positions, i, j, k, l, cell), "degrees")
     stored = traj.info.get("observables", {})
     for name in args.observable:
         if name not in stored:
