@@ -52,18 +52,25 @@ def match_pairs(positions: np.ndarray, z: np.ndarray, progress: bool = False):
 
         it = tqdm(it, desc="symmetry search", unit="geom", leave=False)
     for i in it:
-        for j in range(i + 1, m):
-            c = -sig[i] @ sig[j].T
-            c = c + np.max(np.abs(c)) * penalty_mask
-            _, p = linear_sum_assignment(c)
-            before = np.linalg.norm(dmat[i] - dmat[j])
-            after = np.linalg.norm(dmat[i] - dmat[j][np.ix_(p, p)])
-            if after < before and not np.isclose(after, before):
-                perms[(i, j)] = p
-                score = after
-            else:
-                score = before
-            cost[i, j] = cost[j, i] = score
+        if i == m - 1:
+            break
+        js = np.arange(i + 1, m)
+        # all cost matrices of row i at once; the Hungarian solves stay a loop (scipy, 1 per pair)
+        c = -np.einsum("ak,jbk->jab", sig[i], sig[js])
+        c = c + np.max(np.abs(c), axis=(1, 2))[:, None, None] * penalty_mask
+        p_all = np.empty((len(js), c.shape[1]), dtype=np.int64)
+        for k in range(len(js)):
+            p_all[k] = linear_sum_assignment(c[k])[1]
+        before = np.linalg.norm((dmat[i][None] - dmat[js]).reshape(len(js), -1), axis=1)
+        permuted = np.take_along_axis(dmat[js], p_all[:, :, None], axis=1)
+        permuted = np.take_along_axis(permuted, p_all[:, None, :], axis=2)
+        after = np.linalg.norm((dmat[i][None] - permuted).reshape(len(js), -1), axis=1)
+        better = (after < before) & ~np.isclose(after, before)
+        score = np.where(better, after, before)
+        cost[i, js] = score
+        cost[js, i] = score
+        for k in np.nonzero(better)[0]:
+            perms[(i, int(js[k]))] = p_all[k]
     return cost, perms
 
 

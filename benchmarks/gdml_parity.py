@@ -1,0 +1,228 @@
+"""Parity and speed of biomlff's sGDML against sgdml 1.0.3 (same training indices, same σ).
+
+Not a test: a benchmark that prints a Markdown table (and appends raw JSON lines to --out).
+Each case runs in its own subprocess so that peak RSS (ru_maxrss) is per run:
+
+* biomlff in this interpreter (``.venv``),
+* sgdml 1.0.3 in ``.venv-bench-gdml`` (numpy<2.4, CPU torch; ``pip install -e .[bench]`` there does
+  not work because biomlff needs numpy 2.4 — create it with
+  ``python -m venv .venv-bench-gdml && .venv-bench-gdml/bin/pip install numpy==2.3.5 scipy==1.17.1
+  torch==2.13.0 sgdml==1.0.3``). sgdml runs on its NumPy path (``use_torch=False``), one process.
+
+Data: rMD17 (``../shared/datasets/rmd17``), train on ``<mol>_train_01`` (the M indices are the first M
+of a permutation seeded with 0), test on all 1000 geometries of ``<mol>_test_01``.
+Errors: energy per structure and force components, kcal/mol(/Å).
+
+    .venv/bin/python benchmarks/gdml_parity.py --cases ethanol:200:sym ethanol:200:nosym
+    .venv/bin/python benchmarks/gdml_parity.py --cases ethanol:1000:sym --sgdml-max-memory 8
+
+Memory safety: sgdml's closed form at M=1000 ethanol needs > 22 GB (spec §5); for M ≥ 1000 sgdml is
+run with ``--sgdml-max-memory`` (GiB), which makes it use its own iterative solver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared"))
+SGDML_PY = ROOT / ".venv-bench-gdml" / "bin" / "python"
+#: σ per (molecule, symmetric?) — chosen by biomlff's validation scan at M=200 (--scan), reused for both
+SIGMA = {("ethanol", True): 10.0, ("ethanol", False): 20.0, ("aspirin", True): 20.0, ("aspirin", False): 40.0}
+
+
+def _rmd17(mol: str, part: str):
+    import numpy as np
+
+    with np.load(SHARED / "datasets" / "rmd17" / f"rmd17_{mol}_{part}_01.npz") as f:
+        return {k: np.array(f[k]) for k in ("nuclear_charges", "coords", "energies", "forces")}
+
+
+def _indices(m: int):
+    import numpy as np
+
+    return np.sort(np.random.default_rng(0).permutation(1000)[:m])
+
+
+def _errors(e_ref, e_pred, f_ref, f_pred) -> dict:
+    import numpy as np
+
+    de = np.asarray(e_pred).ravel() - np.asarray(e_ref).ravel()
+    df = (np.asarray(f_pred) - np.asarray(f_ref)).ravel()
+    return {"e_mae": float(np.mean(np.abs(de))), "e_rmse": float(np.sqrt(np.mean(de**2))),
+            "f_mae": float(np.mean(np.abs(df))), "f_rmse": float(np.sqrt(np.mean(df**2)))}
+
+
+def _maxrss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+# ------------------------------------------------------------------ workers (run in subprocesses)
+def worker_biomlff(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+    import numpy as np
+
+    from biomlff import units
+    from biomlff.gdml import TrainConfig, load_frames, train
+
+    kw = dict(energy_key="energies", forces_key="forces")
+    root = SHARED / "datasets" / "rmd17"
+    frames = load_frames(root / f"rmd17_{mol}_train_01.npz", **kw)
+    test = load_frames(root / f"rmd17_{mol}_test_01.npz", **kw)
+    t0 = time.perf_counter()
+    model, rep = train(frames, TrainConfig(n_train=m, sigmas=[sigma], use_sym=sym, idx_train=_indices(m),
+                                           solver="auto", max_memory_gb=max_memory))
+    t_train = time.perf_counter() - t0
+    model.predict(test.R[:256])  # compile
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        e, f = model.predict(test.R)
+        times.append(time.perf_counter() - t0)
+    kc = units.kcal_mol
+    err = _errors(test.E / kc, e / kc, test.F / kc, f / kc)
+    return {"train_s": t_train, "predict_gps": len(test) / statistics.median(times), "perms": model.n_perms,
+            "solver": model.info["solver"], "iters": model.info.get("solver_iters"),
+            "sym_s": rep.timings["symmetry_s"], "peak_rss_gb": _maxrss_gb(), **err,
+            "f_pred_head": np.asarray(f[:50]).ravel().tolist()}
+
+
+def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+    import hashlib
+    import logging
+
+    import numpy as np
+
+    logging.disable(logging.WARNING)
+    from sgdml.predict import GDMLPredict
+    from sgdml.train import GDMLTrain
+
+    tr, te = _rmd17(mol, "train"), _rmd17(mol, "test")
+    idx = _indices(m)
+
+    def ds(d, sel, name):
+        R, E, F = d["coords"][sel], d["energies"][sel], d["forces"][sel]
+        md5 = hashlib.md5(R.tobytes() + name.encode()).hexdigest()
+        return {"type": np.array("d"), "name": np.array(name), "theory": np.array("PBE/def2-SVP"), "R": R,
+                "E": E[:, None], "F": F, "z": d["nuclear_charges"].astype(int), "md5": np.array(md5),
+                "r_unit": np.array("Ang"), "e_unit": np.array("kcal/mol")}
+
+    train_ds = ds(tr, idx, f"{mol}-train")
+    valid_ds = ds(te, np.arange(10), f"{mol}-valid")
+    t0 = time.perf_counter()
+    gdml = GDMLTrain(max_memory=max_memory, max_processes=1, use_torch=False)
+    task = gdml.create_task(train_ds, m, valid_ds, 1, sig=sigma, use_sym=sym, use_E=True, use_E_cstr=False)
+    model = gdml.train(task)
+    t_train = time.perf_counter() - t0
+    assert sorted(task["idxs_train"].tolist()) == list(range(m))  # the same M geometries as biomlff
+    pred = GDMLPredict(model, max_processes=1, use_torch=False)
+    R = te["coords"].reshape(len(te["coords"]), -1)
+    pred.predict(R[:10])
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        e, f = pred.predict(R)
+        times.append(time.perf_counter() - t0)
+    f = f.reshape(te["forces"].shape)
+    err = _errors(te["energies"], e, te["forces"], f)
+    return {"train_s": t_train, "predict_gps": len(R) / statistics.median(times),
+            "perms": int(len(model["perms"])), "solver": str(model["solver_name"]),
+            "iters": int(model["solver_iters"]) if "solver_iters" in model else None,
+            "peak_rss_gb": _maxrss_gb(), **err, "f_pred_head": np.asarray(f[:50]).ravel().tolist()}
+
+
+# ------------------------------------------------------------------ driver
+def run_case(impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+    py = sys.executable if impl == "biomlff" else str(SGDML_PY)
+    if impl == "sgdml" and not SGDML_PY.exists():
+        raise SystemExit(f"{SGDML_PY} not found: create the sgdml environment (see the module docstring)")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(Path(__file__).parent))
+    cmd = [py, "-c", (f"import json, gdml_parity as g; print('RESULT', json.dumps(g.worker_{impl}("
+                      f"{mol!r}, {m}, {sym}, {sigma}, {max_memory})))")]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"impl": impl, "mol": mol, "m": m, "sym": sym, "sigma": sigma, "error": proc.stderr[-2000:],
+                "returncode": proc.returncode, "wall_s": wall}
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return {"impl": impl, "mol": mol, "m": m, "sym": sym, "sigma": sigma, "wall_s": wall,
+            **json.loads(line[len("RESULT "):])}
+
+
+def table(rows: list[dict]) -> str:
+    import numpy as np
+
+    out = ["| case | impl | solver | P | F MAE / RMSE | E MAE / RMSE | train s | peak RSS GB | predict geo/s |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    ratios = ["| case | F MAE diff | max ΔF between packages (first 50 test geo.) | train speed-up | "
+              "RSS ratio | predict speed-up |", "|---|---|---|---|---|---|"]
+    cases = {}
+    for r in rows:
+        cases.setdefault((r["mol"], r["m"], r["sym"]), {})[r["impl"]] = r
+    for (mol, m, sym), d in cases.items():
+        name = f"{mol} M={m} {'sGDML' if sym else 'GDML'} σ={next(iter(d.values()))['sigma']:g}"
+        for impl in ("biomlff", "sgdml"):
+            r = d.get(impl)
+            if r is None:
+                continue
+            if "error" in r:
+                out.append(f"| {name} | {impl} | failed (rc {r['returncode']}) | | | | | | |")
+                continue
+            out.append(f"| {name} | {impl} | {r['solver']}{'' if not r.get('iters') else ' ' + str(r['iters']) + ' it'}"
+                       f" | {r['perms']} | {r['f_mae']:.4f} / {r['f_rmse']:.4f} | {r['e_mae']:.4f} / "
+                       f"{r['e_rmse']:.4f} | {r['train_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['predict_gps']:.0f} |")
+        b, s = d.get("biomlff"), d.get("sgdml")
+        if b and s and "error" not in b and "error" not in s:
+            dmax = float(np.max(np.abs(np.array(b["f_pred_head"]) - np.array(s["f_pred_head"]))))
+            ratios.append(f"| {name} | {100 * (b['f_mae'] / s['f_mae'] - 1):+.2f} % | {dmax:.4f} kcal/mol/Å | "
+                          f"{s['train_s'] / b['train_s']:.1f}× | {b['peak_rss_gb'] / s['peak_rss_gb']:.2f} | "
+                          f"{b['predict_gps'] / s['predict_gps']:.1f}× |")
+    return "\n".join(out) + "\n\n" + "\n".join(ratios)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=["ethanol:200:sym", "ethanol:200:nosym"],
+                    help="MOL:M:sym|nosym")
+    ap.add_argument("--impl", nargs="+", default=["biomlff", "sgdml"])
+    ap.add_argument("--max-memory", type=float, default=8.0, help="biomlff memory budget (GiB)")
+    ap.add_argument("--sgdml-max-memory", type=float, default=8.0,
+                    help="sgdml max_memory (GiB); it falls back to its iterative solver above this")
+    ap.add_argument("--out", default="/tmp/gdml_parity.jsonl", help="append raw results (JSON lines)")
+    ap.add_argument("--from-json", help="only print the table of an existing results file")
+    args = ap.parse_args(argv)
+    rows = []
+    if args.from_json:
+        rows = [json.loads(ln) for ln in open(args.from_json) if ln.strip()]
+    else:
+        for case in args.cases:
+            mol, m, sym = case.split(":")
+            sym_b = sym == "sym"
+            for impl in args.impl:
+                r = run_case(impl, mol, int(m), sym_b, SIGMA[(mol, sym_b)],
+                             args.max_memory if impl == "biomlff" else args.sgdml_max_memory)
+                print(json.dumps({k: v for k, v in r.items() if k != "f_pred_head"}), flush=True)
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(r) + "\n")
+                rows.append(r)
+    import platform
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    print(f"\nmachine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS=1\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
