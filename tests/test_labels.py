@@ -94,8 +94,9 @@ def test_xtb_charged_open_shell_and_dipole_units():
 def test_langevin_calculator_consistency(ala3):
     """Recorded labels belong to the recorded positions (checked by relabelling)."""
     lab = make_labeller("xtb")
-    ds = langevin_sample(ala3, labeller_calculator(lab), None, steps=6, stride=3, temperature_K=300,
-                         progress=False)
+    ds = langevin_sample(
+        ala3, labeller_calculator(lab), None, steps=6, stride=3, temperature_K=300, progress=False
+    )
     assert len(ds) == 3 and list(ds.frame_data["md_step"]) == [0, 3, 6]
     f = ds.frame(2)
     ref = make_labeller("xtb").label(f["atomic_numbers"], f["positions"])
@@ -111,8 +112,18 @@ def test_xtb_langevin_ala3_sgdml_dataset(ala3, tmp_path):
 
     out = tmp_path / "ala3_xtb.npz"
     lab = make_labeller("xtb")
-    ds = langevin_sample(ala3, labeller_calculator(lab), out, steps=500, stride=1, temperature_K=300,
-                         timestep_fs=0.5, seed=1, calc_name=lab.theory, progress=False)
+    ds = langevin_sample(
+        ala3,
+        labeller_calculator(lab),
+        out,
+        steps=500,
+        stride=1,
+        temperature_K=300,
+        timestep_fs=0.5,
+        seed=1,
+        calc_name=lab.theory,
+        progress=False,
+    )
     assert len(ds) == 501
     raw = np.load(out)
     for key in ("R", "z", "E", "F", "e_unit", "r_unit", "md5", "name", "theory", "type"):
@@ -139,14 +150,18 @@ def test_xtb_langevin_ala3_sgdml_dataset(ala3, tmp_path):
 def test_sampling_resumes(ala3, tmp_path):
     out = tmp_path / "s.xyz"
     lab = make_labeller("xtb")
-    part = langevin_sample(ala3, labeller_calculator(lab), out, steps=8, stride=2, max_steps=4, progress=False)
+    part = langevin_sample(
+        ala3, labeller_calculator(lab), out, steps=8, stride=2, max_steps=4, progress=False
+    )
     assert len(part) == 3 and not out.exists()
     full = langevin_sample(ala3, labeller_calculator(lab), out, steps=8, stride=2, progress=False)
     assert list(full.frame_data["md_step"]) == [0, 2, 4, 6, 8] and out.exists()
     np.testing.assert_array_equal(full.frame(1)["positions"], part.frame(1)["positions"])
     # a different temperature is refused instead of mixing runs
     with pytest.raises(ConfigError, match="temperature"):
-        langevin_sample(ala3, labeller_calculator(lab), out, steps=8, stride=2, temperature_K=500, progress=False)
+        langevin_sample(
+            ala3, labeller_calculator(lab), out, steps=8, stride=2, temperature_K=500, progress=False
+        )
 
 
 # ----------------------------------------------------------------------------- job layer
@@ -281,7 +296,7 @@ def test_fragment_capping_and_whole_molecules(ala3):
         assert np.isclose(np.dot(v, u) / np.linalg.norm(v) / np.linalg.norm(u), 1.0)
         assert full.numbers[a] != 1 and full.numbers[b] != 1  # never cut X-H bonds
     # waters are whole or absent
-    for m in np.unique(mol[len(ala3):]):
+    for m in np.unique(mol[len(ala3) :]):
         members = set(np.flatnonzero(mol == m).tolist())
         assert members <= keep_set or not (members & keep_set)
     assert {len(ala3), len(ala3) + 1, len(ala3) + 2} <= keep_set  # the water next to the centre, whole
@@ -306,20 +321,81 @@ def test_cli_label_sample_fragment(tmp_path, unlabelled, ala3, capsys):
     assert main(["label", "xtb", str(unlabelled), "--index", "0:2", "-o", str(out), "--no-progress"]) == 0
     ds = read_dataset(out)
     assert len(ds) == 2 and ds.dipole.shape == (2, 3) and ds.partial_charges.shape == (84,)
+    # relabelling rMD17 needs no choice of its (discarded) label set
+    rmd = unlabelled.parents[1] / "rmd17/rmd17_ethanol_train_01.npz"
+    assert (
+        main(["label", "xtb", str(rmd), "--index", "0:2", "-o", str(tmp_path / "e.npz"), "--no-progress"])
+        == 0
+    )
+    e = np.load(tmp_path / "e.npz")
+    assert e["E"].shape == (2, 1) and str(e["e_unit"]) == "kcal/mol"
+    ref = make_labeller("xtb").label(e["z"], e["R"][1])
+    assert abs(ref.energy / units.kcal_mol - e["E"][1, 0]) < 1e-4
     s = tmp_path / "s.npz"
-    assert main(["sample", str(unlabelled), "--calc", "xtb", "--steps", "4", "--stride", "2", "-o", str(s),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(unlabelled),
+                "--calc",
+                "xtb",
+                "--steps",
+                "4",
+                "--stride",
+                "2",
+                "-o",
+                str(s),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert np.load(s)["R"].shape == (3, 42, 3)
     inp = tmp_path / "sys.xyz"
     write(inp, _solvated_ala3(ala3))
     f = tmp_path / "frag.h5"
-    assert main(["fragment", str(inp), "--center", "5", "--center", "20,21", "--radius", "3", "-o", str(f)]) == 0
+    assert (
+        main(["fragment", str(inp), "--center", "5", "--center", "20,21", "--radius", "3", "-o", str(f)]) == 0
+    )
     assert len(read_dataset(f)) == 2
     # bad input: clear one-line error, exit code 2
     assert main(["label", "ccsd", str(unlabelled), "-o", str(tmp_path / "x.npz")]) == 2
     assert "unknown labelling method" in capsys.readouterr().err
     # every frame fails (42-atom closed shell as a doublet): per-frame errors, then a clear message
-    assert main(["label", "xtb", str(unlabelled), "--index", "0:2", "--multiplicity", "2",
-                 "-o", str(tmp_path / "bad.h5"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "label",
+                "xtb",
+                str(unlabelled),
+                "--index",
+                "0:2",
+                "--multiplicity",
+                "2",
+                "-o",
+                str(tmp_path / "bad.h5"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no frame was labelled" in err and "multiplicity 2 are inconsistent" in err
+
+
+def test_dask_executor_if_available(tmp_path):
+    """The Dask seam with a real local cluster (skipped where distributed is not installed)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        frames = _frames(3)
+        run = run_labelling(
+            frames, "xtb", journal=tmp_path / "d.jsonl", executor=client.get_executor(), progress=False
+        )
+    ref = run_labelling(frames, "xtb", progress=False)
+    for i in range(3):
+        assert abs(run.results[i].energy - ref.results[i].energy) < 1e-6

@@ -132,15 +132,24 @@ def validate_structure(atomic_numbers, positions) -> tuple[np.ndarray, np.ndarra
     return z, r
 
 
-@contextlib.contextmanager
-def thread_limit(threads: int):
-    """Limit BLAS/OpenMP threads inside the block (threadpoolctl; no-op if it is missing)."""
+def thread_controller():
+    """A threadpoolctl controller of the native thread pools loaded now (None without
+    threadpoolctl). Building one scans the loaded libraries (~2 ms), so labellers keep theirs."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl ships with scipy's usual stack
+        return None
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int, controller=None):
+    """Limit BLAS/OpenMP threads to ``threads`` inside the block (threadpoolctl; no-op without)."""
+    controller = controller or thread_controller()
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=int(threads)):
+    with controller.limit(limits=int(threads)):
         yield
 
 
@@ -180,7 +189,9 @@ class Labeller:
         z, r = validate_structure(atomic_numbers, positions)
         self.check(z, int(charge), int(multiplicity))
         t0 = time.perf_counter()
-        with thread_limit(self.threads):
+        if getattr(self, "_threads_ctl", None) is None:  # after the engine's libraries are loaded
+            self._threads_ctl = thread_controller()
+        with thread_limit(self.threads, self._threads_ctl):
             res = self._label(z, r, int(charge), int(multiplicity))
         res.info.setdefault("time_s", time.perf_counter() - t0)
         return res

@@ -228,7 +228,7 @@ def run_labelling(
         computed.append(rec["index"])
         bar.update(1)
         if not rec["ok"]:
-            bar.write(f"frame {rec['index']}: {rec['error_type']}: {rec['error']}")
+            bar.write(f"frame {rec['index']}: {rec['error_type']}: {rec['error']}", file=sys.stderr)
 
     try:
         if executor is None and workers <= 1:
@@ -246,17 +246,19 @@ def run_labelling(
                     initargs=(settings.get("threads", 1),),
                 )
             futures: list[cf.Future] = []
+            interrupted = False
             try:
                 futures = [executor.submit(label_task, method, settings, f) for f in todo]
                 for fut in cf.as_completed(futures):
                     finish(fut.result())
             except BaseException:  # Ctrl-C or a dead worker: finished frames are in the journal
+                interrupted = True
                 for fut in futures:
                     fut.cancel()
                 raise
             finally:
-                if own:
-                    executor.shutdown(wait=True, cancel_futures=True)
+                if own:  # on interruption do not wait for frames still running
+                    executor.shutdown(wait=not interrupted, cancel_futures=True)
     finally:
         bar.close()
     results, errors = {}, {}

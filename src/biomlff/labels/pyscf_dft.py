@@ -12,6 +12,7 @@ PySCF works in Hartree/Bohr; everything returned is eV, eV/Å, e, e·Å.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -187,7 +188,9 @@ class PySCFLabeller(Labeller):
         mf = self._scf(mol, multiplicity)
         key = (tuple(z.tolist()), charge, multiplicity)
         dm0 = self._last_dm if (self.warm_start and key == self._last_key) else None
+        t0 = time.perf_counter()
         e_tot = mf.kernel(dm0=dm0)
+        t_scf = time.perf_counter() - t0
         if not mf.converged:
             self._last_dm = self._last_key = None
             raise SCFConvergenceError(
@@ -197,10 +200,16 @@ class PySCFLabeller(Labeller):
         dm = mf.make_rdm1()
         self._last_dm, self._last_key = dm, key
         grad = mf.nuc_grad_method().kernel()
+        t_grad = time.perf_counter() - t0 - t_scf
         energy = float(e_tot) * units.Hartree
         forces = -np.asarray(grad) * (units.Hartree / units.Bohr)
         dipole = np.asarray(mf.dip_moment(unit="AU", verbose=0)) * units.Bohr
-        info: dict[str, Any] = {"scf_cycles": int(getattr(mf, "cycles", -1)), "warm_start": dm0 is not None}
+        info: dict[str, Any] = {
+            "scf_cycles": int(getattr(mf, "cycles", -1)),
+            "warm_start": dm0 is not None,
+            "time_scf_s": t_scf,
+            "time_grad_s": t_grad,
+        }
         charges = ratios = None
         dm_tot = dm if dm.ndim == 2 else dm[0] + dm[1]
         if self.hirshfeld:
@@ -215,6 +224,7 @@ class PySCFLabeller(Labeller):
             charges = h["charges"]
             ratios = h["volume_ratios"]
             info["n_electrons_grid_error"] = float(h["n_electrons_grid"] - mol.nelectron)
+            info["time_hirshfeld_s"] = time.perf_counter() - t0 - t_scf - t_grad
         else:
             from pyscf.scf.hf import mulliken_pop
 

@@ -67,6 +67,25 @@ def results_to_dataset(
     )
 
 
+def read_structures(path, index: Any = None, read_kwargs: dict[str, Any] | None = None):
+    """Read the frames of ``path`` for labelling. The old labels are dropped anyway, so where the
+    data layer needs a choice only for the labels (which rMD17 label set; the energy unit of an
+    sGDML file without ``e_unit``) a neutral one is made instead of failing."""
+    from ..data import detect_format, read_dataset
+
+    kw = dict(read_kwargs or {})
+    fmt = kw.get("fmt") or detect_format(path)
+    if fmt == "rmd17":
+        kw.setdefault("energy_key", "energies")
+        kw.setdefault("forces_key", "forces")
+    try:
+        return read_dataset(path, index=index, **kw)
+    except DataError as exc:
+        if fmt == "sgdml" and "e_unit" in str(exc) and "energy_unit" not in kw:
+            return read_dataset(path, index=index, energy_unit="eV", **kw)  # labels are discarded
+        raise
+
+
 def label_dataset(
     input_path: str | os.PathLike,
     output: str | os.PathLike,
@@ -90,9 +109,9 @@ def label_dataset(
     convention), eV otherwise. Returns the run and the written path (None when interrupted by
     ``max_frames`` before all frames were done). Old labels of the input are not carried over.
     """
-    from ..data import read_dataset, write_dataset
+    from ..data import write_dataset
 
-    ds = read_dataset(input_path, index=index, **(read_kwargs or {}))
+    ds = read_structures(input_path, index=index, read_kwargs=read_kwargs)
     if ds.pbc is not None and np.any(ds.pbc):
         raise ConfigError(f"{input_path}: periodic frames are not supported by the molecular labellers")
     frames = frames_from_dataset(ds, charge=charge, multiplicity=multiplicity)

@@ -31,8 +31,9 @@ class XTBLabeller(Labeller):
     """Extended tight binding via tblite.
 
     method: 'GFN2-xTB' (default) or 'GFN1-xTB'; accuracy: tblite accuracy factor (lower = tighter
-    SCF; default 0.1, SCF force noise ~2e-5 eV/Å, same cost as tblite's 1.0); max_iter: SCF iterations before the frame fails; electronic_temperature:
-    Fermi smearing in K (tblite default 300 K); threads: OpenMP/BLAS threads.
+    SCF; default 0.1: SCF force noise ~2e-5 eV/Å at the cost of tblite's 1.0); max_iter: SCF
+    iterations before the frame fails; electronic_temperature: Fermi smearing in K (tblite default
+    300 K); threads: OpenMP/BLAS threads.
     """
 
     def __init__(
