@@ -97,9 +97,9 @@ class FlexibleWater:
 
         def dsf(r):
             c = erfc(alpha * r) / r
-            g = erfc(alpha * rc) / rc**2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha * rc) ** 2) / rc
+            g = erfc(alpha * rc) / rc**2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-((alpha * rc) ** 2)) / rc
             e = c - erfc(alpha * rc) / rc + g * (r - rc)
-            f = erfc(alpha * r) / r**2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha * r) ** 2) / r - g
+            f = erfc(alpha * r) / r**2 + 2 * alpha / np.sqrt(np.pi) * np.exp(-((alpha * r) ** 2)) / r - g
             return e, f  # energy and −dE/dr per unit charge product
 
         class _Water(Calculator):
@@ -159,14 +159,19 @@ def water_trajectory(path, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, s
     from ase import units as u
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
-
     from conftest import SHARED
 
     atoms = ase.io.read(SHARED / "so3lr" / "reference" / "water_64.xyz")
     atoms.calc = FlexibleWater()
     thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
-    md = Langevin(atoms, dt_fs * u.fs, temperature_K=temperature, friction=0.02 / u.fs,
-                  rng=np.random.default_rng(seed + 1), fixcm=False)
+    md = Langevin(
+        atoms,
+        dt_fs * u.fs,
+        temperature_K=temperature,
+        friction=0.02 / u.fs,
+        rng=np.random.default_rng(seed + 1),
+        fixcm=False,
+    )
     frames = []
 
     def grab():
@@ -203,8 +208,13 @@ def synthetic_bilayer(n_side=2, spacing=8.0, lz=70.0, n_carbons=16, shift_z=0.0)
     for leaflet in (1.0, -1.0):
         for i in range(n_side):
             for j in range(n_side):
-                xy = np.array([i * spacing + (0 if leaflet > 0 else spacing / 2),
-                               j * spacing + (0 if leaflet > 0 else spacing / 2), 0.0])
+                xy = np.array(
+                    [
+                        i * spacing + (0 if leaflet > 0 else spacing / 2),
+                        j * spacing + (0 if leaflet > 0 else spacing / 2),
+                        0.0,
+                    ]
+                )
                 p_idx.append(len(numbers) + len(z1) - 1)
                 numbers.extend(z1.tolist())
                 pos.extend((x1 * [1.0, 1.0, leaflet] + xy).tolist())

@@ -31,7 +31,10 @@ def write_md_layout_h5md(path, pos, vel_a_fs, cell, numbers, dt_fs, energies):
         f.create_group("h5md").attrs["version"] = np.array([1, 1])
         g = f.create_group("particles/all")
         g.create_dataset("species", data=np.asarray(numbers, dtype=np.int32))
-        for name, val, unit in (("position", pos, "Angstrom"), ("velocity", vel_a_fs * 1000.0, "Angstrom ps-1")):
+        for name, val, unit in (
+            ("position", pos, "Angstrom"),
+            ("velocity", vel_a_fs * 1000.0, "Angstrom ps-1"),
+        ):
             e = g.create_group(name)
             e.create_dataset("value", data=val).attrs["unit"] = unit
             e.create_dataset("step", data=np.arange(len(pos)) * 10)
@@ -132,8 +135,12 @@ def test_water_trajectory_rdf_msd_spectrum_end_to_end(water, tmp_path, capsys):
     stretch = inten[(nu > 3000) & (nu < 4000)].max()
     gap = inten[(nu > 2200) & (nu < 2800)].max()
     assert stretch > 3 * gap  # O–H stretch band stands out
-    assert run_cli("series", water, "--observable", "temperature", "--distance", "0,1",
-                   "-o", tmp_path / "series") == 0
+    assert (
+        run_cli(
+            "series", water, "--observable", "temperature", "--distance", "0,1", "-o", tmp_path / "series"
+        )
+        == 0
+    )
     ser = read_csv(tmp_path / "series.csv")
     assert 0.9 < ser["d_0_1_A"].mean() < 1.1  # an O–H bond across the periodic boundary
 
@@ -175,9 +182,8 @@ def test_peptide_trajectory_ramachandran_and_dssp(tmp_path, shared, capsys):
 
 def test_lipids_cli_on_ideal_bilayer(tmp_path, capsys):
     import ase.io
-    from ase import Atoms
-
     from analysis_builders import synthetic_bilayer
+    from ase import Atoms
 
     numbers, x, cell, p_idx, d_pp = synthetic_bilayer(shift_z=20.0)
     ase.io.write(tmp_path / "bilayer.extxyz", Atoms(numbers=numbers, positions=x, cell=cell, pbc=True))

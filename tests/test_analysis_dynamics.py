@@ -115,9 +115,11 @@ def test_spectrum_mass_weighting_and_finite_difference_velocities():
     masses = np.array([1.0, 12.0])
     s0 = power_spectrum(v, dt)
     s1 = power_spectrum(v, dt, masses=masses)
+
     def height(s, nu):
         k = np.argmin(np.abs(s.wavenumber - nu))
         return s.intensity[k - 3 : k + 4].max()
+
     r0 = height(s0, 1000.0) / height(s0, 3000.0)
     r1 = height(s1, 1000.0) / height(s1, 3000.0)
     assert abs(r0 - 1.0) < 0.1

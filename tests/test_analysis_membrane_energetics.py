@@ -90,8 +90,11 @@ def lennard_jones(numbers, epsilon, sigma):
         sr6 = (sigma**2 / r2) ** 3
         return jnp.sum(jnp.where(p.mask, 4.0 * epsilon * (sr6 * sr6 - sr6), 0.0))
 
-    return Potential(energy_fn=energy_fn, neighbors={"all": NeighborSpec(None, half=True)},
-                     atomic_numbers=np.asarray(numbers))
+    return Potential(
+        energy_fn=energy_fn,
+        neighbors={"all": NeighborSpec(None, half=True)},
+        atomic_numbers=np.asarray(numbers),
+    )
 
 
 def lj_builder(calls):
@@ -119,6 +122,16 @@ def test_interaction_energy_of_lj_dimer_and_trimer_is_analytic():
     res = interaction_energy(build, [18, 18, 18], y, [[0, 1], [2]])
     expected = lj(3.8) + lj(np.hypot(3.5, 3.8))
     assert np.isclose(res.interaction[0], expected, atol=1e-6)
+    # a builder that takes fragments (like SO3LR's) gets per-atom fragment ids and charges
+    seen = []
+
+    def build_frag(numbers, charge, fragments=None):
+        seen.append(fragments)
+        return lennard_jones(numbers, epsilon=0.01, sigma=3.0)
+
+    res2 = interaction_energy(build_frag, [18, 18, 18], y, [[0, 1], [2]], charges=[1, -1])
+    assert np.isclose(res2.interaction[0], expected, atol=1e-6)
+    assert seen[0][0].tolist() == [0, 0, 1] and seen[0][1].tolist() == [1.0, -1.0] and seen[1] is None
     with pytest.raises(DataError, match="overlap"):
         interaction_energy(build, [18, 18, 18], y, [[0, 1], [1, 2]])
     with pytest.raises(ConfigError, match="at least 2 fragments"):

@@ -172,7 +172,9 @@ def test_radius_of_gyration_known_shapes():
     assert np.isclose(radius_of_gyration(ring)[0], 1.39)
 
 
-@pytest.mark.parametrize("phi,psi", [(-60.0, -45.0), (-150.0, 150.0), (60.0, 45.0), (-80.0, 80.0), (170.0, -170.0)])
+@pytest.mark.parametrize(
+    "phi,psi", [(-60.0, -45.0), (-150.0, 150.0), (60.0, 45.0), (-80.0, 80.0), (170.0, -170.0)]
+)
 def test_phi_psi_of_constructed_alanine_dipeptide(phi, psi):
     numbers, x = alanine_dipeptide(phi, psi)
     pp = phi_psi(x, numbers)

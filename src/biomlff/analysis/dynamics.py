@@ -98,8 +98,9 @@ class DiffusionFit:
         return self.D_err * units.m2_s_per_A2_fs
 
 
-def diffusion_coefficient(times_fs, msd_a2, fit_range=None, dimensions: int = 3,
-                          min_points: int = 5) -> DiffusionFit:
+def diffusion_coefficient(
+    times_fs, msd_a2, fit_range=None, dimensions: int = 3, min_points: int = 5
+) -> DiffusionFit:
     """Einstein diffusion coefficient from a linear fit of MSD (Å²) against lag time (fs).
 
     fit_range: (t_start, t_end) in fs; default (10 %, 50 %) of the longest lag (the ballistic
@@ -125,8 +126,15 @@ def diffusion_coefficient(times_fs, msd_a2, fit_range=None, dimensions: int = 3,
 
     fit = linregress(t[sel], y[sel])
     k = 2.0 * dimensions
-    return DiffusionFit(D=fit.slope / k, D_err=fit.stderr / k, intercept=fit.intercept, t_start=t0,
-                        t_end=t1, n_points=int(sel.sum()), dimensions=dimensions)
+    return DiffusionFit(
+        D=fit.slope / k,
+        D_err=fit.stderr / k,
+        intercept=fit.intercept,
+        t_start=t0,
+        t_end=t1,
+        n_points=int(sel.sum()),
+        dimensions=dimensions,
+    )
 
 
 def velocities_from_positions(positions, dt_fs: float, cell=None) -> np.ndarray:
@@ -173,8 +181,15 @@ class Spectrum:
         return float(self.wavenumber[1] - self.wavenumber[0])
 
 
-def power_spectrum(velocities, dt_fs: float, masses=None, idx=None, window: str = "hann",
-                   max_lag_fs: float | None = None, pad: int = 4) -> Spectrum:
+def power_spectrum(
+    velocities,
+    dt_fs: float,
+    masses=None,
+    idx=None,
+    window: str = "hann",
+    max_lag_fs: float | None = None,
+    pad: int = 4,
+) -> Spectrum:
     """Vibrational density of states from the VACF (Wiener–Khinchin): I(ν̃) = FT[C(τ)·w(τ)].
 
     velocities (T, N, 3) Å/fs, time between frames ``dt_fs`` fs, optional mass weighting,
@@ -198,7 +213,7 @@ def power_spectrum(velocities, dt_fs: float, masses=None, idx=None, window: str 
         from scipy.signal import get_window
 
         try:
-            w = get_window(window, 2 * n_lag - 1, fftbins=False)[n_lag - 1:]
+            w = get_window(window, 2 * n_lag - 1, fftbins=False)[n_lag - 1 :]
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"unknown window {window!r} ({exc})") from exc
     cw = c * w

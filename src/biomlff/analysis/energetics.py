@@ -2,7 +2,8 @@
 averages of time series (equilibration checks).
 
 A *builder* is any callable ``builder(atomic_numbers, charge) -> Potential`` (see
-``docs/architecture.md``), e.g. ``lambda z, q: biomlff.so3lr.so3lr_potential(z, total_charge=q)``.
+``docs/architecture.md``), e.g. ``lambda z, q, fragments=None: so3lr_potential(z, charge=q,
+fragments=fragments, lr_cutoff=None)``.
 Energies in eV (``kcal_mol`` helpers convert).
 """
 
@@ -23,8 +24,10 @@ def potential_energy(potential, positions, cell=None) -> float:
     from ..neighbors import build_pairs
 
     pos = np.asarray(positions, dtype=float)
-    pairs = {name: build_pairs(pos, spec.cutoff, cell=cell, half=spec.half)
-             for name, spec in dict(potential.neighbors).items()}
+    pairs = {
+        name: build_pairs(pos, spec.cutoff, cell=cell, half=spec.half)
+        for name, spec in dict(potential.neighbors).items()
+    }
     return float(potential.energy_fn(pos, pairs, None if cell is None else np.asarray(cell, dtype=float)))
 
 
@@ -42,6 +45,16 @@ def _check_fragments(n_atoms: int, fragments: Sequence[Sequence[int]]) -> list[n
     return frags
 
 
+def _accepts_fragments(builder) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return False
+    return "fragments" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 @dataclass
 class InteractionEnergy:
     """E_int = E(complex) − Σ E(fragment) per frame (eV), with the parts."""
@@ -55,12 +68,15 @@ class InteractionEnergy:
         return self.interaction / units.kcal_mol
 
 
-def interaction_energy(builder: Callable, numbers, positions, fragments, charges=None,
-                       cell=None) -> InteractionEnergy:
+def interaction_energy(
+    builder: Callable, numbers, positions, fragments, charges=None, cell=None
+) -> InteractionEnergy:
     """Interaction energy E(AB…) − E(A) − E(B) − … (eV) for each frame of positions (T, N, 3) or
     (N, 3) Å. ``fragments``: lists of atom indices; ``charges``: total charge (e) of each
     fragment (default 0); the complex gets their sum. The complex contains all fragment atoms
     (atoms outside every fragment are ignored). Positive = repulsive; the binding energy is −E_int.
+    A builder with a ``fragments`` keyword gets ``fragments=(ids (N,), charges (F,))`` for the
+    complex (SO3LR then conserves the partial charge of each fragment).
     """
     numbers = np.asarray(numbers, dtype=int)
     x = np.asarray(positions, dtype=float)
@@ -71,7 +87,12 @@ def interaction_energy(builder: Callable, numbers, positions, fragments, charges
     if len(q) != len(frags):
         raise ConfigError(f"{len(q)} fragment charges for {len(frags)} fragments")
     allidx = np.concatenate(frags)
-    pot_ab = builder(numbers[allidx], int(sum(q)))
+    if _accepts_fragments(builder):
+        # e.g. SO3LR: partial charges conserved per fragment inside the complex
+        ids = np.concatenate([np.full(f.size, k) for k, f in enumerate(frags)])
+        pot_ab = builder(numbers[allidx], int(sum(q)), fragments=(ids, np.asarray(q, dtype=float)))
+    else:
+        pot_ab = builder(numbers[allidx], int(sum(q)))
     pots = [builder(numbers[f], int(qi)) for f, qi in zip(frags, q, strict=True)]
     e_ab = np.array([potential_energy(pot_ab, xt[allidx], cell) for xt in x])
     e_f = np.array([[potential_energy(p, xt[f], cell) for p, f in zip(pots, frags, strict=True)] for xt in x])

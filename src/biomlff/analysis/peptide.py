@@ -34,14 +34,22 @@ def phi_psi(positions, numbers, backbone: Backbone | None = None, cell=None) -> 
     DataError if the structure has no such residue."""
     x = _frames(positions)
     if backbone is None:
-        backbone = backbone_from_positions(numbers, x[0], None if cell is None else np.asarray(cell)[0]
-                                           if np.ndim(cell) == 3 else cell)
+        backbone = backbone_from_positions(
+            numbers, x[0], None if cell is None else np.asarray(cell)[0] if np.ndim(cell) == 3 else cell
+        )
     qphi, qpsi, res = backbone.phi_psi_quads()
     if not res:
-        raise DataError("no residue with both φ and ψ found from connectivity (is this a peptide with "
-                        "amide bonds on both sides of an α carbon?)")
-    return PhiPsi(phi=dihedrals(x, qphi, cell), psi=dihedrals(x, qpsi, cell), residues=res,
-                  quads_phi=qphi, quads_psi=qpsi)
+        raise DataError(
+            "no residue with both φ and ψ found from connectivity (is this a peptide with "
+            "amide bonds on both sides of an α carbon?)"
+        )
+    return PhiPsi(
+        phi=dihedrals(x, qphi, cell),
+        psi=dihedrals(x, qpsi, cell),
+        residues=res,
+        quads_phi=qphi,
+        quads_psi=qpsi,
+    )
 
 
 @dataclass
@@ -55,8 +63,9 @@ class FreeEnergyMap:
     temperature: float
 
 
-def ramachandran_free_energy(phi, psi, temperature: float = 300.0, bins: int = 72,
-                             weights=None) -> FreeEnergyMap:
+def ramachandran_free_energy(
+    phi, psi, temperature: float = 300.0, bins: int = 72, weights=None
+) -> FreeEnergyMap:
     """Boltzmann inversion F = −k_B T ln P(φ, ψ) (kcal/mol, shifted so min F = 0) of φ/ψ samples
     (degrees, any shape; all residues pooled). T in K; ``bins`` per axis over −180…180°."""
     phi = np.asarray(phi, dtype=float).reshape(-1)
@@ -83,8 +92,9 @@ def ramachandran_free_energy(phi, psi, temperature: float = 300.0, bins: int = 7
 SS_CODES = ("H", "E", "C")
 
 
-def secondary_structure(positions, numbers=None, backbone: Backbone | None = None, topology=None,
-                        simplified: bool = True) -> tuple[np.ndarray, list[int]]:
+def secondary_structure(
+    positions, numbers=None, backbone: Backbone | None = None, topology=None, simplified: bool = True
+) -> tuple[np.ndarray, list[int]]:
     """DSSP secondary structure per frame and residue via MDTraj: (T, R) array of codes
     ('H', 'E', 'C' when ``simplified``; the 8-letter alphabet otherwise) and residue numbers.
 
@@ -95,7 +105,9 @@ def secondary_structure(positions, numbers=None, backbone: Backbone | None = Non
     except ImportError as exc:  # pragma: no cover
         from ..errors import MissingDependencyError
 
-        raise MissingDependencyError("secondary structure needs MDTraj: pip install 'biomlff[analysis]'") from exc
+        raise MissingDependencyError(
+            "secondary structure needs MDTraj: pip install 'biomlff[analysis]'"
+        ) from exc
     x = _frames(positions)
     if topology is not None:
         top = md.load_topology(str(topology))

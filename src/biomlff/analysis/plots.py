@@ -25,7 +25,9 @@ def write_csv(path, columns: dict[str, np.ndarray], comment: str | None = None) 
     cols = [np.asarray(columns[k], dtype=float).reshape(-1) for k in names]
     n = {c.size for c in cols}
     if len(n) != 1:
-        raise ValueError(f"CSV columns differ in length: {dict(zip(names, [c.size for c in cols], strict=True))}")
+        raise ValueError(
+            f"CSV columns differ in length: {dict(zip(names, [c.size for c in cols], strict=True))}"
+        )
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         if comment:
@@ -60,8 +62,18 @@ def _save(fig, path) -> str:
     return path
 
 
-def plot_lines(path, x, ys: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str | None = None,
-               hline: float | None = None, xlim=None, ylim=None, shade=None) -> str:
+def plot_lines(
+    path,
+    x,
+    ys: dict[str, np.ndarray],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    hline: float | None = None,
+    xlim=None,
+    ylim=None,
+    shade=None,
+) -> str:
     """Generic line plot: one curve per entry of ``ys`` (labels = legend)."""
     fig, ax = _figure()
     for label, y in ys.items():
@@ -89,8 +101,13 @@ def plot_msd(path, t_ps, msd_a2, fit=None, title=None) -> str:
     ax.plot(t_ps, msd_a2, lw=1.4, label="MSD")
     if fit is not None:
         tt = np.linspace(fit.t_start, fit.t_end, 50)
-        ax.plot(tt / 1000.0, fit.intercept + 2 * fit.dimensions * fit.D * tt, "--", color="C3",
-                label=f"fit: D = {fit.D_m2_s * 1e9:.3g} × 10⁻⁹ m²/s")
+        ax.plot(
+            tt / 1000.0,
+            fit.intercept + 2 * fit.dimensions * fit.D * tt,
+            "--",
+            color="C3",
+            label=f"fit: D = {fit.D_m2_s * 1e9:.3g} × 10⁻⁹ m²/s",
+        )
         ax.axvspan(fit.t_start / 1000.0, fit.t_end / 1000.0, color="C3", alpha=0.08)
     ax.set_xlabel("lag time (ps)")
     ax.set_ylabel("MSD (Å²)")
@@ -106,8 +123,9 @@ def plot_ramachandran(path, fmap, phi=None, psi=None, title=None, vmax: float | 
     e = fmap.edges
     f = fmap.free_energy.T  # rows = ψ
     top = vmax if vmax is not None else float(np.nanmax(f)) if np.isfinite(np.nanmax(f)) else 1.0
-    mesh = ax.pcolormesh(e, e, np.ma.masked_invalid(f), cmap="viridis", vmin=0.0, vmax=max(top, 1e-6),
-                         shading="flat")
+    mesh = ax.pcolormesh(
+        e, e, np.ma.masked_invalid(f), cmap="viridis", vmin=0.0, vmax=max(top, 1e-6), shading="flat"
+    )
     cb = fig.colorbar(mesh, ax=ax)
     cb.set_label("free energy (kcal/mol)")
     if phi is not None and psi is not None and np.size(phi) <= 5000:
@@ -130,16 +148,28 @@ def plot_secondary_structure(path, ss, times_ps=None, title=None) -> str:
     ss = np.asarray(ss)
     code = np.where(np.isin(ss, ["H", "G", "I"]), 0, np.where(np.isin(ss, ["E", "B"]), 1, 2))
     fig, ax = _figure(figsize=(5.5, 3.4))
-    x = np.arange(ss.shape[0] + 1) if times_ps is None else np.append(times_ps, times_ps[-1] + (
-        times_ps[1] - times_ps[0] if len(times_ps) > 1 else 1.0))
+    x = (
+        np.arange(ss.shape[0] + 1)
+        if times_ps is None
+        else np.append(times_ps, times_ps[-1] + (times_ps[1] - times_ps[0] if len(times_ps) > 1 else 1.0))
+    )
     y = np.arange(ss.shape[1] + 1) + 0.5
     cmap = ListedColormap(["#d62728", "#1f77b4", "#dddddd"])
     ax.pcolormesh(x, y, code.T, cmap=cmap, vmin=-0.5, vmax=2.5, shading="flat")
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color="#d62728", label="helix"), Patch(color="#1f77b4", label="strand"),
-                       Patch(color="#dddddd", label="coil")], fontsize=7, loc="upper right",
-              bbox_to_anchor=(1.0, 1.18), ncol=3, frameon=False)
+    ax.legend(
+        handles=[
+            Patch(color="#d62728", label="helix"),
+            Patch(color="#1f77b4", label="strand"),
+            Patch(color="#dddddd", label="coil"),
+        ],
+        fontsize=7,
+        loc="upper right",
+        bbox_to_anchor=(1.0, 1.18),
+        ncol=3,
+        frameon=False,
+    )
     ax.set_xlabel("time (ps)" if times_ps is not None else "frame")
     ax.set_ylabel("residue")
     if title:

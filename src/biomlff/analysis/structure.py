@@ -41,8 +41,13 @@ def perpendicular_widths(cell) -> np.ndarray:
     c = np.asarray(cell, dtype=float)
     vol = np.abs(np.linalg.det(c))
     cross = np.stack(
-        [np.cross(c[..., 1, :], c[..., 2, :]), np.cross(c[..., 2, :], c[..., 0, :]),
-         np.cross(c[..., 0, :], c[..., 1, :])], axis=-2)
+        [
+            np.cross(c[..., 1, :], c[..., 2, :]),
+            np.cross(c[..., 2, :], c[..., 0, :]),
+            np.cross(c[..., 0, :], c[..., 1, :]),
+        ],
+        axis=-2,
+    )
     return vol[..., None] / np.linalg.norm(cross, axis=-1)
 
 
@@ -75,8 +80,9 @@ class RDFResult:
     periodic: bool
 
 
-def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
-        r_min: float = 0.0, molecules=None) -> RDFResult:
+def rdf(
+    positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120, r_min: float = 0.0, molecules=None
+) -> RDFResult:
     """Radial distribution function g(r) between atom groups A and B under periodic boundaries.
 
     positions (T, N, 3) Å, cell (3, 3) or (T, 3, 3) Å (required), idx_a / idx_b atom indices,
@@ -89,7 +95,9 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
     """
     x = _frames(positions)
     if cell is None:
-        raise DataError("a periodic RDF needs a cell; this trajectory has none (use gas_histogram for free space)")
+        raise DataError(
+            "a periodic RDF needs a cell; this trajectory has none (use gas_histogram for free space)"
+        )
     c = _cells(cell, x.shape[0])
     ia = np.asarray(idx_a, dtype=int)
     ib = np.asarray(idx_b, dtype=int)
@@ -104,12 +112,12 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
             "the minimum-image convention would undercount pairs"
         )
     import MDAnalysis as mda
-    from MDAnalysis.analysis.rdf import InterRDF
-    from MDAnalysis.coordinates.memory import MemoryReader
 
     # MDAnalysis expects boxes as (a, b, c, α, β, γ) in its canonical orientation: re-express the
     # positions through fractional coordinates so that any ASE cell orientation works.
     from ase.geometry import cell_to_cellpar, cellpar_to_cell
+    from MDAnalysis.analysis.rdf import InterRDF
+    from MDAnalysis.coordinates.memory import MemoryReader
 
     dims = np.array([cell_to_cellpar(ci) for ci in c])
     canon = np.array([cellpar_to_cell(d) for d in dims])
@@ -123,21 +131,24 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
     else:
         coords = np.concatenate([xc[:, ia], xc[:, ib]], axis=1)
     if not same and np.intersect1d(ia, ib).size:
-        raise ConfigError("RDF: overlapping but different groups A and B are not supported; "
-                          "use identical or disjoint groups")
+        raise ConfigError(
+            "RDF: overlapping but different groups A and B are not supported; "
+            "use identical or disjoint groups"
+        )
     order = ia if same else np.concatenate([ia, ib])
     if molecules is not None:
         mol = np.asarray(molecules)
         if mol.shape != (x.shape[1],):
             raise DataError(f"molecule ids must have shape ({x.shape[1]},), got {mol.shape}")
         _, resindex = np.unique(mol[order], return_inverse=True)
-        u = mda.Universe.empty(order.size, n_residues=int(resindex.max()) + 1, atom_resindex=resindex,
-                               trajectory=True)
+        u = mda.Universe.empty(
+            order.size, n_residues=int(resindex.max()) + 1, atom_resindex=resindex, trajectory=True
+        )
     else:
         u = mda.Universe.empty(order.size, trajectory=True)
     u.load_new(coords.astype(np.float32), format=MemoryReader, dimensions=dims.astype(np.float32))
     ga = u.atoms[: ia.size]
-    gb = u.atoms[: ia.size] if same else u.atoms[ia.size:]
+    gb = u.atoms[: ia.size] if same else u.atoms[ia.size :]
     if molecules is not None:
         calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclude_same="residue")
     else:
@@ -162,8 +173,9 @@ def rdf(positions, cell, idx_a, idx_b, r_max: float = 6.0, n_bins: int = 120,
     return RDFResult(r=r, g=g, n_r=n_r, pair="", periodic=True)
 
 
-def gas_histogram(positions, idx_a, idx_b, r_max: float = 10.0, n_bins: int = 200,
-                  r_min: float = 0.0) -> RDFResult:
+def gas_histogram(
+    positions, idx_a, idx_b, r_max: float = 10.0, n_bins: int = 200, r_min: float = 0.0
+) -> RDFResult:
     """Distance distribution for free-space (gas-phase) structures: P(r) in 1/Å.
 
     P(r) is the probability density of the A–B pair distance (each unordered pair once,
@@ -255,7 +267,9 @@ def rmsd(positions, reference, idx=None, weights=None, fit: bool = True) -> np.n
     return np.sqrt(d2 @ w / w.sum())
 
 
-def rmsd_lag(positions, lags, idx=None, weights=None, max_origins: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def rmsd_lag(
+    positions, lags, idx=None, weights=None, max_origins: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
     """RMSD(t, t+Δt) averaged over time origins t, for each lag Δt in frames (after Kabsch).
 
     Returns (mean (L,) Å, standard deviation over origins (L,) Å). Up to ``max_origins`` evenly
@@ -271,7 +285,9 @@ def rmsd_lag(positions, lags, idx=None, weights=None, max_origins: int = 200) ->
     t = x.shape[0]
     lags = np.atleast_1d(np.asarray(lags, dtype=int))
     if np.any(lags < 1) or np.any(lags >= t):
-        raise DataError(f"RMSD(t, t+Δt): lags must lie in 1…{t - 1} frames for a {t}-frame trajectory, got {lags}")
+        raise DataError(
+            f"RMSD(t, t+Δt): lags must lie in 1…{t - 1} frames for a {t}-frame trajectory, got {lags}"
+        )
     w = np.ones(x.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     mean = np.zeros(lags.size)
     std = np.zeros(lags.size)
@@ -344,8 +360,9 @@ def dihedral_series(positions, i: int, j: int, k: int, l: int, cell=None) -> np.
     """Dihedral i–j–k–l (degrees, −180…180, IUPAC sign: cis = 0, clockwise positive) per frame."""
     x = _frames(positions)
     _check_idx(x.shape[1], i, j, k, l)
-    return dihedral_from_vectors(_bond_vectors(x, i, j, cell), _bond_vectors(x, j, k, cell),
-                                 _bond_vectors(x, k, l, cell))
+    return dihedral_from_vectors(
+        _bond_vectors(x, i, j, cell), _bond_vectors(x, j, k, cell), _bond_vectors(x, k, l, cell)
+    )
 
 
 def dihedrals(positions, quads, cell=None) -> np.ndarray:

@@ -27,8 +27,12 @@ def bonds_from_positions(numbers, positions, cell=None, scale: float = 1.15) -> 
 
     numbers = np.asarray(numbers, dtype=int)
     pbc = cell is not None
-    atoms = Atoms(numbers=numbers, positions=np.asarray(positions, dtype=float),
-                  cell=np.asarray(cell) if pbc else None, pbc=pbc)
+    atoms = Atoms(
+        numbers=numbers,
+        positions=np.asarray(positions, dtype=float),
+        cell=np.asarray(cell) if pbc else None,
+        pbc=pbc,
+    )
     cutoffs = scale * covalent_radii[numbers]
     i, j = neighbor_list("ij", atoms, cutoffs)
     keep = i < j
@@ -116,8 +120,11 @@ def find_backbone(numbers, bonds) -> Backbone:
     first and the ψ of the last residue. Works without hydrogens (X-ray structures)."""
     numbers = np.asarray(numbers, dtype=int)
     adj = adjacency(len(numbers), bonds)
-    carbonyl = {a for a in range(len(numbers)) if numbers[a] == C and len(adj[a]) == 3
-                and _terminal_oxygens(a, numbers, adj)}
+    carbonyl = {
+        a
+        for a in range(len(numbers))
+        if numbers[a] == C and len(adj[a]) == 3 and _terminal_oxygens(a, numbers, adj)
+    }
     residues: list[Residue] = []
     for n_at in np.nonzero(numbers == N)[0]:
         n_at = int(n_at)
@@ -128,8 +135,11 @@ def find_backbone(numbers, bonds) -> Backbone:
             if len(cs) > 1:
                 # without hydrogens a Thr/Ser C–OH looks like C=O: keep the carbonyl that is
                 # an amide (bonded to N) or a carboxylate (two terminal O)
-                cs = [c for c in cs if any(numbers[b] == N for b in adj[c])
-                      or len(_terminal_oxygens(c, numbers, adj)) == 2]
+                cs = [
+                    c
+                    for c in cs
+                    if any(numbers[b] == N for b in adj[c]) or len(_terminal_oxygens(c, numbers, adj)) == 2
+                ]
             if len(cs) != 1:
                 continue
             c_at = cs[0]
@@ -138,11 +148,18 @@ def find_backbone(numbers, bonds) -> Backbone:
             nxt = [b for b in adj[c_at] if numbers[b] == N]
             hs = [b for b in adj[n_at] if numbers[b] == H]
             heavy = [b for b in adj[n_at] if numbers[b] != H]
-            residues.append(Residue(
-                n=n_at, ca=ca, c=c_at, o=o_at, h=hs[0] if hs else -1,
-                c_prev=prev[0] if prev else -1, n_next=nxt[0] if nxt else -1,
-                proline=(len(heavy) == 3 and not hs and bool(prev)),
-            ))
+            residues.append(
+                Residue(
+                    n=n_at,
+                    ca=ca,
+                    c=c_at,
+                    o=o_at,
+                    h=hs[0] if hs else -1,
+                    c_prev=prev[0] if prev else -1,
+                    n_next=nxt[0] if nxt else -1,
+                    proline=(len(heavy) == 3 and not hs and bool(prev)),
+                )
+            )
     by_n = {r.n: r for r in residues}
     has_prev = {r.n_next for r in residues if r.n_next in by_n}
     chains = []

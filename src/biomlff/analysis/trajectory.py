@@ -28,7 +28,15 @@ from ..errors import ConfigError, DataError, MissingDependencyError
 H5MD_SUFFIXES = (".h5", ".hdf5", ".h5md")
 ASE_FIRST_SUFFIXES = (".xyz", ".extxyz", ".traj", ".pdb", ".cif", ".vasp", ".xsf")
 
-_LENGTH_TO_A = {"a": 1.0, "å": 1.0, "ang": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "bohr": 0.529177210903}
+_LENGTH_TO_A = {
+    "a": 1.0,
+    "å": 1.0,
+    "ang": 1.0,
+    "angstrom": 1.0,
+    "nm": 10.0,
+    "pm": 0.01,
+    "bohr": 0.529177210903,
+}
 _TIME_TO_FS = {"fs": 1.0, "ps": 1000.0, "ns": 1e6, "s": 1e15, "as": 1e-3}
 
 
@@ -76,7 +84,9 @@ class Trajectory:
             if c.shape == (t, 3):
                 c = np.einsum("ti,ij->tij", c, np.eye(3))
             if c.shape != (t, 3, 3):
-                raise DataError(f"{self.source}: cell must be (3,), (3, 3), (T, 3) or (T, 3, 3), got {c.shape}")
+                raise DataError(
+                    f"{self.source}: cell must be (3,), (3, 3), (T, 3) or (T, 3, 3), got {c.shape}"
+                )
             if np.all(np.abs(np.linalg.det(c)) < 1e-12):
                 c = None  # a zero cell means free space (ASE writes one for molecules)
             self.cell = c
@@ -120,7 +130,9 @@ class Trajectory:
             raise DataError(f"{self.source}: a time step needs at least 2 frames, got {self.n_frames}")
         dt = np.diff(self.times)
         if np.any(dt <= 0) or np.ptp(dt) > 1e-6 * max(abs(dt.mean()), 1e-12) + 1e-9:
-            raise DataError(f"{self.source}: frames are not evenly spaced in time (spacing {dt.min()}–{dt.max()} fs)")
+            raise DataError(
+                f"{self.source}: frames are not evenly spaced in time (spacing {dt.min()}–{dt.max()} fs)"
+            )
         return float(dt.mean())
 
     def with_timestep(self, dt_fs: float | None) -> Trajectory:
@@ -254,8 +266,9 @@ def _read_ase(path: str, index) -> Trajectory:
     elif "timestep" in frames[0].info and len(frames) > 0:
         # some writers store the spacing of frames in fs ('timestep=2.0')
         times = np.arange(len(frames)) * float(frames[0].info["timestep"])
-    return Trajectory(pos, numbers, times=times, cell=cell, velocities=vel, source=path,
-                      info={"observables": obs})
+    return Trajectory(
+        pos, numbers, times=times, cell=cell, velocities=vel, source=path, info={"observables": obs}
+    )
 
 
 def _h5_unit_factor(ds, table, default: float, what: str, path: str) -> float:
@@ -352,7 +365,9 @@ def read_h5md(path) -> Trajectory:
             if periodic and "edges" in box:
                 e = box["edges"]
                 ev = e["value"] if isinstance(e, h5py.Group) else e
-                edges = np.asarray(ev[()], dtype=float) * _h5_unit_factor(ev, _LENGTH_TO_A, 1.0, "length", path)
+                edges = np.asarray(ev[()], dtype=float) * _h5_unit_factor(
+                    ev, _LENGTH_TO_A, 1.0, "length", path
+                )
                 if edges.ndim == 1:
                     edges = np.diag(edges)
                 if edges.ndim == 2 and edges.shape == (n_t, 3):
@@ -366,8 +381,9 @@ def read_h5md(path) -> Trajectory:
                 ds = item["value"] if isinstance(item, h5py.Group) and "value" in item else item
                 if isinstance(ds, h5py.Dataset) and ds.ndim == 1 and ds.shape[0] == n_t:
                     obs[key] = np.asarray(ds[()], dtype=float)
-    return Trajectory(pos, numbers, times=times, cell=cell, velocities=vel, source=path,
-                      info={"observables": obs})
+    return Trajectory(
+        pos, numbers, times=times, cell=cell, velocities=vel, source=path, info={"observables": obs}
+    )
 
 
 def write_h5md(path, traj: Trajectory) -> None:
@@ -454,8 +470,13 @@ def _read_mdanalysis(path: str, topology) -> Trajectory:
     cell = None if any(c is None for c in cells) else np.stack(cells)
     top = topology if topology is not None else (path if path.lower().endswith(".pdb") else None)
     return Trajectory(
-        np.stack(pos), numbers, times=np.array(times) if len(times) > 1 else None, cell=cell,
-        velocities=np.stack(vel) if has_v and vel else None, source=path, topology=top,
+        np.stack(pos),
+        numbers,
+        times=np.array(times) if len(times) > 1 else None,
+        cell=cell,
+        velocities=np.stack(vel) if has_v and vel else None,
+        source=path,
+        topology=top,
     )
 
 
@@ -511,8 +532,10 @@ def select_atoms(numbers, selection: str | None, backbone=None, source: str = "t
         else:
             sym = term.capitalize()
             if sym not in z_of:
-                raise ConfigError(f"unknown selection term {term!r} in {selection!r} "
-                                  "(use all, heavy, backbone, element symbols, index ranges, 'not ...')")
+                raise ConfigError(
+                    f"unknown selection term {term!r} in {selection!r} "
+                    "(use all, heavy, backbone, element symbols, index ranges, 'not ...')"
+                )
             m = numbers == z_of[sym]
         if neg:
             exclude |= m
