@@ -56,8 +56,12 @@ def _errors(e_ref, e_pred, f_ref, f_pred) -> dict:
 
     de = np.asarray(e_pred).ravel() - np.asarray(e_ref).ravel()
     df = (np.asarray(f_pred) - np.asarray(f_ref)).ravel()
-    return {"e_mae": float(np.mean(np.abs(de))), "e_rmse": float(np.sqrt(np.mean(de**2))),
-            "f_mae": float(np.mean(np.abs(df))), "f_rmse": float(np.sqrt(np.mean(df**2)))}
+    return {
+        "e_mae": float(np.mean(np.abs(de))),
+        "e_rmse": float(np.sqrt(np.mean(de**2))),
+        "f_mae": float(np.mean(np.abs(df))),
+        "f_rmse": float(np.sqrt(np.mean(df**2))),
+    }
 
 
 def _maxrss_gb() -> float:
@@ -67,7 +71,9 @@ def _maxrss_gb() -> float:
 
 
 # ------------------------------------------------------------------ workers (run in subprocesses)
-def worker_biomlff(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+def worker_biomlff(
+    mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+) -> dict:
     import numpy as np
 
     from biomlff import units
@@ -78,8 +84,17 @@ def worker_biomlff(mol: str, m: int, sym: bool, sigma: float, max_memory: float)
     frames = load_frames(root / f"rmd17_{mol}_train_01.npz", **kw)
     test = load_frames(root / f"rmd17_{mol}_test_01.npz", **kw)
     t0 = time.perf_counter()
-    model, rep = train(frames, TrainConfig(n_train=m, sigmas=[sigma], use_sym=sym, idx_train=_indices(m),
-                                           solver="auto", max_memory_gb=max_memory))
+    model, rep = train(
+        frames,
+        TrainConfig(
+            n_train=m,
+            sigmas=[sigma],
+            use_sym=sym,
+            idx_train=_indices(m),
+            solver=solver,
+            max_memory_gb=max_memory,
+        ),
+    )
     t_train = time.perf_counter() - t0
     model.predict(test.R[:256])  # compile
     times = []
@@ -89,13 +104,20 @@ def worker_biomlff(mol: str, m: int, sym: bool, sigma: float, max_memory: float)
         times.append(time.perf_counter() - t0)
     kc = units.kcal_mol
     err = _errors(test.E / kc, e / kc, test.F / kc, f / kc)
-    return {"train_s": t_train, "predict_gps": len(test) / statistics.median(times), "perms": model.n_perms,
-            "solver": model.info["solver"], "iters": model.info.get("solver_iters"),
-            "sym_s": rep.timings["symmetry_s"], "peak_rss_gb": _maxrss_gb(), **err,
-            "f_pred_head": np.asarray(f[:50]).ravel().tolist()}
+    return {
+        "train_s": t_train,
+        "predict_gps": len(test) / statistics.median(times),
+        "perms": model.n_perms,
+        "solver": model.info["solver"],
+        "iters": model.info.get("solver_iters"),
+        "sym_s": rep.timings["symmetry_s"],
+        "peak_rss_gb": _maxrss_gb(),
+        **err,
+        "f_pred_head": np.asarray(f[:50] / kc).ravel().tolist(),
+    }
 
 
-def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto") -> dict:
     import hashlib
     import logging
 
@@ -111,9 +133,18 @@ def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -
     def ds(d, sel, name):
         R, E, F = d["coords"][sel], d["energies"][sel], d["forces"][sel]
         md5 = hashlib.md5(R.tobytes() + name.encode()).hexdigest()
-        return {"type": np.array("d"), "name": np.array(name), "theory": np.array("PBE/def2-SVP"), "R": R,
-                "E": E[:, None], "F": F, "z": d["nuclear_charges"].astype(int), "md5": np.array(md5),
-                "r_unit": np.array("Ang"), "e_unit": np.array("kcal/mol")}
+        return {
+            "type": np.array("d"),
+            "name": np.array(name),
+            "theory": np.array("PBE/def2-SVP"),
+            "R": R,
+            "E": E[:, None],
+            "F": F,
+            "z": d["nuclear_charges"].astype(int),
+            "md5": np.array(md5),
+            "r_unit": np.array("Ang"),
+            "e_unit": np.array("kcal/mol"),
+        }
 
     train_ds = ds(tr, idx, f"{mol}-train")
     valid_ds = ds(te, np.arange(10), f"{mol}-valid")
@@ -133,44 +164,90 @@ def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float) -
         times.append(time.perf_counter() - t0)
     f = f.reshape(te["forces"].shape)
     err = _errors(te["energies"], e, te["forces"], f)
-    return {"train_s": t_train, "predict_gps": len(R) / statistics.median(times),
-            "perms": int(len(model["perms"])), "solver": str(model["solver_name"]),
-            "iters": int(model["solver_iters"]) if "solver_iters" in model else None,
-            "peak_rss_gb": _maxrss_gb(), **err, "f_pred_head": np.asarray(f[:50]).ravel().tolist()}
+    return {
+        "train_s": t_train,
+        "predict_gps": len(R) / statistics.median(times),
+        "perms": int(len(model["perms"])),
+        "solver": str(model["solver_name"]),
+        "iters": int(model["solver_iters"]) if "solver_iters" in model else None,
+        "peak_rss_gb": _maxrss_gb(),
+        **err,
+        "f_pred_head": np.asarray(f[:50]).ravel().tolist(),
+    }
 
 
 # ------------------------------------------------------------------ driver
-def run_case(impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float) -> dict:
+def run_case(
+    impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+) -> dict:
     py = sys.executable if impl == "biomlff" else str(SGDML_PY)
     if impl == "sgdml" and not SGDML_PY.exists():
         raise SystemExit(f"{SGDML_PY} not found: create the sgdml environment (see the module docstring)")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(Path(__file__).parent))
-    cmd = [py, "-c", (f"import json, gdml_parity as g; print('RESULT', json.dumps(g.worker_{impl}("
-                      f"{mol!r}, {m}, {sym}, {sigma}, {max_memory})))")]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(Path(__file__).parent),
+        # one thread for XLA too (sgdml runs on one core with OMP_NUM_THREADS=1)
+        XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    )
+    cmd = [
+        py,
+        "-c",
+        (
+            f"import json, gdml_parity as g; print('RESULT', json.dumps(g.worker_{impl}("
+            f"{mol!r}, {m}, {sym}, {sigma}, {max_memory}, {solver!r})))"
+        ),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"impl": impl, "mol": mol, "m": m, "sym": sym, "sigma": sigma, "error": proc.stderr[-2000:],
-                "returncode": proc.returncode, "wall_s": wall}
+        return {
+            "impl": impl,
+            "mol": mol,
+            "m": m,
+            "sym": sym,
+            "sigma": sigma,
+            "error": proc.stderr[-2000:],
+            "req_solver": solver,
+            "returncode": proc.returncode,
+            "wall_s": wall,
+        }
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return {"impl": impl, "mol": mol, "m": m, "sym": sym, "sigma": sigma, "wall_s": wall,
-            **json.loads(line[len("RESULT "):])}
+    return {
+        "impl": impl,
+        "mol": mol,
+        "m": m,
+        "sym": sym,
+        "sigma": sigma,
+        "wall_s": wall,
+        "req_solver": solver,
+        **json.loads(line[len("RESULT ") :]),
+    }
 
 
 def table(rows: list[dict]) -> str:
     import numpy as np
 
-    out = ["| case | impl | solver | P | F MAE / RMSE | E MAE / RMSE | train s | peak RSS GB | predict geo/s |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    ratios = ["| case | F MAE diff | max ΔF between packages (first 50 test geo.) | train speed-up | "
-              "RSS ratio | predict speed-up |", "|---|---|---|---|---|---|"]
+    out = [
+        "| case | impl | solver | P | F MAE / RMSE | E MAE / RMSE | train s | peak RSS GB | predict geo/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = [
+        "| case | F MAE diff | max ΔF between packages (first 50 test geo.) | train speed-up | "
+        "RSS ratio | predict speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     cases = {}
     for r in rows:
-        cases.setdefault((r["mol"], r["m"], r["sym"]), {})[r["impl"]] = r
-    for (mol, m, sym), d in cases.items():
+        cases.setdefault((r["mol"], r["m"], r["sym"], r.get("req_solver", "auto")), {})[r["impl"]] = r
+    for (mol, m, sym, req), d in cases.items():
         name = f"{mol} M={m} {'sGDML' if sym else 'GDML'} σ={next(iter(d.values()))['sigma']:g}"
+        if req != "auto":
+            name += f" (biomlff {req})"
         for impl in ("biomlff", "sgdml"):
             r = d.get(impl)
             if r is None:
@@ -178,26 +255,39 @@ def table(rows: list[dict]) -> str:
             if "error" in r:
                 out.append(f"| {name} | {impl} | failed (rc {r['returncode']}) | | | | | | |")
                 continue
-            out.append(f"| {name} | {impl} | {r['solver']}{'' if not r.get('iters') else ' ' + str(r['iters']) + ' it'}"
-                       f" | {r['perms']} | {r['f_mae']:.4f} / {r['f_rmse']:.4f} | {r['e_mae']:.4f} / "
-                       f"{r['e_rmse']:.4f} | {r['train_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['predict_gps']:.0f} |")
+            its = f" {r['iters']} it" if r.get("iters") else ""
+            out.append(
+                f"| {name} | {impl} | {r['solver']}{its}"
+                f" | {r['perms']} | {r['f_mae']:.4f} / {r['f_rmse']:.4f} | {r['e_mae']:.4f} / "
+                f"{r['e_rmse']:.4f} | {r['train_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['predict_gps']:.0f} |"
+            )
         b, s = d.get("biomlff"), d.get("sgdml")
         if b and s and "error" not in b and "error" not in s:
             dmax = float(np.max(np.abs(np.array(b["f_pred_head"]) - np.array(s["f_pred_head"]))))
-            ratios.append(f"| {name} | {100 * (b['f_mae'] / s['f_mae'] - 1):+.2f} % | {dmax:.4f} kcal/mol/Å | "
-                          f"{s['train_s'] / b['train_s']:.1f}× | {b['peak_rss_gb'] / s['peak_rss_gb']:.2f} | "
-                          f"{b['predict_gps'] / s['predict_gps']:.1f}× |")
+            ratios.append(
+                f"| {name} | {100 * (b['f_mae'] / s['f_mae'] - 1):+.2f} % | {dmax:.4f} kcal/mol/Å | "
+                f"{s['train_s'] / b['train_s']:.1f}× | {b['peak_rss_gb'] / s['peak_rss_gb']:.2f} | "
+                f"{b['predict_gps'] / s['predict_gps']:.1f}× |"
+            )
     return "\n".join(out) + "\n\n" + "\n".join(ratios)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="+", default=["ethanol:200:sym", "ethanol:200:nosym"],
-                    help="MOL:M:sym|nosym")
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        default=["ethanol:200:sym", "ethanol:200:nosym"],
+        help="MOL:M:sym|nosym[:SOLVER] (SOLVER = biomlff's solver: auto, closed, cg)",
+    )
     ap.add_argument("--impl", nargs="+", default=["biomlff", "sgdml"])
     ap.add_argument("--max-memory", type=float, default=8.0, help="biomlff memory budget (GiB)")
-    ap.add_argument("--sgdml-max-memory", type=float, default=8.0,
-                    help="sgdml max_memory (GiB); it falls back to its iterative solver above this")
+    ap.add_argument(
+        "--sgdml-max-memory",
+        type=float,
+        default=8.0,
+        help="sgdml max_memory (GiB); it falls back to its iterative solver above this",
+    )
     ap.add_argument("--out", default="/tmp/gdml_parity.jsonl", help="append raw results (JSON lines)")
     ap.add_argument("--from-json", help="only print the table of an existing results file")
     args = ap.parse_args(argv)
@@ -206,19 +296,29 @@ def main(argv=None) -> int:
         rows = [json.loads(ln) for ln in open(args.from_json) if ln.strip()]
     else:
         for case in args.cases:
-            mol, m, sym = case.split(":")
+            mol, m, sym, *rest = case.split(":")
+            solver = rest[0] if rest else "auto"
             sym_b = sym == "sym"
             for impl in args.impl:
-                r = run_case(impl, mol, int(m), sym_b, SIGMA[(mol, sym_b)],
-                             args.max_memory if impl == "biomlff" else args.sgdml_max_memory)
+                r = run_case(
+                    impl,
+                    mol,
+                    int(m),
+                    sym_b,
+                    SIGMA[(mol, sym_b)],
+                    args.max_memory if impl == "biomlff" else args.sgdml_max_memory,
+                    solver if impl == "biomlff" else "auto",
+                )
                 print(json.dumps({k: v for k, v in r.items() if k != "f_pred_head"}), flush=True)
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
                 rows.append(r)
     import platform
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
     print(f"\nmachine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS=1\n")
     print(table(rows))
     return 0

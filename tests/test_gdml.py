@@ -161,6 +161,9 @@ def test_kernel_matrix_symmetric_psd_and_matvec(ethanol, ethanol_perms):
     # tile size does not matter
     K2 = KernelAssembler(ts.X, ts.C, ts.q, ts.a, ts.b, ts.n_atoms, tile=23).full(10.0)
     assert np.allclose(K, K2, rtol=0, atol=1e-14 * np.abs(K).max())
+    # the sparse (scatter) block formula used for large molecules gives the same matrix
+    K3 = KernelAssembler(ts.X, ts.C, ts.q, ts.a, ts.b, ts.n_atoms, tile=4, sparse=True).full(10.0)
+    assert np.allclose(K, K3, rtol=0, atol=1e-14 * np.abs(K).max())
     v = np.random.default_rng(0).normal(size=ts.n)
     assert np.allclose(ts.matvec_fn(10.0)(v), K @ v, rtol=1e-10, atol=1e-12)
     rows = np.array([0, 7, 100, ts.n - 1])
