@@ -218,7 +218,7 @@ class PotentialCalculator(Calculator):
         pairs = self.pairs_for(positions, cell)
         x = positions.astype(dtype)
         c = None if cell is None else cell.astype(dtype)
-        want_core = any(p in _CORE for p in properties) or "energy" not in self.results
+        want_core = any(p in _CORE for p in properties)
         want_stress = "stress" in properties and cell is not None
         want_outputs = any(p not in _CORE for p in properties) and pot.outputs_fn is not None
         if "stress" in properties and cell is None:

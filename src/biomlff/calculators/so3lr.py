@@ -1,0 +1,94 @@
+"""ASE calculator for SO3LR (see docs/so3lr.md).
+
+Charge from ``atoms.info["charge"]`` (e, default 0), multiplicity from ``atoms.info["multiplicity"]``
+(default 1). Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³,
+periodic cells only), ``charges`` (e), ``dipole`` (e·Å, Σ q_i R_i), ``energies`` (per atom, eV),
+``hirshfeld_ratios`` and ``energy_terms`` (dict so3krates / zbl / electrostatics / dispersion, eV).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import PotentialCalculator, cell_of
+
+
+class SO3LRCalculator(PotentialCalculator):
+    """SO3LR as an ASE calculator.
+
+    Args:
+        lr_cutoff: long-range cutoff in Å (default 12; periodic systems need every box edge
+            ≥ 2 × lr_cutoff), or None for all pairs (gas phase only; the training setting).
+        dispersion_damping: width in Å of the dispersion switch before the cutoff (default 2).
+        precision: "float32" (default) or "float64" (evaluated in a local ``jax.enable_x64`` context).
+        params: parameter tree (default: the installed weights, :func:`biomlff.so3lr.load_params`).
+        weights: path to a weights file (canonical npz, params.pkl or so3krates-torch model) instead.
+        capacity_margin: head-room factor of the pair-list capacities.
+    """
+
+    implemented_properties = [
+        "energy",
+        "free_energy",
+        "forces",
+        "stress",
+        "energies",
+        "charges",
+        "dipole",
+        "hirshfeld_ratios",
+        "energy_terms",
+    ]
+
+    def __init__(
+        self,
+        lr_cutoff: float | None = 12.0,
+        dispersion_damping: float | None = 2.0,
+        precision: str = "float32",
+        *,
+        params=None,
+        weights=None,
+        capacity_margin: float = 1.25,
+        **kwargs,
+    ):
+        super().__init__(None, precision=precision, capacity_margin=capacity_margin, **kwargs)
+        self.lr_cutoff = None if lr_cutoff is None else float(lr_cutoff)
+        self.dispersion_damping = dispersion_damping
+        self._params = params
+        self._weights = weights
+
+    @property
+    def params(self):
+        """The SO3LR parameter tree (loaded on first use)."""
+        if self._params is None:
+            from ..so3lr import load_params
+
+            self._params = load_params(self._weights)
+        return self._params
+
+    def system_key(self, atoms):
+        charge = float(atoms.info.get("charge", 0.0))
+        mult = int(atoms.info.get("multiplicity", 1))
+        return (tuple(int(z) for z in atoms.numbers), charge, mult)
+
+    def make_potential(self, atoms):
+        from ..so3lr import so3lr_potential
+
+        _, charge, mult = self.system_key(atoms)
+        return so3lr_potential(
+            atoms.numbers,
+            charge=charge,
+            multiplicity=mult,
+            lr_cutoff=self.lr_cutoff,
+            dispersion_damping=self.dispersion_damping,
+            precision=self.precision,
+            params=self.params,
+        )
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+        from ase.calculators.calculator import all_changes
+
+        from ..so3lr import check_cell
+
+        check_cell(cell_of(atoms if atoms is not None else self.atoms), self.lr_cutoff)
+        super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
+        if "dipole" in self.results:
+            self.results["dipole"] = np.asarray(self.results["dipole"], dtype=float)
