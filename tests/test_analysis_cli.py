@@ -192,3 +192,22 @@ def test_lipids_cli_on_ideal_bilayer(tmp_path, capsys):
     assert "area per lipid 64.00 Å² (4 per leaflet)" in out and f"D_PP {d_pp:.2f} Å" in out
     scd = read_csv(tmp_path / "lip_scd.csv")
     assert np.allclose(scd["S_CH_16C"][1:15], -0.5, atol=1e-3)
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".extxyz"])
+def test_reads_biomlff_md_trajectory_writer(tmp_path, suffix):
+    """Integration with the MD pillar's writers (H5MD: time ps, velocities Angstrom ps-1;
+    extxyz: velocities Å/fs, time_ps). Skipped until biomlff.md.trajectory exists."""
+    mdtraj_mod = pytest.importorskip("biomlff.md.trajectory")
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(0, 9, (4, 3, 3))
+    vel = rng.normal(scale=0.01, size=(4, 3, 3))
+    cell = np.eye(3) * 9.0
+    w = mdtraj_mod.open_trajectory(tmp_path / f"t{suffix}", [8, 1, 1], periodic=True)
+    for k in range(4):
+        w.write(10 * k, 5.0 * k, pos[k], vel[k], cell, {"potential_energy": -float(k), "temperature": 300.0})
+    w.close()
+    tr = read_trajectory(tmp_path / f"t{suffix}")
+    assert np.allclose(tr.positions, pos) and np.allclose(tr.velocities, vel)
+    assert np.allclose(tr.times, [0.0, 5.0, 10.0, 15.0]) and np.allclose(tr.cell, cell)
+    assert np.allclose(tr.info["observables"]["potential_energy"], [0.0, -1.0, -2.0, -3.0])

@@ -128,7 +128,7 @@ def stage_peptide(work: Path):
     analyze("rama", traj, "--temperature", "500", "-o", FIG / "rama_peptide")
     analyze("rmsd", traj, "--select", "heavy", "-o", FIG / "rmsd_peptide")
     analyze("rg", traj, "-o", FIG / "rg_peptide")
-    analyze("series", traj, "--dihedral", "6,8,10,17", "-o", FIG / "series_dihedral")
+    analyze("series", traj, "--observable", "potential_energy", "-o", FIG / "series_energy")
 
 
 def stage_helix(work: Path):
@@ -151,10 +151,14 @@ def stage_bilayer(work: Path):
     traj = work / "bilayer.extxyz"
     numbers, x, cell, _, _ = synthetic_bilayer(n_side=3, shift_z=10.0)
     rng = np.random.default_rng(0)
-    frames = [
-        Atoms(numbers=numbers, positions=x + rng.normal(scale=0.25, size=x.shape), cell=cell, pbc=True)
-        for _ in range(20)
-    ]
+    lipid = np.arange(len(numbers)) // (len(numbers) // 18)  # 18 lipids of equal size
+    frames = []
+    for _ in range(40):
+        # rigid vertical displacement of each lipid (σ = 1.5 Å) plus 0.03 Å thermal noise per atom
+        dz = rng.normal(scale=1.5, size=18)[lipid]
+        y = x + rng.normal(scale=0.03, size=x.shape)
+        y[:, 2] += dz
+        frames.append(Atoms(numbers=numbers, positions=y, cell=cell, pbc=True))
     ase.io.write(traj, frames)
     analyze("lipids", traj, "-o", FIG / "lipids_ideal")
 
@@ -232,6 +236,8 @@ def main():
     for name in args.stage or STAGES:
         print(f"== {name}", flush=True)
         STAGES[name](work)
+    for extra in list(FIG.glob("*.csv")) + list(FIG.glob("*.txt")):  # keep only the figures here
+        extra.unlink()
 
 
 if __name__ == "__main__":

@@ -73,11 +73,15 @@ def plot_lines(
     xlim=None,
     ylim=None,
     shade=None,
+    marker: str | None = None,
+    logx: bool = False,
 ) -> str:
     """Generic line plot: one curve per entry of ``ys`` (labels = legend)."""
     fig, ax = _figure()
     for label, y in ys.items():
-        ax.plot(x if not isinstance(x, dict) else x[label], y, label=label, lw=1.3)
+        ax.plot(x if not isinstance(x, dict) else x[label], y, label=label, lw=1.3, marker=marker, ms=3)
+    if logx:
+        ax.set_xscale("log")
     if hline is not None:
         ax.axhline(hline, color="0.5", lw=0.8, ls="--")
     if shade is not None:
@@ -128,8 +132,10 @@ def plot_ramachandran(path, fmap, phi=None, psi=None, title=None, vmax: float | 
     )
     cb = fig.colorbar(mesh, ax=ax)
     cb.set_label("free energy (kcal/mol)")
-    if phi is not None and psi is not None and np.size(phi) <= 5000:
-        ax.scatter(np.ravel(phi), np.ravel(psi), s=2, c="w", alpha=0.3, lw=0)
+    if phi is not None and psi is not None and np.size(phi) <= 300:  # few samples: show them
+        ax.scatter(np.ravel(phi), np.ravel(psi), s=3, c="k", alpha=0.5, lw=0)
+    ax.set_facecolor("0.97")
+    ax.grid(color="0.85", lw=0.5)
     ax.set_xlim(-180, 180)
     ax.set_ylim(-180, 180)
     ax.set_xticks(range(-180, 181, 90))
@@ -137,7 +143,7 @@ def plot_ramachandran(path, fmap, phi=None, psi=None, title=None, vmax: float | 
     ax.set_xlabel("φ (degrees)")
     ax.set_ylabel("ψ (degrees)")
     ax.set_aspect("equal")
-    ax.set_title(title or f"Ramachandran map, T = {fmap.temperature:g} K", fontsize=10)
+    ax.set_title(title or f"Ramachandran map, T = {fmap.temperature:g} K", fontsize=9)
     return _save(fig, path)
 
 

@@ -123,7 +123,7 @@ def register(sub) -> None:
     q = obs.add_parser("rama", help="φ/ψ from connectivity and the Ramachandran free-energy map (kcal/mol)")
     _common(q, None)
     q.add_argument("--temperature", type=float, default=300.0, help="K, for F = −kT ln P")
-    q.add_argument("--bins", type=int, default=72, help="bins per axis over −180…180°")
+    q.add_argument("--bins", type=int, default=36, help="bins per axis over −180…180° (default 36: 10°)")
     q.add_argument(
         "--residues", default=None, help="residue numbers to pool (0-based, e.g. '1,2'; default all)"
     )
@@ -467,7 +467,9 @@ def cmd_rmsd(args) -> int:
             {"": mean},
             "Δt (ps)" if dt else "Δt (frames)",
             "⟨RMSD(t, t+Δt)⟩ (Å)",
-            title="RMSD(t, t+Δt)",
+            title="RMSD(t, t+Δt) averaged over t",
+            marker="o",
+            logx=True,
         )
         print(f"wrote {root}.csv and {root}.{args.format}")
     print(f"wrote {csv} and {fig}")
@@ -547,7 +549,7 @@ def cmd_rama(args) -> int:
         fmap,
         phi,
         psi,
-        title=f"Ramachandran, {len(cols)} residue(s), {traj.n_frames} frames, T = {args.temperature:g} K",
+        title=f"φ/ψ free energy: {len(cols)} residue(s), {traj.n_frames} frames, {args.temperature:g} K",
     )
     print(
         f"{len(pp.residues)} residue(s) with φ/ψ: {pp.residues}; frame 0: "
@@ -597,10 +599,8 @@ def cmd_lipids(args) -> int:
     apl = area_per_lipid(cell, n_leaf)
     bonds = bonds_from_positions(traj.numbers, traj.positions[0], cell[0])
     chains = find_acyl_chains(traj.numbers, bonds)
-    # bilayer centre from the acyl-chain carbons (or all carbons when no chain was recognised)
-    tails = np.array(sorted({c for ch in chains for c in ch.carbons}), dtype=int)
-    if tails.size == 0:
-        tails = np.nonzero(traj.numbers == 6)[0]
+    # bilayer centre: periodic mean height of all carbons (lipid tails dominate; water has none)
+    tails = np.nonzero(traj.numbers == 6)[0]
     center = tails if tails.size else head
     th = bilayer_thickness(traj.positions, cell, head, center_idx=center, n_bins=args.bins)
     s_ch = chain_order_parameters(traj.positions, chains, cell) if chains else {}
