@@ -196,10 +196,7 @@ def _model_calculator(name: str, charge: int, multiplicity: int):
             from ..calculators import SO3LRCalculator
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"--calc so3lr: the SO3LR calculator is not available ({exc})") from exc
-        try:
-            return SO3LRCalculator(charge=charge)
-        except TypeError:
-            return SO3LRCalculator()
+        return SO3LRCalculator(charge=float(charge), multiplicity=int(multiplicity))
     if name.lower().endswith(".npz"):
         from ..calculators.gdml import GDMLCalculator
 
