@@ -31,26 +31,38 @@ def jax_stop(x):
     return jax.lax.stop_gradient(x)
 
 
-def make_evaluate(potential, pairlists, external_energy=None):
-    """Return ``evaluate(positions, cell, lists) -> (lists, Forces)`` (see module docstring)."""
+def as_pytree_fn(fn):
+    """A model function as a pytree (``jax.tree_util.Partial``) so that it can be passed *into* a
+    jitted program: its parameters then are arguments, not constants folded at compile time (which
+    costs tens of seconds of XLA compilation for SO3LR on CPU)."""
+    import jax
+
+    if fn is None or isinstance(fn, jax.tree_util.Partial):
+        return fn
+    return jax.tree_util.Partial(fn)
+
+
+def make_evaluate(pairlists, external_energy=None):
+    """Return ``evaluate(energy_fn, positions, cell, lists) -> (lists, Forces)`` (see module
+    docstring); ``energy_fn`` is the model's (pytree) energy function."""
     import jax
     import jax.numpy as jnp
 
     periodic = pairlists.periodic
 
-    def model_energy(R, eps, pairs, cell):
+    def model_energy(R, eps, energy_fn, pairs, cell):
         if cell is None:
-            return potential.energy_fn(R, pairs, None)
+            return energy_fn(R, pairs, None)
         s = 1.0 + eps
-        return potential.energy_fn(wrap_positions(R, cell) * s, pairs, cell * s)
+        return energy_fn(wrap_positions(R, cell) * s, pairs, cell * s)
 
     vg = jax.value_and_grad(model_energy, argnums=(0, 1))
 
-    def evaluate(R, cell, lists):
+    def evaluate(energy_fn, R, cell, lists):
         lists = pairlists.update(lists, R, cell)
         pairs = pairlists.pairs(lists, R, cell)
         zero = jnp.zeros((), R.dtype)
-        e_model, (g, dedeps) = vg(R, zero, pairs, cell if periodic else None)
+        e_model, (g, dedeps) = vg(R, zero, energy_fn, pairs, cell if periodic else None)
         if external_energy is not None:
             e_ext, g_ext = jax.value_and_grad(external_energy)(R, cell if periodic else None)
         else:
@@ -61,15 +73,13 @@ def make_evaluate(potential, pairlists, external_energy=None):
     return evaluate
 
 
-def make_outputs(potential, pairlists):
-    """``outputs(positions, cell, lists) -> dict`` of the model's extra outputs (or None)."""
-    if potential.outputs_fn is None:
-        return None
+def make_outputs(pairlists):
+    """``outputs(outputs_fn, positions, cell, lists) -> dict`` of the model's extra outputs."""
 
-    def outputs(R, cell, lists):
+    def outputs(outputs_fn, R, cell, lists):
         pairs = pairlists.pairs(lists, R, cell)
         if cell is None:
-            return potential.outputs_fn(R, pairs, None)
-        return potential.outputs_fn(wrap_positions(R, cell), pairs, cell)
+            return outputs_fn(R, pairs, None)
+        return outputs_fn(wrap_positions(R, cell), pairs, cell)
 
     return outputs

@@ -221,14 +221,14 @@ class Integrator:
     """Initial state and step function of one ensemble for a system of ``masses`` (amu).
 
     ``evaluate(positions, cell, lists) -> (lists, Forces)`` is the model call (it refreshes the pair
-    lists for the new positions first). The state is a flat dict of arrays; see :meth:`init`.
+    lists for the new positions first); it is passed to :meth:`init` and :meth:`step` so that the
+    model's parameters can be arguments of the compiled program. The state is a flat dict of arrays.
     """
 
-    def __init__(self, ensemble: Ensemble, masses, evaluate, periodic: bool):
+    def __init__(self, ensemble: Ensemble, masses, periodic: bool):
         self.ens = ensemble.validate()
         self.masses = np.asarray(masses, dtype=float)
         self.n = len(self.masses)
-        self.evaluate = evaluate
         self.periodic = periodic
         self.dof = ensemble.dof(self.n)
         self.dt = fs_to_time(ensemble.dt_fs)
@@ -239,7 +239,7 @@ class Integrator:
             raise ConfigError("NPT needs a periodic cell: the structure has none (give a cell in the file)")
 
     # --- state -------------------------------------------------------------------------------
-    def init(self, positions, momenta, cell, lists, key, dtype):
+    def init(self, evaluate, positions, momenta, cell, lists, key, dtype):
         """Initial state from positions (Å), momenta (amu·Å/ASE-time), cell (Å or None), pair-list
         state and a PRNG key; evaluates the model once."""
         import jax.numpy as jnp
@@ -247,7 +247,7 @@ class Integrator:
         R = jnp.asarray(positions, dtype)
         P = jnp.asarray(momenta, dtype)
         c = None if cell is None else jnp.asarray(cell, dtype)
-        lists, f = self.evaluate(R, c, lists)
+        lists, f = evaluate(R, c, lists)
         st = {"R": R, "P": P, "F": f.forces, "F_ext": f.f_ext, "e_model": f.e_model, "e_ext": f.e_ext,
               "work": jnp.zeros((), dtype), "step": jnp.zeros((), jnp.int32)}
         if c is not None:
@@ -306,8 +306,9 @@ class Integrator:
         return (self.dof + 3) * self.kT * fs_to_time(self.ens.tau_p_fs) ** 2
 
     # --- steps -----------------------------------------------------------------------------------
-    def step(self, st, lists):
+    def step(self, st, lists, evaluate):
         """Advance one timestep; returns (state, lists)."""
+        self.evaluate = evaluate  # used by the step helpers below during this trace
         kind = self.ens.kind
         if kind == "nve":
             st, lists = self._verlet(st, lists)

@@ -2,8 +2,8 @@
 
 Runs compiled blocks of FIRE steps (with the pair lists refreshed inside the step, re-allocated on
 overflow) until the largest per-atom force |F_i| of the free atoms is below ``fmax`` (eV/Å) or
-``max_steps`` is reached. Fixed atoms get zero force (their positions are held by a
-``stop_gradient``) and never move. The cell is kept fixed.
+``max_steps`` is reached. Fixed atoms get zero force and, starting at rest, never move.
+The cell is kept fixed.
 
 FIRE's fictitious dynamics uses unit masses and time steps in ASE time units (≈10.18 fs), like
 ASE's FIRE; ``dt_start``/``dt_max`` default to JAX-MD's 0.1/0.4.
@@ -49,7 +49,7 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
     from jax import lax
     from jax_md import minimize
 
-    from .engine import make_evaluate
+    from .engine import as_pytree_fn, make_evaluate
     from .simulation import precision_context
 
     if not fmax > 0:
@@ -76,16 +76,16 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
         dtype = jnp.float64 if precision == "float64" else jnp.float32
         cell = None if system.cell is None else jnp.asarray(system.cell, dtype)
         pl = PairLists(potential.neighbors, n, cell=system.cell, skin=skin, capacity_multiplier=capacity_multiplier)
-        evaluate = make_evaluate(potential, pl, steering.energy_fn())
+        evaluate = make_evaluate(pl, steering.energy_fn())
+        efn0 = as_pytree_fn(potential.energy_fn)
         fmask = jnp.asarray(mask)
 
-        def energy(R, lists=None):
-            R = jnp.where(fmask[:, None], lax.stop_gradient(R), R)
-            _, f = evaluate(R, cell, lists)
+        def energy(efn, R, lists=None):
+            _, f = evaluate(efn, R, cell, lists)
             return f.e_model + f.e_ext
 
-        def force(R, lists=None):
-            _, f = evaluate(R, cell, lists)
+        def force(R, lists=None, efn=None):
+            _, f = evaluate(efn, R, cell, lists)
             return jnp.where(fmask[:, None], 0.0, f.forces)
 
         init_fn, apply_fn = minimize.fire_descent(force, lambda R, dR, **kw: R + dR, dt_start=dt_start,
@@ -96,14 +96,14 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
         def fmax_of(F):
             return jnp.sqrt(jnp.max(jnp.sum(F * F, axis=-1)))
 
-        def run_block(state, lists, nsteps):
+        def run_block(efn, state, lists, nsteps):
             def cond(c):
                 i, st, ls, ovf = c
                 return (i < nsteps) & (~ovf) & (fmax_of(st.force) >= fmax)
 
             def body(c):
                 i, st, ls, _ = c
-                st2 = apply_fn(st, lists=ls)
+                st2 = apply_fn(st, lists=ls, efn=efn)
                 ls2 = pl.update(ls, st2.position, cell)
                 ovf = pl.overflowed(ls2)
                 st = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), st, st2)
@@ -114,7 +114,7 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
 
         run_block = jax.jit(run_block)
         e_fn = jax.jit(energy)
-        state = init_fn(R0, mass=1.0, lists=lists)
+        state = init_fn(R0, mass=1.0, lists=lists, efn=efn0)
         writer = None
         if trajectory:
             from .trajectory import open_trajectory
@@ -124,7 +124,7 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
         try:
             while True:
                 fm = float(fmax_of(state.force))
-                e = float(e_fn(state.position, lists))
+                e = float(e_fn(efn0, state.position, lists))
                 if not (math.isfinite(e) and math.isfinite(fm)):
                     raise ModelError(f"FIRE diverged at step {steps} (non-finite energy or forces)")
                 if echo:
@@ -135,7 +135,7 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
                 if fm < fmax or steps >= max_steps:
                     break
                 todo = min(block, max_steps - steps)
-                i, state, lists, ovf = run_block(state, lists, jnp.asarray(todo, jnp.int32))
+                i, state, lists, ovf = run_block(efn0, state, lists, jnp.asarray(todo, jnp.int32))
                 steps += int(i)
                 if bool(ovf):
                     lists = pl.allocate(state.position, cell)

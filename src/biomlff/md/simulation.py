@@ -140,16 +140,20 @@ class Simulation:
         import jax
         import jax.numpy as jnp
 
-        from .engine import make_evaluate, make_outputs
+        from .engine import as_pytree_fn, make_evaluate, make_outputs
 
         s, sysm = self.settings, self.system
         cell = None if sysm.cell is None else np.asarray(sysm.cell, float)
         self.pairlists = PairLists(self.potential.neighbors, sysm.n_atoms, cell=cell, skin=s.skin,
                                    capacity_multiplier=s.capacity_multiplier,
                                    variable_cell=self.ensemble.kind == "npt")
-        self.evaluate = make_evaluate(self.potential, self.pairlists, self.steering.energy_fn())
-        self.integrator = Integrator(self.ensemble, sysm.masses, self.evaluate, self.periodic)
-        self._outputs = make_outputs(self.potential, self.pairlists) if s.observables else None
+        self._evaluate = make_evaluate(self.pairlists, self.steering.energy_fn())
+        self._energy_fn = as_pytree_fn(self.potential.energy_fn)
+        self._outputs_fn = as_pytree_fn(self.potential.outputs_fn)
+        self.integrator = Integrator(self.ensemble, sysm.masses, self.periodic)
+        self._outputs = jax.jit(make_outputs(self.pairlists)) if s.observables else None
+        if s.observables and self._outputs_fn is None:
+            raise ConfigError(f"model outputs {list(s.observables)} requested, but the model has none")
         dt = self.dtype
         rs = self._restart
         if rs is None:
@@ -165,7 +169,9 @@ class Simulation:
                 p = maxwell_boltzmann(vkey, m, self.ensemble.kT, self.ensemble.remove_com, dtype=dt)
             lists = self.pairlists.allocate(jnp.asarray(sysm.positions, dt), None if cell is None
                                             else jnp.asarray(cell, dt))
-            self.state, self.lists = self.integrator.init(sysm.positions, p, cell, lists, key, dt)
+            init = jax.jit(lambda efn, r, p, c, ls, k: self.integrator.init(self._bound_evaluate(efn), r, p, c, ls, k, dt))
+            self.state, self.lists = init(self._energy_fn, jnp.asarray(sysm.positions, dt), p,
+                                          None if cell is None else jnp.asarray(cell, dt), lists, key)
             self.start_step = 0
         else:
             self._restore(rs)
@@ -187,7 +193,8 @@ class Simulation:
         lists["rebuilds"] = jnp.asarray(lists_ref["rebuilds"])
         self.reallocations = int(meta.get("reallocations", 0))
         # the state a fresh start of this ensemble would have: same keys and shapes → exact resume
-        fresh, lists2 = self.integrator.init(saved["R"], saved["P"], cell, lists, saved["key"], dt)
+        fresh, lists2 = self.integrator.init(self._bound_evaluate(), saved["R"], saved["P"], cell, lists,
+                                               saved["key"], dt)
         same = meta["ensemble"] == self.ensemble.kind and set(fresh) == set(saved) and all(
             np.shape(fresh[k]) == np.shape(saved[k]) for k in fresh)
         if same:
@@ -203,13 +210,19 @@ class Simulation:
             self.state, self.lists = fresh, lists2
         self.start_step = int(meta["step"])
 
+    def _bound_evaluate(self, energy_fn=None):
+        from functools import partial
+
+        return partial(self._evaluate, self._energy_fn if energy_fn is None else energy_fn)
+
     # --- the compiled block ----------------------------------------------------------------------
-    def _block_fn(self, state, lists, n):
+    def _block_fn(self, energy_fn, state, lists, n):
         import jax
         import jax.numpy as jnp
         from jax import lax
 
         integ, pl = self.integrator, self.pairlists
+        evaluate = self._bound_evaluate(energy_fn)
 
         def cond(c):
             i, _, _, ovf = c
@@ -217,7 +230,7 @@ class Simulation:
 
         def body(c):
             i, st, ls, _ = c
-            st2, ls2 = integ.step(st, ls)
+            st2, ls2 = integ.step(st, ls, evaluate)
             ovf = pl.overflowed(ls2)
             st = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), st, st2)
             ls = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), ls, ls2)
@@ -227,6 +240,11 @@ class Simulation:
                                                             jnp.zeros((), bool)))
         return state, lists, i, ovf
 
+    def advance(self, n: int) -> int:
+        """Run exactly ``n`` steps without any output (no log, trajectory or checkpoint); returns n."""
+        with self._ctx():
+            return self._advance(int(n))
+
     def _advance(self, n: int):
         """Run exactly n steps, re-allocating pair lists on overflow."""
         import jax.numpy as jnp
@@ -234,7 +252,8 @@ class Simulation:
         done = 0
         stuck = 0
         while done < n:
-            self.state, self.lists, k, ovf = self._block(self.state, self.lists, jnp.asarray(n - done, jnp.int32))
+            self.state, self.lists, k, ovf = self._block(self._energy_fn, self.state, self.lists,
+                                                             jnp.asarray(n - done, jnp.int32))
             k = int(k)
             done += k
             if bool(ovf):
@@ -290,10 +309,8 @@ class Simulation:
     def _frame(self, writer, obs):
         per_atom, per_struct = {}, {}
         if self._outputs is not None:
-            import jax
-
             with self._ctx():
-                outs = jax.jit(self._outputs)(self.state["R"], self.state.get("cell"), self.lists)
+                outs = self._outputs(self._outputs_fn, self.state["R"], self.state.get("cell"), self.lists)
             for key in self.settings.observables:
                 if key not in outs:
                     raise ConfigError(f"model output {key!r} is not available; the model provides "
