@@ -219,3 +219,25 @@ def test_geometry_series_with_minimum_image():
     assert np.isclose(abs(dihedral_series(x, 0, 1, 2, 3, cell)[0]), 90.0)
     with pytest.raises(DataError, match="outside"):
         distance_series(x, 0, 7)
+
+
+def test_relative_rotation_of_two_nested_rings():
+    from scipy.spatial.transform import Rotation
+
+    from biomlff.analysis import relative_rotation
+
+    # two coaxial rings (a "nanotube pair"): the inner one turns about the common z axis by θ(t)
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    outer = np.stack([6 * np.cos(ang), 6 * np.sin(ang), np.tile([0.0, 1.2], 6)], axis=1)
+    inner = np.stack([3 * np.cos(ang), 3 * np.sin(ang), np.tile([0.0, 1.2], 6)], axis=1)
+    thetas = np.array([0.0, 10.0, 45.0, 90.0, 170.0])
+    rng = np.random.default_rng(9)
+    frames = []
+    for th in thetas:
+        spun = inner @ Rotation.from_euler("z", th, degrees=True).as_matrix().T
+        both = np.concatenate([outer, spun])
+        frames.append(both @ Rotation.random(random_state=rng).as_matrix().T + rng.normal(size=3))
+    got = relative_rotation(np.array(frames), np.arange(12), np.arange(12, 24))
+    assert np.allclose(got, thetas, atol=1e-6)
+    with pytest.raises(DataError, match="at least 3 atoms"):
+        relative_rotation(np.array(frames), [0, 1], np.arange(12, 24))

@@ -112,9 +112,6 @@ def stage_water(work: Path):
     analyze("rdf", traj, "--pairs", "O-O,O-H,H-H", "--intermolecular", "-o", FIG / "rdf_water")
     analyze("msd", traj, "--select", "O", "--fit", "500", "2500", "-o", FIG / "msd_water")
     analyze("spectrum", traj, "--mass-weighted", "--max-lag", "1000", "-o", FIG / "spectrum_water")
-    analyze(
-        "series", work / "water_eq.extxyz", "--observable", "temperature", "-o", FIG / "series_temperature"
-    )
 
 
 def stage_peptide(work: Path):

@@ -376,3 +376,21 @@ def dihedrals(positions, quads, cell=None) -> np.ndarray:
     b1 = _bond_vectors(x, q[:, 1], q[:, 2], cell)
     b2 = _bond_vectors(x, q[:, 2], q[:, 3], cell)
     return dihedral_from_vectors(b0, b1, b2)
+
+
+def relative_rotation(positions, idx_a, idx_b) -> np.ndarray:
+    """Rotation angle (degrees, 0…180) of fragment B relative to fragment A since frame 0, per frame
+    (e.g. two nested nanotubes). Each frame is first superposed on frame 0 using A (Kabsch), then
+    the best rotation of B onto its frame-0 pose gives θ = arccos((tr R − 1)/2). Molecules must be
+    whole; overall rotation and translation of the complex drop out."""
+    x = _frames(positions)
+    ia = np.asarray(idx_a, dtype=int)
+    ib = np.asarray(idx_b, dtype=int)
+    if ia.size < 3 or ib.size < 3:
+        raise DataError("relative rotation needs at least 3 atoms in each fragment")
+    r_a, c_a, c_ref = kabsch(x[:, ia], x[0, ia])
+    b = np.einsum("tni,tji->tnj", x[:, ib] - c_a[:, None], r_a) + c_ref
+    r_b, _, _ = kabsch(b, b[0])
+    from scipy.spatial.transform import Rotation
+
+    return np.degrees(Rotation.from_matrix(r_b).magnitude())  # accurate near 0, unlike arccos

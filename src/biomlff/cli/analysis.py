@@ -303,7 +303,8 @@ def cmd_rdf(args) -> int:
         curves,
         "r (Å)",
         "P(r) (1/Å)" if args.gas else "g(r)",
-        title=f"{'distance histogram' if args.gas else 'RDF'} ({traj.n_frames} frames)",
+        title=f"{'distance histogram' if args.gas else 'RDF'}"
+        f"{' (intermolecular)' if args.intermolecular else ''}, {traj.n_frames} frames",
         hline=None if args.gas else 1.0,
     )
     print("; ".join(summary))
@@ -690,12 +691,20 @@ def cmd_series(args) -> int:
     plots.write_csv(csv, cols, comment=f"time series from {traj.source} with cumulative averages")
     units_used = {u for _, u in series.values()}
     ylabel = "value" if len(units_used) != 1 else f"value ({units_used.pop() or 'a.u.'})"
+    if len(series) == 1:
+        ((only, (_, unit)),) = series.items()
+        ylabel = f"{only.replace('_', ' ')} ({unit or 'a.u.'})" if unit else only.replace("_", " ")
     curves = {}
     for name, (v, _) in series.items():
         curves[name] = v
         curves[name + " (cumulative avg)"] = cumulative_average(v)
     plots.plot_lines(
-        fig, xcol, curves, "time (ps)" if t is not None else "frame", ylabel, title="time series"
+        fig,
+        xcol,
+        curves,
+        "time (ps)" if t is not None else "frame",
+        ylabel,
+        title="time series and cumulative average",
     )
     for name, (v, u) in series.items():
         print(f"{name}: mean {v.mean():.4g} {u}, std {v.std():.3g}")
