@@ -211,3 +211,27 @@ def test_reads_biomlff_md_trajectory_writer(tmp_path, suffix):
     assert np.allclose(tr.positions, pos) and np.allclose(tr.velocities, vel)
     assert np.allclose(tr.times, [0.0, 5.0, 10.0, 15.0]) and np.allclose(tr.cell, cell)
     assert np.allclose(tr.info["observables"]["potential_energy"], [0.0, -1.0, -2.0, -3.0])
+
+
+def test_read_xtc_with_pdb_topology_via_mdanalysis(tmp_path):
+    import ase.io
+    import MDAnalysis as mda
+    from ase import Atoms
+
+    rng = np.random.default_rng(4)
+    pos = rng.uniform(1, 9, (3, 6, 3))
+    atoms = Atoms("OH2OH2", positions=pos[0], cell=np.eye(3) * 10.0, pbc=True)
+    ase.io.write(tmp_path / "top.pdb", atoms)
+    u = mda.Universe(str(tmp_path / "top.pdb"))
+    with mda.Writer(str(tmp_path / "t.xtc"), n_atoms=6) as w:
+        for k in range(3):
+            u.atoms.positions = pos[k]
+            u.trajectory.ts.time = 0.002 * k  # ps
+            u.dimensions = [10.0, 10.0, 10.0, 90.0, 90.0, 90.0]
+            w.write(u.atoms)
+    tr = read_trajectory(tmp_path / "t.xtc", topology=tmp_path / "top.pdb")
+    assert tr.numbers.tolist() == [8, 1, 1, 8, 1, 1]
+    assert np.allclose(tr.positions, pos, atol=0.01)  # XTC stores 0.001 nm
+    assert np.allclose(tr.cell[0], np.eye(3) * 10.0, atol=1e-3)
+    assert tr.topology is not None
+    assert np.allclose(tr.times, [0.0, 2.0, 4.0], atol=1e-3)  # ps in the file, fs here
