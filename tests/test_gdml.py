@@ -496,3 +496,68 @@ def test_cli_train_test_predict(shared, tmp_path, capsys):
     # bad σ on the command line → clean error code
     assert main(["gdml", "train", str(data), "--n-train", "5", "--sigma", "0", "-o", str(out2), *keys]) == 2
     assert main(["gdml", "train", str(data), "--n-train", "5000", "-o", str(out2), *keys]) == 2
+
+
+def test_md_engine_runs_a_gdml_model(small_model, ethanol):
+    """NVE with the GDML Potential in biomlff.md conserves energy (the potential needs no pairs)."""
+    from ase.data import atomic_masses
+
+    from biomlff.md.integrators import Ensemble
+    from biomlff.md.simulation import MDSettings, Simulation
+    from biomlff.md.structure import System
+
+    z = ethanol[1].z
+    system = System(z, ethanol[1].R[0].copy(), atomic_masses[z], None, name="ethanol")
+    settings = MDSettings(
+        steps=400,
+        log_every=0,
+        traj_every=0,
+        checkpoint_every=0,
+        precision="float64",
+        echo=False,
+        progress=False,
+        seed=0,
+    )
+    sim = Simulation(
+        small_model.potential(), system, Ensemble(kind="nve", dt_fs=0.1, temperature_K=300.0), settings
+    )
+    e0 = sim.observables()["e_tot"]
+    rows = []
+    while sim.step < 400:
+        sim.advance(50)
+        rows.append(sim.observables())
+    etot = np.array([r["e_tot"] for r in rows])
+    assert np.max(np.abs(etot - e0)) < 2e-4  # eV over 40 fs (velocity Verlet, dt = 0.1 fs)
+    assert np.std([r["e_pot"] for r in rows]) > 5 * np.max(np.abs(etot - e0))  # it moved
+
+
+def test_cg_checkpoint_and_resume(tmp_path):
+    """Checkpoints hold the CG iterate; resuming from it needs fewer iterations to converge."""
+    from biomlff.gdml.solvers import solve_cg
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(120, 120)))
+    K = (q * np.logspace(-6, 0, 120)) @ q.T
+    y = rng.normal(size=120)
+    saved = {}
+
+    def ckpt(x, it, cols):
+        saved.update(x=x.copy(), it=it, cols=cols.copy())
+
+    full = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-8, 12, 3, checkpoint=ckpt, checkpoint_every_s=0.0)
+    assert full.converged
+    assert np.linalg.norm(K @ full.x + 1e-8 * full.x - y) <= 1.01e-4 * np.linalg.norm(y)
+    part = solve_cg(
+        lambda v: K @ v,
+        lambda c: K[c],
+        y,
+        1e-8,
+        12,
+        3,
+        maxiter=full.iterations // 2,
+        checkpoint=ckpt,
+        checkpoint_every_s=0.0,
+    )
+    assert not part.converged and saved["it"] == part.iterations
+    resumed = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-8, 12, 3, x0=saved["x"], cols0=saved["cols"])
+    assert resumed.converged and resumed.iterations < full.iterations
