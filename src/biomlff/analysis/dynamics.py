@@ -64,15 +64,28 @@ def msd(positions, idx=None, dims=(0, 1, 2)) -> np.ndarray:
     if t < 2:
         raise DataError(f"MSD needs at least 2 frames, got {t}")
     x = x - x.mean(axis=0)  # translation-invariant; improves FFT round-off
-    d = np.sum(x**2, axis=2)  # (T, N)
-    d = np.concatenate([d, np.zeros((1, d.shape[1]))])
-    q = 2.0 * d.sum(axis=0)
-    s1 = np.empty((t, d.shape[1]))
+    n = x.shape[1]
+    # S1 needs only the atom sum of |r|²; S2 is an autocorrelation summed over atoms in blocks
+    d = np.append(np.sum(x**2, axis=(1, 2)), 0.0)  # (T + 1,)
+    q = 2.0 * d.sum()
+    s1 = np.empty(t)
     for m in range(t):
         q = q - d[m - 1] - d[t - m]
         s1[m] = q / (t - m)
-    s2 = _autocorr_fft(x).sum(axis=2) / (t - np.arange(t))[:, None]
-    return (s1 - 2.0 * s2).mean(axis=1)
+    s2 = _blocked_autocorr_sum(x) / (t - np.arange(t))
+    return (s1 - 2.0 * s2) / n
+
+
+def _blocked_autocorr_sum(a: np.ndarray, weights=None, max_bytes: float = 2e8) -> np.ndarray:
+    """Σ_atoms w_i Σ_dims autocorrelation of a (T, N, D), FFT over blocks of atoms (bounded memory)."""
+    t, n = a.shape[0], a.shape[1]
+    nfft = 1 << int(np.ceil(np.log2(2 * t)))
+    block = max(1, int(max_bytes // (nfft * a.shape[2] * 16)))
+    out = np.zeros(t)
+    for start in range(0, n, block):
+        c = _autocorr_fft(a[:, start : start + block]).sum(axis=2)  # (T, B)
+        out += c.sum(axis=1) if weights is None else c @ weights[start : start + block]
+    return out
 
 
 @dataclass
@@ -158,7 +171,7 @@ def vacf(velocities, masses=None, idx=None, normalize: bool = True) -> np.ndarra
         v = v[:, idx]
         w = w[idx]
     t = v.shape[0]
-    c = (_autocorr_fft(v).sum(axis=2) @ w) / w.sum() / (t - np.arange(t))
+    c = _blocked_autocorr_sum(v, weights=w) / w.sum() / (t - np.arange(t))
     if normalize:
         if c[0] <= 0:
             raise DataError("VACF: all velocities are zero")
