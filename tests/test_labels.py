@@ -399,3 +399,34 @@ def test_dask_executor_if_available(tmp_path):
     ref = run_labelling(frames, "xtb", progress=False)
     for i in range(3):
         assert abs(run.results[i].energy - ref.results[i].energy) < 1e-6
+
+
+def test_killed_cli_run_resumes(tmp_path, unlabelled):
+    """SIGKILL a running `biomlff label` (no clean-up possible), rerun: only missing frames."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "k.npz"
+    jp = journal_path(out)
+    cmd = [sys.executable, "-m", "biomlff", "label", "xtb", str(unlabelled), "-o", str(out), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if jp.exists() and len(jp.read_text().splitlines()) >= 4:  # header + 3 frames
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    done_before = set()
+    for line in jp.read_text().splitlines()[1:]:
+        try:
+            done_before.add(json.loads(line)["index"])
+        except json.JSONDecodeError:  # the line being written when the process died
+            pass
+    assert 3 <= len(done_before) < 98 and not out.exists()
+    run, written = label_dataset(unlabelled, out, "xtb", progress=False)
+    assert written == out and len(run.results) == 98
+    assert set(run.computed) == set(range(98)) - done_before
