@@ -430,3 +430,28 @@ def test_killed_cli_run_resumes(tmp_path, unlabelled):
     run, written = label_dataset(unlabelled, out, "xtb", progress=False)
     assert written == out and len(run.results) == 98
     assert set(run.computed) == set(range(98)) - done_before
+
+
+def test_fragment_whole_residues_from_pdb(tmp_path, ala3):
+    """Residue selection and whole-residue cuts with residue numbers read back from a PDB file."""
+    from ase.io import read, write
+
+    from biomlff.labels.fragments import residue_atoms
+
+    full = _solvated_ala3(ala3)
+    res = np.concatenate([np.where(np.arange(42) < 21, 1, 2), np.repeat(np.arange(10, 15), 3)])
+    full.arrays["residuenumbers"] = res
+    full.arrays["residuenames"] = np.array(["ALA"] * 42 + ["HOH"] * 15)
+    pdb = tmp_path / "sys.pdb"
+    write(pdb, full)
+    back = read(pdb)
+    assert back.arrays["residuenumbers"].tolist() == res.tolist()
+    centre = residue_atoms(back, [10])  # the first water
+    assert centre.tolist() == [42, 43, 44]
+    frag = extract_fragment(back, centre, 3.0)
+    kept = frag.source_indices[frag.source_indices >= 0]
+    assert (kept < 42).any() and not (kept < 42).all()  # one peptide residue reached, whole
+    for r in np.unique(res[kept]):
+        assert set(np.flatnonzero(res == r)) <= set(kept.tolist())  # touched residues are whole
+    with pytest.raises(ConfigError, match="residue 99 not found"):
+        residue_atoms(back, [99])

@@ -124,16 +124,17 @@ def extract_fragment(
     sel = d <= radius
     sel[center] = True
     small = mol_size[mol] <= max_molecule_size
-    sel |= np.isin(mol, np.unique(mol[sel & small]))
     res = residue_keys(atoms) if whole_residues else None
-    if res is not None:
-        sel |= np.isin(res, np.unique(res[sel]))
-    # hydrogens follow their partner and partners follow their hydrogens
-    for _ in range(2):
-        hb = (z[bi] == 1) & sel[bi]
-        sel[bj[hb]] = True
-        hh = (z[bj] == 1) & sel[bi]
-        sel[bj[hh]] = True
+    while True:  # the rules can feed each other (an H of a residue bonded into another one)
+        before = int(sel.sum())
+        sel |= np.isin(mol, np.unique(mol[sel & small]))
+        if res is not None:
+            sel |= np.isin(res, np.unique(res[sel]))
+        # hydrogens follow their partner and partners follow their hydrogens
+        sel[bj[(z[bi] == 1) & sel[bi]]] = True
+        sel[bj[(z[bj] == 1) & sel[bi]]] = True
+        if int(sel.sum()) == before:
+            break
     keep = np.flatnonzero(sel)
     cut = [(int(a), int(b)) for a, b in zip(bi, bj, strict=False) if sel[a] and not sel[b]]
     cap_pos = []
