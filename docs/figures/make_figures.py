@@ -196,7 +196,7 @@ def stage_binding(work: Path):
     res = interaction_energy(build, z, np.array(frames), [np.arange(len(a)), len(a) + np.arange(len(b))])
     r_oo = d[i, j] + shifts
     plots.write_csv(
-        FIG.parent.parent / "docs" / "figures" / "binding_water_dimer.csv",
+        work / "binding_water_dimer.csv",
         {"r_OO_A": r_oo, "E_int_kcal_mol": res.interaction_kcal_mol},
         comment="SO3LR water dimer interaction energy (rigid monomers from water_64.xyz)",
     )
@@ -208,13 +208,56 @@ def stage_binding(work: Path):
         "interaction energy (kcal/mol)",
         title="water dimer, SO3LR",
         hline=0.0,
+        ylim=(-7.0, 8.0),
+        marker="o",
     )
     print(
         f"minimum {res.interaction_kcal_mol.min():.2f} kcal/mol at {r_oo[np.argmin(res.interaction)]:.2f} Å"
     )
 
 
+def stage_argon(work: Path):
+    """Liquid argon with the biomlff MD engine (LJ test potential, H5MD trajectory)."""
+    from test_analysis_e2e_md import argon_liquid
+
+    traj = work / "argon.h5"
+    if not traj.exists():
+        argon_liquid(work / "argon.xyz")
+        cmd = [
+            sys.executable,
+            "-m",
+            "biomlff",
+            "md",
+            "nvt",
+            str(work / "argon.xyz"),
+            "--model",
+            "lj",
+            "--temperature",
+            "94.4",
+            "--dt",
+            "5",
+            "--steps",
+            "5000",
+            "--traj-every",
+            "4",
+            "--log-every",
+            "1000",
+            "--checkpoint-every",
+            "0",
+            "--thermostat",
+            "langevin",
+            "--friction",
+            "0.002",
+            "--output",
+            str(traj),
+        ]
+        subprocess.run(cmd, check=True)
+    analyze("rdf", traj, "--frames", "100:", "--bins", "120", "-o", FIG / "rdf_argon")
+    analyze("msd", traj, "--frames", "100:", "-o", FIG / "msd_argon")
+
+
 STAGES = {
+    "argon": stage_argon,
     "water": stage_water,
     "peptide": stage_peptide,
     "helix": stage_helix,
