@@ -93,8 +93,12 @@ def test_dha_energy_decomposition(shared, params, lr_cutoff, electrostatics):
     atoms = _molecule(shared, "dha")
     atoms.calc = SO3LRCalculator(lr_cutoff=lr_cutoff, precision="float64", params=params)
     terms = atoms.calc.get_property("energy_terms", atoms)
-    expected = {"so3krates": -97.286181, "zbl": 4.951443, "electrostatics": electrostatics,
-                "dispersion": -0.835473}
+    expected = {
+        "so3krates": -97.286181,
+        "zbl": 4.951443,
+        "electrostatics": electrostatics,
+        "dispersion": -0.835473,
+    }
     for key, val in expected.items():
         assert abs(terms[key] - val) < 1e-5, (key, terms[key], val)
     energies = atoms.calc.get_property("energies", atoms)

@@ -1,8 +1,12 @@
 """ASE calculator for SO3LR (see docs/so3lr.md).
 
-Charge from ``atoms.info["charge"]`` (e, default 0), multiplicity from ``atoms.info["multiplicity"]``
-(default 1). Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³,
-periodic cells only), ``charges`` (e), ``dipole`` (e·Å, Σ q_i R_i), ``energies`` (per atom, eV),
+Charge from ``atoms.info["charge"]`` (e), multiplicity from ``atoms.info["multiplicity"]`` (defaults:
+the calculator's ``charge=0`` and ``multiplicity=1``). Optional per-fragment charge conservation (dimer
+binding energies): per-atom fragment indices in ``atoms.arrays["fragment_ids"]`` and the fragment
+charges (e) in ``atoms.info["fragment_charges"]``.
+
+Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å³, periodic cells
+only), ``charges`` (e), ``dipole`` (e·Å, Σ q_i R_i), ``energies`` (per atom, eV),
 ``hirshfeld_ratios`` and ``energy_terms`` (dict so3krates / zbl / electrostatics / dispersion, eV).
 """
 
@@ -24,6 +28,7 @@ class SO3LRCalculator(PotentialCalculator):
         params: parameter tree (default: the installed weights, :func:`biomlff.so3lr.load_params`).
         weights: path to a weights file (canonical npz, params.pkl or so3krates-torch model) instead.
         capacity_margin: head-room factor of the pair-list capacities.
+        charge, multiplicity: defaults for atoms without ``info["charge"]`` / ``info["multiplicity"]``.
     """
 
     implemented_properties = [
@@ -47,6 +52,8 @@ class SO3LRCalculator(PotentialCalculator):
         params=None,
         weights=None,
         capacity_margin: float = 1.25,
+        charge: float = 0.0,
+        multiplicity: int = 1,
         **kwargs,
     ):
         super().__init__(None, precision=precision, capacity_margin=capacity_margin, **kwargs)
@@ -54,6 +61,8 @@ class SO3LRCalculator(PotentialCalculator):
         self.dispersion_damping = dispersion_damping
         self._params = params
         self._weights = weights
+        self.default_charge = float(charge)
+        self.default_multiplicity = int(multiplicity)
 
     @property
     def params(self):
@@ -65,14 +74,24 @@ class SO3LRCalculator(PotentialCalculator):
         return self._params
 
     def system_key(self, atoms):
-        charge = float(atoms.info.get("charge", 0.0))
-        mult = int(atoms.info.get("multiplicity", 1))
-        return (tuple(int(z) for z in atoms.numbers), charge, mult)
+        charge = float(atoms.info.get("charge", self.default_charge))
+        mult = int(atoms.info.get("multiplicity", self.default_multiplicity))
+        frag = None
+        if "fragment_ids" in atoms.arrays:
+            if "fragment_charges" not in atoms.info:
+                from ..errors import ConfigError
+
+                raise ConfigError(
+                    'atoms.arrays["fragment_ids"] is set but atoms.info["fragment_charges"] is missing'
+                )
+            ids = tuple(int(v) for v in atoms.arrays["fragment_ids"])
+            frag = (ids, tuple(float(v) for v in np.atleast_1d(atoms.info["fragment_charges"])))
+        return (tuple(int(z) for z in atoms.numbers), charge, mult, frag)
 
     def make_potential(self, atoms):
         from ..so3lr import so3lr_potential
 
-        _, charge, mult = self.system_key(atoms)
+        _, charge, mult, frag = self.system_key(atoms)
         return so3lr_potential(
             atoms.numbers,
             charge=charge,
@@ -81,6 +100,7 @@ class SO3LRCalculator(PotentialCalculator):
             dispersion_damping=self.dispersion_damping,
             precision=self.precision,
             params=self.params,
+            fragments=None if frag is None else (np.asarray(frag[0]), np.asarray(frag[1])),
         )
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):

@@ -289,10 +289,10 @@ def so3lr_potential(
     """
     import jax
 
-    from ..calculators.base import check_precision  # light module, no cycle: it imports no pillar
     from .weights import load_params
 
-    check_precision(precision)
+    if precision not in ("float32", "float64"):
+        raise ConfigError(f"precision must be 'float32' or 'float64', got {precision!r}")
     z = check_elements(atomic_numbers)
     if lr_cutoff is not None:
         lr_cutoff = float(lr_cutoff)
