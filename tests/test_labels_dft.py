@@ -96,6 +96,8 @@ def test_charged_and_open_shell_hirshfeld():
     a, b = cold.label(WATER_Z, r2), warm.label(WATER_Z, r2)
     assert b.info["warm_start"] and not a.info["warm_start"]
     assert abs(a.energy - b.energy) < 1e-6 and b.info["scf_cycles"] < a.info["scf_cycles"]
+    far = warm.label(WATER_Z, WATER_R + np.array([[0, 0, 0], [0, 0.5, 0.1], [0, -0.3, 0]]))
+    assert not far.info["warm_start"]  # RMSD > 0.2 Å: PySCF's own guess
 
 
 @pytest.mark.slow

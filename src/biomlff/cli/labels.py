@@ -58,6 +58,11 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-density-fit", action="store_true", help="DFT without density fitting (slower)")
     g.add_argument("--no-hirshfeld", action="store_true", help="DFT: skip the Hirshfeld analysis")
     g.add_argument("--d4", action="store_true", help="DFT: add D4 dispersion (dftd4)")
+    g.add_argument(
+        "--no-warm-start",
+        action="store_true",
+        help="DFT: never start the SCF from the previous frame's density",
+    )
     g.add_argument("--conv-tol", type=float, default=None, help="SCF energy convergence (Hartree)")
     g.add_argument("--max-cycle", type=int, default=None, help="SCF iterations before a frame fails")
     g.add_argument("--threads", type=int, default=1, help="threads per labeller (default 1)")
@@ -81,6 +86,7 @@ def _settings(args) -> dict:
             density_fit=not args.no_density_fit,
             hirshfeld=not args.no_hirshfeld,
             d4=args.d4,
+            warm_start=not args.no_warm_start,
         )
         if args.conv_tol is not None:
             s["conv_tol"] = args.conv_tol

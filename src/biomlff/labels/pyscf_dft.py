@@ -44,7 +44,8 @@ class PySCFLabeller(Labeller):
     for def2 bases, used from Rb on); density_fit: RI for the Coulomb (and exchange) integrals;
     auxbasis: None = PySCF's default for the basis/functional; grid_level: PySCF grid level 0–9;
     conv_tol: SCF energy convergence in Hartree; max_cycle: SCF iterations before the frame fails;
-    warm_start: start each SCF from the previous frame's density matrix (same atoms);
+    warm_start: start each SCF from the previous frame's density matrix (same atoms, positions
+    within ``warm_start_max_rmsd`` Å RMSD, e.g. consecutive MD frames);
     hirshfeld: compute Hirshfeld charges and volume ratios; d4: add D4 dispersion (dftd4, damping
     parameters of ``functional``); threads: OpenMP/BLAS threads.
     Open shells (multiplicity > 1) use unrestricted KS.
@@ -63,6 +64,7 @@ class PySCFLabeller(Labeller):
         conv_tol: float = 1e-10,
         max_cycle: int = 100,
         warm_start: bool = True,
+        warm_start_max_rmsd: float = 0.2,
         hirshfeld: bool = True,
         d4: bool = False,
         threads: int = 1,
@@ -82,6 +84,7 @@ class PySCFLabeller(Labeller):
         self.conv_tol = float(conv_tol)
         self.max_cycle = int(max_cycle)
         self.warm_start = bool(warm_start)
+        self.warm_start_max_rmsd = float(warm_start_max_rmsd)
         self.hirshfeld = bool(hirshfeld)
         self.d4 = bool(d4)
         self._check_functional()
@@ -89,6 +92,7 @@ class PySCFLabeller(Labeller):
             require("dftd4.interface", package="dftd4")
         self._last_dm = None
         self._last_key = None
+        self._last_r = None
         self._basis_ok: dict[str, bool] = {}
         self.last_scf = None  # the converged PySCF object of the last call (for inspection/tests)
 
@@ -103,6 +107,7 @@ class PySCFLabeller(Labeller):
             "conv_tol": self.conv_tol,
             "max_cycle": self.max_cycle,
             "warm_start": self.warm_start,
+            "warm_start_max_rmsd": self.warm_start_max_rmsd,
             "hirshfeld": self.hirshfeld,
             "d4": self.d4,
             "threads": self.threads,
@@ -187,7 +192,13 @@ class PySCFLabeller(Labeller):
         mol = self._mol(z, r, charge, multiplicity)
         mf = self._scf(mol, multiplicity)
         key = (tuple(z.tolist()), charge, multiplicity)
-        dm0 = self._last_dm if (self.warm_start and key == self._last_key) else None
+        # the previous density is a good guess only for a nearby geometry (consecutive MD frames);
+        # for unrelated frames PySCF's own guess converges faster (measured: 21 vs 16 cycles)
+        near = (
+            key == self._last_key
+            and float(np.sqrt(np.mean(np.sum((r - self._last_r) ** 2, axis=1)))) <= self.warm_start_max_rmsd
+        )
+        dm0 = self._last_dm if (self.warm_start and near) else None
         t0 = time.perf_counter()
         e_tot = mf.kernel(dm0=dm0)
         t_scf = time.perf_counter() - t0
@@ -198,7 +209,7 @@ class PySCFLabeller(Labeller):
                 f"(conv_tol {self.conv_tol:g} Ha)"
             )
         dm = mf.make_rdm1()
-        self._last_dm, self._last_key = dm, key
+        self._last_dm, self._last_key, self._last_r = dm, key, r.copy()
         grad = mf.nuc_grad_method().kernel()
         t_grad = time.perf_counter() - t0 - t_scf
         energy = float(e_tot) * units.Hartree
