@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/biomlff data info --example
+	$(VENV)/bin/biomlff md nvt shipped:ac_ala3_nhme --steps 2000 --log-every 200 --traj-every 20 --output demo_out/ala3_nvt.h5
 
 # pytest exit code 5 (= no tests collected) is not a failure of the suite
 test: install

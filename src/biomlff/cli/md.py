@@ -20,7 +20,7 @@ DEFAULTS = {
     "checkpoint_every": 1000, "restart_from": None, "thermostat": "nhc", "friction": 0.01,
     "nhc_length": 3, "nhc_steps": 2, "sy_order": 3, "tau_t": None, "tau_p": None, "relax": False,
     "relax_fmax": 0.1, "observables": None, "write_forces": False, "progress": None, "log_file": None,
-    "checkpoint": None, "pull": None, "force": None, "tether": None, "remove_com": True,
+    "checkpoint": None, "new_velocities": False, "pull": None, "force": None, "tether": None, "remove_com": True,
 }
 
 DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
@@ -78,6 +78,8 @@ def register(sub) -> None:
     g.add_argument("--tau-p", type=float, help="barostat time constant in fs (1000 dt)")
     g.add_argument("--relax", action="store_true", default=None, help="FIRE pre-optimisation before MD")
     g.add_argument("--relax-fmax", type=float, help="FIRE criterion for --relax in eV/Å (0.1)")
+    g.add_argument("--new-velocities", action="store_true", default=None,
+                   help="draw Maxwell-Boltzmann velocities even if the structure file has some")
     g.add_argument("--no-remove-com", dest="remove_com", action="store_false", default=None,
                    help="do not hold the centre-of-mass momentum at zero")
     g = pm.add_argument_group("steering")
@@ -267,6 +269,8 @@ def _cmd_md(args) -> int:
                         sy_order=int(opts["sy_order"]), friction_per_fs=float(opts["friction"]),
                         remove_com=bool(opts["remove_com"])).validate()
     system = _read_system(opts)
+    if opts["new_velocities"]:
+        system.velocities = None
     if kind == "npt" and not system.periodic:
         raise ConfigError(f"NPT needs a periodic cell, but {opts['input']} has none (or --free-space was given)")
     stem = Path(str(opts["input"]).split(":", 1)[-1])

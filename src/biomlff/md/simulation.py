@@ -399,6 +399,9 @@ class Simulation:
         if s.checkpoint_every and chk_path is None:
             chk_path = None  # no output given: checkpoints off
         writer = None
+        for path in (traj_path, log_path, chk_path):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
         with self._ctx():
             if traj_path is not None:
                 from .trajectory import open_trajectory
