@@ -508,6 +508,8 @@ def load_params(path=None) -> dict:
 def read_any(path) -> dict:
     """Read weights from a canonical npz/dir, a params.pkl or a so3krates-torch model file."""
     path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist")
     if path.is_dir() or path.suffix == ".npz":
         return read_canonical(path)[0]
     head = path.read_bytes()[:4]
