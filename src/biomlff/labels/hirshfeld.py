@@ -15,6 +15,7 @@ All lengths inside this module are Bohr (PySCF's internal unit).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,9 @@ def free_atom(symbol: str, basis, xc: str, ecp=None) -> FreeAtom:
     atm = gto.M(atom=[[symbol, (0.0, 0.0, 0.0)]], basis=basis, ecp=ecp, verbose=0, spin=None, unit="Bohr")
     atm.spin = atm.nelectron % 2
     atm.build(verbose=0)
-    ks = AtomSphAverageRKS(atm)
+    with warnings.catch_warnings():  # PySCF 2.14 deprecates a helper its own atom SCF still calls
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ks = AtomSphAverageRKS(atm)
     ks.xc = xc
     ks.grids.atom_grid = (100, 434)
     ks.verbose = 0

@@ -13,6 +13,7 @@ PySCF works in Hartree/Bohr; everything returned is eV, eV/Å, e, e·Å.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -141,9 +142,10 @@ class PySCFLabeller(Labeller):
             sym = _symbol(zi)
             if sym not in self._basis_ok:
                 try:
-                    self._basis_ok[sym] = (
-                        bool(gto.basis.load(self.basis, sym)) if isinstance(self.basis, str) else True
-                    )
+                    with warnings.catch_warnings():  # PySCF suggests basis-set-exchange for misses
+                        warnings.simplefilter("ignore", UserWarning)
+                        ok = bool(gto.basis.load(self.basis, sym)) if isinstance(self.basis, str) else True
+                    self._basis_ok[sym] = ok
                 except Exception:
                     self._basis_ok[sym] = False
             if not self._basis_ok[sym]:
