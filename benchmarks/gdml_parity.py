@@ -299,6 +299,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-n-test", type=int, default=100)
     ap.add_argument("--scale-n-inducing", type=int, default=3)
     ap.add_argument("--scale-cache", default="/tmp/bb_so3lr_labels.npz")
+    ap.add_argument("--scale-labels", choices=("so3lr", "springs"), default="so3lr")
     args = ap.parse_args(argv)
     rows = []
     if args.scale:
@@ -393,15 +394,20 @@ def _sample_bb(n_frames: int, stride: int, seed: int):
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
     dyn = Langevin(atoms, 0.5 * u.fs, temperature_K=300, friction=0.02, rng=np.random.default_rng(seed))
     dyn.run(1000)
-    frames = []
+    frames, energies, forces = [], [], []
     for _ in range(n_frames):
         dyn.run(stride)
         frames.append(atoms.positions.copy())
-    return atoms.numbers.copy(), np.array(frames)
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces())
+    return atoms.numbers.copy(), np.array(frames), np.array(energies), np.array(forces)
 
 
-def scale_run(n_train: int, n_test: int, n_inducing: int, cache: str, max_memory: float) -> dict:
-    """Label sampled bb geometries with SO3LR (cached), train GDML with CG, test. Prints a summary."""
+def scale_run(
+    n_train: int, n_test: int, n_inducing: int, cache: str, max_memory: float, labels: str = "so3lr"
+) -> dict:
+    """Label sampled bb geometries with SO3LR (cached) or keep the sampler's spring-network labels
+    (``labels='springs'``: cheap, exactly consistent E/F), train GDML with CG, test."""
     import numpy as np
 
     from biomlff import units
@@ -409,7 +415,9 @@ def scale_run(n_train: int, n_test: int, n_inducing: int, cache: str, max_memory
     from biomlff.gdml.data import Frames
 
     n = n_train + n_test
-    if os.path.exists(cache):
+    if labels == "springs":
+        z, R, E, F = _sample_bb(n, 20, 0)
+    elif os.path.exists(cache):
         with np.load(cache) as f:
             z, R, E, F = f["z"], f["R"], f["E"], f["F"]
     else:
@@ -417,7 +425,7 @@ def scale_run(n_train: int, n_test: int, n_inducing: int, cache: str, max_memory
 
         from biomlff.calculators.so3lr import SO3LRCalculator
 
-        z, R = _sample_bb(n, 20, 0)
+        z, R, _, _ = _sample_bb(n, 20, 0)
         calc = SO3LRCalculator(
             lr_cutoff=None, precision="float64", weights=str(SHARED / "so3lr" / "params.pkl")
         )
@@ -429,7 +437,7 @@ def scale_run(n_train: int, n_test: int, n_inducing: int, cache: str, max_memory
             E[k], F[k] = at.get_potential_energy(), at.get_forces()
         print(f"labelled {n} geometries with SO3LR in {time.perf_counter() - t0:.0f} s", flush=True)
         np.savez(cache, z=z, R=R, E=E, F=F)
-    frames = Frames(z=z, R=R, F=F, E=E, name="bb-so3lr", source=cache)
+    frames = Frames(z=z, R=R, F=F, E=E, name=f"bb-{labels}", source=cache if labels == "so3lr" else "springs")
     from biomlff.gdml.descriptor import descriptor, pair_list
 
     a, b = pair_list(len(z))
