@@ -39,16 +39,39 @@ def test_argon_md_engine_trajectory_rdf_and_diffusion(tmp_path, capsys):
     pytest.importorskip("jax_md")
     argon_liquid(tmp_path / "ar.xyz")
     traj = tmp_path / "ar.h5"
-    rc = main(["md", "nvt", str(tmp_path / "ar.xyz"), "--model", "lj", "--temperature", "94.4", "--dt", "5",
-               "--steps", "1600", "--traj-every", "4", "--log-every", "800", "--checkpoint-every", "0",
-               "--thermostat", "langevin", "--friction", "0.002", "--output", str(traj)])
+    rc = main(
+        [
+            "md",
+            "nvt",
+            str(tmp_path / "ar.xyz"),
+            "--model",
+            "lj",
+            "--temperature",
+            "94.4",
+            "--dt",
+            "5",
+            "--steps",
+            "1600",
+            "--traj-every",
+            "4",
+            "--log-every",
+            "800",
+            "--checkpoint-every",
+            "0",
+            "--output",
+            str(traj),
+        ]
+    )  # Nosé–Hoover chain: no friction on the dynamics
     assert rc == 0
     # first 2 ps are equilibration
-    assert main(["analyze", "rdf", str(traj), "--frames", "100:", "--bins", "110", "-o", str(tmp_path / "rdf")]) == 0
+    assert (
+        main(["analyze", "rdf", str(traj), "--frames", "100:", "--bins", "110", "-o", str(tmp_path / "rdf")])
+        == 0
+    )
     g = read_csv(tmp_path / "rdf.csv")
     k = np.argmax(g["g_Ar-Ar"])
     assert 3.55 < g["r_A"][k] < 3.85  # first shell of liquid argon at ≈ 1.09 σ (σ = 3.4 Å)
-    assert 2.3 < g["g_Ar-Ar"][k] < 3.4
+    assert 2.3 < g["g_Ar-Ar"][k] < 3.4  # Rahman: ≈ 3.0
     assert main(["analyze", "msd", str(traj), "--frames", "100:", "-o", str(tmp_path / "msd")]) == 0
     assert (tmp_path / "msd.png").stat().st_size > 10_000 and (tmp_path / "rdf.png").stat().st_size > 10_000
     out = capsys.readouterr().out
@@ -62,4 +85,7 @@ def test_argon_md_engine_trajectory_rdf_and_diffusion(tmp_path, capsys):
     c = vacf(t.velocities, normalize=False)  # Å²/fs²
     d_gk = np.trapezoid(c[:60], dx=dt) / 3.0  # Å²/fs, integrated to 1.2 ps
     assert abs(d_gk / fit.D - 1.0) < 0.15, (d_gk, fit.D)
-    assert 1.0 < d_cli < 4.5  # 10⁻⁹ m²/s: liquid argon near 90 K (Rahman 1964: 2.43)
+    print(f"argon: D(MSD) = {d_cli:.3f}e-9 m²/s, D(Green–Kubo) = {d_gk * 1e4:.3f}e-9 m²/s")
+    # Rahman (Phys. Rev. 136, A405, 1964): D = 2.43 × 10⁻⁹ m²/s for LJ argon at 94.4 K, 1.374 g/cm³;
+    # 6 ps of a 256-atom box: statistical and finite-size spread of ±25 %
+    assert abs(d_cli / 2.43 - 1.0) < 0.25

@@ -244,10 +244,6 @@ def stage_argon(work: Path):
             "1000",
             "--checkpoint-every",
             "0",
-            "--thermostat",
-            "langevin",
-            "--friction",
-            "0.002",
             "--output",
             str(traj),
         ]

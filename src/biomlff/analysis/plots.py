@@ -94,7 +94,7 @@ def plot_lines(
         ax.set_ylim(*ylim)
     if title:
         ax.set_title(title, fontsize=10)
-    if len(ys) > 1 or shade is not None:
+    if any(ys) or shade is not None:  # a legend whenever a curve is named
         ax.legend(fontsize=8, frameon=False)
     return _save(fig, path)
 
