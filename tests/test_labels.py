@@ -236,10 +236,19 @@ def test_bad_frames_are_reported_and_others_kept(tmp_path):
 
 def test_missing_dependency_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "tblite.interface", None)  # import of tblite.interface fails
-    with pytest.raises(MissingDependencyError, match=r"pip install"):
+    with pytest.raises(MissingDependencyError, match=r"biomlff\[labels\].+pip install tblite"):
         make_labeller("xtb")
     with pytest.raises(MissingDependencyError):
         run_labelling(_frames(1), "xtb", progress=False)
+
+
+def test_cli_dask_without_distributed(monkeypatch, tmp_path, unlabelled, capsys):
+    from biomlff.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    out = tmp_path / "d.h5"
+    assert main(["label", "xtb", str(unlabelled), "--index", "0:2", "--dask", "local:2", "-o", str(out)]) == 2
+    assert "pip install distributed" in capsys.readouterr().err and not out.exists()
 
 
 # ----------------------------------------------------------------------------- fragments

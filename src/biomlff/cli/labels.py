@@ -23,6 +23,7 @@ examples:
   biomlff label dft ../shared/datasets/rmd17/rmd17_ethanol_train_01.npz --index 0:10 -o eth_pbe.npz
   biomlff label dft traj.xyz --functional PBE0 --d4 --workers 2 -o traj_pbe0.h5
   biomlff label xtb fragments.h5 -o fragments_xtb.h5 --workers 2
+  biomlff label dft big.h5 -o big_pbe.h5 --dask tcp://scheduler:8786   # on a Dask cluster
 """
 
 SAMPLE_EPILOG = """\
@@ -113,6 +114,13 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output dataset (.npz sGDML layout, .xyz, .h5)")
     p.add_argument("--index", default=None, help="frames of INPUT to label (e.g. 0:100)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="run the frames on a Dask distributed cluster (scheduler address, or 'local:N' for N local "
+        "worker processes); needs `pip install distributed`",
+    )
     p.add_argument("--retry-failed", action="store_true", help="retry frames that failed in an earlier run")
     p.add_argument("--energy-unit", default=None, help="unit of written energies (.npz default kcal/mol)")
     p.add_argument("--input-energy-unit", default=None, help="energy unit of INPUT if it does not say")
@@ -162,24 +170,48 @@ def register(sub) -> None:
     p.set_defaults(func=_fragment)
 
 
+def _dask_client(address: str):
+    """A Dask distributed client for ``address`` ('local:N' starts N local worker processes)."""
+    from ..labels.base import require
+
+    distributed = require("distributed", extra=None)
+    if address.startswith("local"):
+        n = int(address.split(":", 1)[1]) if ":" in address else 2
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = distributed.Client(cluster)
+        client._biomlff_cluster = cluster  # closed with the client in _label
+        return client
+    return distributed.Client(address)
+
+
 def _label(args) -> int:
     from ..labels.relabel import label_dataset
 
     read_kwargs = {"energy_unit": args.input_energy_unit} if args.input_energy_unit else {}
-    run, written = label_dataset(
-        args.input,
-        args.output,
-        args.method,
-        _settings(args),
-        index=args.index,
-        charge=args.charge,
-        multiplicity=args.multiplicity,
-        workers=args.workers,
-        retry_failed=args.retry_failed,
-        energy_unit=args.energy_unit,
-        progress=not args.no_progress,
-        read_kwargs=read_kwargs,
-    )
+    client = _dask_client(args.dask) if args.dask else None
+    try:
+        run, written = label_dataset(
+            args.input,
+            args.output,
+            args.method,
+            _settings(args),
+            index=args.index,
+            charge=args.charge,
+            multiplicity=args.multiplicity,
+            workers=args.workers,
+            executor=client.get_executor() if client is not None else None,
+            retry_failed=args.retry_failed,
+            energy_unit=args.energy_unit,
+            progress=not args.no_progress,
+            read_kwargs=read_kwargs,
+        )
+    finally:
+        if client is not None:
+            client.close()
+            if getattr(client, "_biomlff_cluster", None) is not None:
+                client._biomlff_cluster.close()
     n = len(run.results) + len(run.errors)
     print(
         f"labelled {len(run.results)}/{n} frames ({len(run.computed)} computed now, "

@@ -84,15 +84,15 @@ class LabelResult:
         )
 
 
-def require(module: str, extra: str = "labels", package: str | None = None):
+def require(module: str, extra: str | None = "labels", package: str | None = None):
     """Import an optional dependency or raise MissingDependencyError naming the pip command."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         pkg = package or module.split(".")[0]
+        how = f"`pip install 'biomlff[{extra}]'` or `pip install {pkg}`" if extra else f"`pip install {pkg}`"
         raise MissingDependencyError(
-            f"this method needs the optional package '{pkg}' ({exc}); install it with "
-            f"`pip install 'biomlff[{extra}]'` or `pip install {pkg}`"
+            f"this feature needs the optional package '{pkg}' ({exc}); install it with {how}"
         ) from exc
 
 
