@@ -348,16 +348,17 @@ if __name__ == "__main__":
 
 
 # ------------------------------------------------------------------ scale: CG on a 148-atom molecule
-def _harmonic_network(positions, cutoff: float = 3.0):
+def _harmonic_network(positions, cutoff: float = 6.0):
     """Pairs (i, j), reference lengths r0 (Å) and force constants (eV/Å²) of a spring network on
-    all pairs closer than ``cutoff`` (bonds stiff, 1-3 pairs softer): a cheap, smooth sampler."""
+    all pairs closer than ``cutoff`` (bonds stiff, 1-3 pairs softer, weak springs between the
+    non-bonded neighbours that keep the host–guest complex together): a cheap, smooth sampler."""
     import numpy as np
 
     i, j = np.triu_indices(len(positions), 1)
     r0 = np.linalg.norm(positions[i] - positions[j], axis=1)
     sel = r0 < cutoff
     i, j, r0 = i[sel], j[sel], r0[sel]
-    k = np.where(r0 < 1.7, 20.0, 2.0)
+    k = np.where(r0 < 1.7, 20.0, np.where(r0 < 3.0, 2.0, 0.1))
     return i, j, r0, k
 
 

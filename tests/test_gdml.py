@@ -537,21 +537,21 @@ def test_cg_checkpoint_and_resume(tmp_path):
 
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(120, 120)))
-    K = (q * np.logspace(-6, 0, 120)) @ q.T
+    K = (q * np.logspace(-2, 0, 120)) @ q.T
     y = rng.normal(size=120)
     saved = {}
 
     def ckpt(x, it, cols):
         saved.update(x=x.copy(), it=it, cols=cols.copy())
 
-    full = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-8, 12, 3, checkpoint=ckpt, checkpoint_every_s=0.0)
+    full = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-3, 12, 3, checkpoint=ckpt, checkpoint_every_s=0.0)
     assert full.converged
-    assert np.linalg.norm(K @ full.x + 1e-8 * full.x - y) <= 1.01e-4 * np.linalg.norm(y)
+    assert np.linalg.norm(K @ full.x + 1e-3 * full.x - y) <= 1.01e-4 * np.linalg.norm(y)
     part = solve_cg(
         lambda v: K @ v,
         lambda c: K[c],
         y,
-        1e-8,
+        1e-3,
         12,
         3,
         maxiter=full.iterations // 2,
@@ -559,5 +559,5 @@ def test_cg_checkpoint_and_resume(tmp_path):
         checkpoint_every_s=0.0,
     )
     assert not part.converged and saved["it"] == part.iterations
-    resumed = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-8, 12, 3, x0=saved["x"], cols0=saved["cols"])
+    resumed = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-3, 12, 3, x0=saved["x"], cols0=saved["cols"])
     assert resumed.converged and resumed.iterations < full.iterations

@@ -143,14 +143,22 @@ def build_nystroem(rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray
     return Nystroem(cols=cols, C=c, lam=lam, leverage=leverage)
 
 
-def sample_columns(leverage: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """m column indices drawn without replacement with probability ∝ leverage score, sorted."""
-    p = np.maximum(leverage, 0.0)
+def sample_columns(leverage: np.ndarray, m: int, rng: np.random.Generator, group: int = 1) -> np.ndarray:
+    """About m column indices drawn without replacement with probability ∝ ridge leverage score,
+    sorted, in whole groups of ``group`` consecutive columns (one training geometry = 3N columns).
+
+    Sampling whole geometries (group leverage = sum over its columns) instead of single columns as
+    sgdml does keeps the kernel-row computation at (chosen geometries × M) blocks; single columns
+    spread over many geometries would need nearly all blocks of K.
+    """
+    p = np.maximum(np.asarray(leverage, dtype=float), 0.0)
+    p = p.reshape(-1, group).sum(axis=1)
     if not np.any(p > 0):
         p = np.ones_like(p)
     p = p / p.sum()
-    m = min(m, int(np.count_nonzero(p)))
-    return np.sort(rng.choice(len(p), size=m, replace=False, p=p))
+    k = min(max(1, int(math.ceil(m / group))), int(np.count_nonzero(p)))
+    chosen = np.sort(rng.choice(len(p), size=k, replace=False, p=p))
+    return (chosen[:, None] * group + np.arange(group)[None, :]).reshape(-1)
 
 
 @dataclass
@@ -187,8 +195,9 @@ def solve_cg(
     """Preconditioned CG for (K + λI) x = y with K given by ``matvec`` (K·v without λ) and
     ``rows_fn`` (rows of K for the Nyström preconditioner).
 
-    Stops when ‖r‖ ≤ tol·‖y‖. Inducing columns: ``n_cols`` chosen by ridge leverage scores (from a
-    quick Nyström factor of uniformly random columns); on stagnation (no net residual decrease over
+    Stops when ‖r‖ ≤ tol·‖y‖. Inducing columns: ``n_cols`` (rounded up to whole geometries of
+    ``n_per_point`` columns) chosen by ridge leverage scores from a quick Nyström factor of up to 10
+    random geometries; on stagnation (no net residual decrease over
     100 iterations) CG restarts from the current x with 1.2× more columns, at most ``max_restarts``
     times. ``checkpoint(x, it, cols)`` is called every ``checkpoint_every_s`` seconds.
     """
@@ -203,9 +212,12 @@ def solve_cg(
     if cols0 is not None and len(cols0) == n_cols:
         cols = np.sort(np.asarray(cols0))
     else:
-        n_quick = min(n, n_per_point * min(max(n_cols // n_per_point, 1), 10))
-        quick = build_nystroem(rows_fn, np.sort(rng.choice(n, n_quick, replace=False)), lam)
-        cols = sample_columns(quick.leverage, n_cols, rng)
+        n_geo = n // n_per_point
+        n_quick = min(n_geo, max(n_cols // n_per_point, 1), 10)
+        quick_geo = np.sort(rng.choice(n_geo, n_quick, replace=False))
+        quick_cols = (quick_geo[:, None] * n_per_point + np.arange(n_per_point)[None, :]).reshape(-1)
+        quick = build_nystroem(rows_fn, quick_cols, lam)
+        cols = sample_columns(quick.leverage, n_cols, rng, n_per_point)
     t_pre = time.perf_counter()
     pre = build_nystroem(rows_fn, cols, lam)
     log.info("Nyström preconditioner with %d columns built in %.1f s", len(cols), time.perf_counter() - t_pre)
@@ -262,7 +274,7 @@ def solve_cg(
         restarts += 1
         n_cols = min(int(math.ceil(1.2 * len(cols))), n)
         log.warning("CG stagnated at iteration %d; restarting with %d inducing columns", it_total, n_cols)
-        cols = sample_columns(pre.leverage, n_cols, rng)
+        cols = sample_columns(pre.leverage, n_cols, rng, n_per_point)
         pre = build_nystroem(rows_fn, cols, lam)
     if bar is not None:
         bar.close()
