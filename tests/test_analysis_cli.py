@@ -235,3 +235,23 @@ def test_read_xtc_with_pdb_topology_via_mdanalysis(tmp_path):
     assert np.allclose(tr.cell[0], np.eye(3) * 10.0, atol=1e-3)
     assert tr.topology is not None
     assert np.allclose(tr.times, [0.0, 2.0, 4.0], atol=1e-3)  # ps in the file, fs here
+
+
+def test_cli_gas_phase_options_on_md22(tmp_path, shared, capsys):
+    md22 = shared / "datasets" / "md22" / "md22_Ac-Ala3-NHMe_100frames_unlabelled.extxyz"
+    assert run_cli("rdf", md22, "--gas", "--pairs", "C-H,O-O", "--rmax", "8", "-o", tmp_path / "gas") == 0
+    h = read_csv(tmp_path / "gas.csv")
+    width = h["r_A"][1] - h["r_A"][0]
+    # C–H pairs: the covalent C–H bonds form a peak at ≈ 1.09 Å
+    k = np.argmax(h["P_per_A_C-H"])
+    assert abs(h["r_A"][k] - 1.09) < 2 * width
+    assert 0 < np.sum(h["P_per_A_O-O"]) * width <= 1.0 + 1e-9
+    # finite-difference spectrum (no velocities in the file; --timestep gives the frame spacing)
+    assert run_cli("spectrum", md22, "--from-positions", "--timestep", "1.0", "-o", tmp_path / "fd") == 0
+    assert run_cli("msd", md22, "--per-element", "--timestep", "1.0", "-o", tmp_path / "pe") == 0
+    out = capsys.readouterr().out
+    assert "H: D =" in out and "C: D =" in out
+    assert run_cli("rama", md22, "--residues", "1", "-o", tmp_path / "r1") == 0
+    assert read_csv(tmp_path / "r1.csv")["residue"].tolist() == [1.0] * 98
+    assert run_cli("rama", md22, "--residues", "7", "-o", tmp_path / "r7") == 2
+    assert "have no φ/ψ" in capsys.readouterr().err
