@@ -252,6 +252,16 @@ def stage_argon(work: Path):
     analyze("msd", traj, "--frames", "100:", "-o", FIG / "msd_argon")
 
 
+def stage_popc(work: Path):
+    """The POPC bilayer shipped in the openmm wheel (app/data/POPC.pdb: 128 POPC + 5120 waters).
+    Give its path in BIOMLFF_POPC_PDB, e.g. after `pip download openmm --no-deps` and unzipping."""
+    pdb = os.environ.get("BIOMLFF_POPC_PDB")
+    if not pdb:
+        print("  skipped: set BIOMLFF_POPC_PDB to openmm's app/data/POPC.pdb")
+        return
+    analyze("lipids", pdb, "-o", FIG / "lipids_popc")
+
+
 STAGES = {
     "argon": stage_argon,
     "water": stage_water,
@@ -259,6 +269,7 @@ STAGES = {
     "helix": stage_helix,
     "bilayer": stage_bilayer,
     "binding": stage_binding,
+    "popc": stage_popc,
 }
 
 
