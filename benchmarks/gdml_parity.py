@@ -303,6 +303,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = []
     if args.scale:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        for name in ("jax", "absl"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         r = scale_run(
             args.scale_n_train, args.scale_n_test, args.scale_n_inducing, args.scale_cache, args.max_memory
         )
@@ -341,10 +346,6 @@ def main(argv=None) -> int:
     print(f"\nmachine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS=1\n")
     print(table(rows))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ------------------------------------------------------------------ scale: CG on a 148-atom molecule
@@ -457,7 +458,8 @@ def scale_run(
             solver="auto",
             max_memory_gb=max_memory,
             n_inducing=n_inducing,
-            progress=False,
+            progress=True,
+            checkpoint="/tmp/bb_gdml_cg_checkpoint.npz",
         ),
     )
     t_train = time.perf_counter() - t0
@@ -480,3 +482,7 @@ def scale_run(
         **err,
     }
     return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
