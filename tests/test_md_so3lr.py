@@ -21,8 +21,12 @@ def test_so3lr_nve_dha_conserves_energy(shared, params):
 
     sysm = read_structure(shared / "so3lr" / "reference" / "dha.xyz", free_space=True)
     pot = so3lr_potential(sysm.atomic_numbers, lr_cutoff=None, precision="float64", params=params)
-    sim = Simulation(pot, sysm, Ensemble(kind="nve", dt_fs=0.5, temperature_K=300.0),
-                     MDSettings(steps=0, precision="float64", echo=False, progress=False, seed=0))
+    sim = Simulation(
+        pot,
+        sysm,
+        Ensemble(kind="nve", dt_fs=0.5, temperature_K=300.0),
+        MDSettings(steps=0, precision="float64", echo=False, progress=False, seed=0),
+    )
     e0 = sim.observables()["e_tot"]
     etot = []
     for _ in range(20):
@@ -45,9 +49,21 @@ def test_so3lr_nvt_water_box_lr6(shared, params, tmp_path):
     sysm.velocities = None  # the file's momenta are ~1000 K (another code's units): draw 300 K instead
     pot = so3lr_potential(sysm.atomic_numbers, lr_cutoff=6.0, precision="float32", params=params)
     out = tmp_path / "water.h5"
-    sim = Simulation(pot, sysm, Ensemble(kind="nvt", dt_fs=0.5, temperature_K=300.0, tau_t_fs=50.0),
-                     MDSettings(steps=40, log_every=10, traj_every=20, checkpoint_every=40, output=str(out),
-                                observables=("charges",), echo=False, progress=False))
+    sim = Simulation(
+        pot,
+        sysm,
+        Ensemble(kind="nvt", dt_fs=0.5, temperature_K=300.0, tau_t_fs=50.0),
+        MDSettings(
+            steps=40,
+            log_every=10,
+            traj_every=20,
+            checkpoint_every=40,
+            output=str(out),
+            observables=("charges",),
+            echo=False,
+            progress=False,
+        ),
+    )
     sim.run()
     obs = sim.observables()
     assert sim.step == 40

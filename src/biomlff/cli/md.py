@@ -10,17 +10,50 @@ import argparse
 
 #: defaults (thesis settings): dt 0.5 fs, 300 K, 1 atm, NHC length 3, τ_T = 100 dt, τ_P = 1000 dt
 DEFAULTS = {
-    "model": "so3lr", "precision": "float32", "charge": None, "multiplicity": None,
-    "lr_cutoff": None, "dispersion_damping": 2.0, "free_space": False, "config": None,
-    "output": None, "seed": 0, "skin": 0.5, "capacity_multiplier": 1.25,
+    "model": "so3lr",
+    "precision": "float32",
+    "charge": None,
+    "multiplicity": None,
+    "lr_cutoff": None,
+    "dispersion_damping": 2.0,
+    "free_space": False,
+    "config": None,
+    "output": None,
+    "seed": 0,
+    "skin": 0.5,
+    "capacity_multiplier": 1.25,
     # opt
-    "fmax": 0.05, "max_steps": 1000, "fixed": None,
+    "fmax": 0.05,
+    "max_steps": 1000,
+    "fixed": None,
     # md
-    "temperature": 300.0, "pressure": 1.0, "dt": 0.5, "steps": 1000, "log_every": 100, "traj_every": 100,
-    "checkpoint_every": 1000, "restart_from": None, "thermostat": "nhc", "friction": 0.01,
-    "nhc_length": 3, "nhc_steps": 2, "sy_order": 3, "tau_t": None, "tau_p": None, "relax": False,
-    "relax_fmax": 0.1, "observables": None, "write_forces": False, "progress": None, "log_file": None,
-    "checkpoint": None, "new_velocities": False, "pull": None, "force": None, "tether": None, "remove_com": True,
+    "temperature": 300.0,
+    "pressure": 1.0,
+    "dt": 0.5,
+    "steps": 1000,
+    "log_every": 100,
+    "traj_every": 100,
+    "checkpoint_every": 1000,
+    "restart_from": None,
+    "thermostat": "nhc",
+    "friction": 0.01,
+    "nhc_length": 3,
+    "nhc_steps": 2,
+    "sy_order": 3,
+    "tau_t": None,
+    "tau_p": None,
+    "relax": False,
+    "relax_fmax": 0.1,
+    "observables": None,
+    "write_forces": False,
+    "progress": None,
+    "log_file": None,
+    "checkpoint": None,
+    "new_velocities": False, "hmr": None,
+    "pull": None,
+    "force": None,
+    "tether": None,
+    "remove_com": True,
 }
 
 DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
@@ -28,15 +61,24 @@ DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
 
 def _model_args(p):
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="so3lr (default), lj (Lennard-Jones test potential) or PATH to an sGDML model")
+    g.add_argument(
+        "--model", help="so3lr (default), lj (Lennard-Jones test potential) or PATH to an sGDML model"
+    )
     g.add_argument("--precision", choices=["float32", "float64"], help="floating-point precision (float32)")
     g.add_argument("--charge", type=float, help="total charge in e (default: from the file, else 0)")
     g.add_argument("--multiplicity", type=int, help="spin multiplicity 2S+1 (default: from the file, else 1)")
-    g.add_argument("--lr-cutoff", type=float,
-                   help="SO3LR long-range cutoff in Å (default: none in gas phase, 12 Å for periodic systems)")
+    g.add_argument(
+        "--lr-cutoff",
+        type=float,
+        help="SO3LR long-range cutoff in Å (default: none in gas phase, 12 Å for periodic systems)",
+    )
     g.add_argument("--dispersion-damping", type=float, help="SO3LR dispersion switch width in Å (2)")
-    g.add_argument("--free-space", action="store_true", default=None,
-                   help="ignore any cell in the structure file (gas phase)")
+    g.add_argument(
+        "--free-space",
+        action="store_true",
+        default=None,
+        help="ignore any cell in the structure file (gas phase)",
+    )
     g.add_argument("--skin", type=float, help="pair-list skin in Å (0.5)")
     g.add_argument("--capacity-multiplier", type=float, help="pair-list head-room factor (1.25)")
     g.add_argument("--config", help="YAML file with any of these options (flags override it)")
@@ -45,8 +87,11 @@ def _model_args(p):
 
 def register(sub) -> None:
     """Add ``opt`` and ``md`` to the top-level subparsers (argparse only, no heavy imports)."""
-    po = sub.add_parser("opt", help="geometry optimisation with FIRE",
-                        description="Minimise the energy with FIRE until max |F| < --fmax (eV/Å).")
+    po = sub.add_parser(
+        "opt",
+        help="geometry optimisation with FIRE",
+        description="Minimise the energy with FIRE until max |F| < --fmax (eV/Å).",
+    )
     po.add_argument("input", help="structure file (any ASE-readable format) or shipped:NAME")
     po.add_argument("--fmax", type=float, help="force convergence criterion max_i |F_i| in eV/Å (0.05)")
     po.add_argument("--max-steps", type=int, help="maximum number of FIRE steps (1000)")
@@ -55,15 +100,21 @@ def register(sub) -> None:
     _model_args(po)
     po.set_defaults(func=_cmd_opt)
 
-    pm = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT)",
-                        description="Molecular dynamics with any biomlff model. Units: fs, K, atm, Å, eV.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="example:\n  biomlff md nvt peptide.xyz --temperature 300 --steps 2000 "
-                               "--output traj.h5\n  biomlff md nvt peptide.xyz --restart-from traj.chk.npz "
-                               "--steps 4000 --output traj.h5")
+    pm = sub.add_parser(
+        "md",
+        help="molecular dynamics (NVE, NVT, NPT)",
+        description="Molecular dynamics with any biomlff model. Units: fs, K, atm, Å, eV.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  biomlff md nvt peptide.xyz --temperature 300 --steps 2000 "
+        "--output traj.h5\n  biomlff md nvt peptide.xyz --restart-from traj.chk.npz "
+        "--steps 4000 --output traj.h5",
+    )
     pm.add_argument("ensemble", help="nve | nvt | npt")
-    pm.add_argument("input", help="structure file (any ASE-readable format; cell and pbc from the file), "
-                    "or shipped:ac_ala3_nhme for the peptide shipped with biomlff")
+    pm.add_argument(
+        "input",
+        help="structure file (any ASE-readable format; cell and pbc from the file), "
+        "or shipped:ac_ala3_nhme for the peptide shipped with biomlff",
+    )
     g = pm.add_argument_group("dynamics")
     g.add_argument("--temperature", "-T", type=float, help="temperature in K (300)")
     g.add_argument("--pressure", type=float, help="pressure in atm (1, NPT)")
@@ -78,16 +129,33 @@ def register(sub) -> None:
     g.add_argument("--tau-p", type=float, help="barostat time constant in fs (1000 dt)")
     g.add_argument("--relax", action="store_true", default=None, help="FIRE pre-optimisation before MD")
     g.add_argument("--relax-fmax", type=float, help="FIRE criterion for --relax in eV/Å (0.1)")
-    g.add_argument("--new-velocities", action="store_true", default=None,
-                   help="draw Maxwell-Boltzmann velocities even if the structure file has some")
-    g.add_argument("--no-remove-com", dest="remove_com", action="store_false", default=None,
-                   help="do not hold the centre-of-mass momentum at zero")
+    g.add_argument(
+        "--new-velocities",
+        action="store_true",
+        default=None,
+        help="draw Maxwell-Boltzmann velocities even if the structure file has some",
+    )
+    g.add_argument(
+        "--no-remove-com",
+        dest="remove_com",
+        action="store_false",
+        default=None,
+        help="do not hold the centre-of-mass momentum at zero",
+    )
     g = pm.add_argument_group("steering")
-    g.add_argument("--pull", action="append", metavar="A,B,F_PN",
-                   help="force F (pN) pushing atoms A and B apart along their line (negative: together)")
+    g.add_argument(
+        "--pull",
+        action="append",
+        metavar="A,B,F_PN",
+        help="force F (pN) pushing atoms A and B apart along their line (negative: together)",
+    )
     g.add_argument("--force", action="append", metavar="ATOM,FX,FY,FZ", help="constant force on ATOM in eV/Å")
-    g.add_argument("--tether", action="append", metavar="ATOM,K",
-                   help="harmonic tether (K eV/Å²) of ATOM to its starting position")
+    g.add_argument(
+        "--tether",
+        action="append",
+        metavar="ATOM,K",
+        help="harmonic tether (K eV/Å²) of ATOM to its starting position",
+    )
     g = pm.add_argument_group("output")
     g.add_argument("--output", "-o", help="trajectory (.h5 → H5MD, .xyz/.extxyz → extended XYZ)")
     g.add_argument("--log-every", type=int, help="log interval in steps (100)")
@@ -96,7 +164,9 @@ def register(sub) -> None:
     g.add_argument("--log-file", help="log table file (default <output>.log)")
     g.add_argument("--checkpoint", help="checkpoint file (default <output>.chk.npz)")
     g.add_argument("--restart-from", help="continue from this checkpoint (appends to the trajectory)")
-    g.add_argument("--observables", help="model outputs to store, comma-separated (e.g. charges,hirshfeld_ratios)")
+    g.add_argument(
+        "--observables", help="model outputs to store, comma-separated (e.g. charges,hirshfeld_ratios)"
+    )
     g.add_argument("--write-forces", action="store_true", default=None, help="store forces in the trajectory")
     g.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     _model_args(pm)
@@ -160,8 +230,14 @@ def _build_potential(opts, system):
         lr = opts["lr_cutoff"]
         if lr is None and system.periodic:
             lr = DEFAULT_PERIODIC_LR_CUTOFF
-        return so3lr_potential(system.atomic_numbers, charge=float(charge), multiplicity=int(mult), lr_cutoff=lr,
-                               dispersion_damping=opts["dispersion_damping"], precision=opts["precision"])
+        return so3lr_potential(
+            system.atomic_numbers,
+            charge=float(charge),
+            multiplicity=int(mult),
+            lr_cutoff=lr,
+            dispersion_damping=opts["dispersion_damping"],
+            precision=opts["precision"],
+        )
     if model.lower() == "lj":
         from ..md.testing import lennard_jones
 
@@ -169,7 +245,9 @@ def _build_potential(opts, system):
         return lennard_jones(system.atomic_numbers, cutoff=cut)
     path = Path(model)
     if not path.exists():
-        raise ConfigError(f"--model must be 'so3lr', 'lj' or an existing model file; {model!r} does not exist")
+        raise ConfigError(
+            f"--model must be 'so3lr', 'lj' or an existing model file; {model!r} does not exist"
+        )
     from ..gdml.model import GDMLModel
 
     gm = GDMLModel.load(path)
@@ -202,18 +280,35 @@ def _steering(opts, system):
             raise ConfigError(f"{what} needs {n} comma-separated values, got {item!r}")
         return [float(v) for v in vals]
 
-    pulls = tuple((int(a), int(b), f * units.pN) for a, b, f in
-                  (floats(x, 3, "--pull A,B,F_pN") for x in (opts["pull"] or [])))
-    forces = tuple((int(v[0]), tuple(v[1:])) for v in
-                   (floats(x, 4, "--force ATOM,FX,FY,FZ") for x in (opts["force"] or [])))
-    tethers = tuple((int(a), tuple(np.asarray(system.positions[int(a)], float)), k) for a, k in
-                    (floats(x, 2, "--tether ATOM,K") for x in (opts["tether"] or [])
-                     if 0 <= int(floats(x, 2, "--tether ATOM,K")[0]) < system.n_atoms)) if opts["tether"] else ()
+    pulls = tuple(
+        (int(a), int(b), f * units.pN)
+        for a, b, f in (floats(x, 3, "--pull A,B,F_pN") for x in (opts["pull"] or []))
+    )
+    forces = tuple(
+        (int(v[0]), tuple(v[1:]))
+        for v in (floats(x, 4, "--force ATOM,FX,FY,FZ") for x in (opts["force"] or []))
+    )
+    tethers = (
+        tuple(
+            (int(a), tuple(np.asarray(system.positions[int(a)], float)), k)
+            for a, k in (
+                floats(x, 2, "--tether ATOM,K")
+                for x in (opts["tether"] or [])
+                if 0 <= int(floats(x, 2, "--tether ATOM,K")[0]) < system.n_atoms
+            )
+        )
+        if opts["tether"]
+        else ()
+    )
     if opts["tether"] and len(tethers) != len(opts["tether"]):
         raise ConfigError(f"--tether atom index out of range for {system.n_atoms} atoms")
     extra = Steering.from_dict(opts.get("steering"))
-    return Steering(constant_forces=forces + extra.constant_forces, pulls=pulls + extra.pulls,
-                    tethers=tethers + extra.tethers, distance_restraints=extra.distance_restraints)
+    return Steering(
+        constant_forces=forces + extra.constant_forces,
+        pulls=pulls + extra.pulls,
+        tethers=tethers + extra.tethers,
+        distance_restraints=extra.distance_restraints,
+    )
 
 
 def _cmd_opt(args) -> int:
@@ -226,9 +321,16 @@ def _cmd_opt(args) -> int:
     pot = _build_potential(opts, system)
     stem = Path(str(opts["input"]).split(":", 1)[-1])
     out = Path(opts["output"] or stem.with_name(stem.stem + "_opt.xyz"))
-    res = optimize(pot, system, fmax=float(opts["fmax"]), max_steps=int(opts["max_steps"]),
-                   fixed=_csv_ints(opts["fixed"], "--fixed"), precision=opts["precision"], skin=float(opts["skin"]),
-                   capacity_multiplier=float(opts["capacity_multiplier"]))
+    res = optimize(
+        pot,
+        system,
+        fmax=float(opts["fmax"]),
+        max_steps=int(opts["max_steps"]),
+        fixed=_csv_ints(opts["fixed"], "--fixed"),
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+    )
     from ase.io import write
 
     atoms = system.to_atoms()
@@ -238,7 +340,9 @@ def _cmd_opt(args) -> int:
     write(str(tmp), atoms, format="extxyz")
     tmp.replace(out)
     state = "converged" if res.converged else "NOT converged"
-    print(f"FIRE {state} after {res.steps} steps: E = {res.energy:.6f} eV, max|F| = {res.fmax:.5f} eV/Å → {out}")
+    print(
+        f"FIRE {state} after {res.steps} steps: E = {res.energy:.6f} eV, max|F| = {res.fmax:.5f} eV/Å → {out}"
+    )
     return 0 if res.converged else 1
 
 
@@ -261,27 +365,49 @@ def _cmd_md(args) -> int:
     temp = float(opts["temperature"])
     if temp < 0 or (kind != "nve" and temp == 0):
         raise ConfigError(f"--temperature must be positive, got {temp} K")
-    ensemble = Ensemble(kind=kind, dt_fs=dt, temperature_K=temp,
-                        pressure_eV_A3=float(opts["pressure"]) * units.atm,
-                        tau_t_fs=float(opts["tau_t"]) if opts["tau_t"] is not None else 100.0 * dt,
-                        tau_p_fs=float(opts["tau_p"]) if opts["tau_p"] is not None else 1000.0 * dt,
-                        chain_length=int(opts["nhc_length"]), chain_steps=int(opts["nhc_steps"]),
-                        sy_order=int(opts["sy_order"]), friction_per_fs=float(opts["friction"]),
-                        remove_com=bool(opts["remove_com"])).validate()
+    ensemble = Ensemble(
+        kind=kind,
+        dt_fs=dt,
+        temperature_K=temp,
+        pressure_eV_A3=float(opts["pressure"]) * units.atm,
+        tau_t_fs=float(opts["tau_t"]) if opts["tau_t"] is not None else 100.0 * dt,
+        tau_p_fs=float(opts["tau_p"]) if opts["tau_p"] is not None else 1000.0 * dt,
+        chain_length=int(opts["nhc_length"]),
+        chain_steps=int(opts["nhc_steps"]),
+        sy_order=int(opts["sy_order"]),
+        friction_per_fs=float(opts["friction"]),
+        remove_com=bool(opts["remove_com"]),
+    ).validate()
     system = _read_system(opts)
     if opts["new_velocities"]:
         system.velocities = None
+    if opts["hmr"] is not None:
+        from ..md.structure import repartition_hydrogen_masses
+
+        system = repartition_hydrogen_masses(system, h_mass=float(opts["hmr"]))
     if kind == "npt" and not system.periodic:
-        raise ConfigError(f"NPT needs a periodic cell, but {opts['input']} has none (or --free-space was given)")
+        raise ConfigError(
+            f"NPT needs a periodic cell, but {opts['input']} has none (or --free-space was given)"
+        )
     stem = Path(str(opts["input"]).split(":", 1)[-1])
     output = opts["output"] or str(stem.with_name(stem.stem + f"_{ens_name}.h5"))
     obs = tuple(x for x in str(opts["observables"]).split(",") if x) if opts["observables"] else ()
-    settings = MDSettings(steps=int(opts["steps"]), log_every=int(opts["log_every"]),
-                          traj_every=int(opts["traj_every"]), checkpoint_every=int(opts["checkpoint_every"]),
-                          output=output, log_file=opts["log_file"], checkpoint=opts["checkpoint"],
-                          seed=int(opts["seed"]), precision=opts["precision"], skin=float(opts["skin"]),
-                          capacity_multiplier=float(opts["capacity_multiplier"]), observables=obs,
-                          write_forces=bool(opts["write_forces"]), progress=opts["progress"]).validate()
+    settings = MDSettings(
+        steps=int(opts["steps"]),
+        log_every=int(opts["log_every"]),
+        traj_every=int(opts["traj_every"]),
+        checkpoint_every=int(opts["checkpoint_every"]),
+        output=output,
+        log_file=opts["log_file"],
+        checkpoint=opts["checkpoint"],
+        seed=int(opts["seed"]),
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+        observables=obs,
+        write_forces=bool(opts["write_forces"]),
+        progress=opts["progress"],
+    ).validate()
     steering = _steering(opts, system)
     pot = _build_potential(opts, system)
     if opts["restart_from"]:
@@ -290,14 +416,22 @@ def _cmd_md(args) -> int:
         if opts["relax"]:
             from ..md.optimize import optimize
 
-            res = optimize(pot, system, fmax=float(opts["relax_fmax"]), max_steps=int(opts["max_steps"]),
-                           precision=opts["precision"], skin=float(opts["skin"]))
+            res = optimize(
+                pot,
+                system,
+                fmax=float(opts["relax_fmax"]),
+                max_steps=int(opts["max_steps"]),
+                precision=opts["precision"],
+                skin=float(opts["skin"]),
+            )
             system.positions = res.positions
         sim = Simulation(pot, system, ensemble, settings, steering)
     traj, log, chk = settings.paths()
-    print(f"# {ens_name.upper()}{' (Langevin)' if kind == 'langevin' else ''} of {system.name}: "
-          f"{system.n_atoms} atoms, {'periodic' if system.periodic else 'gas phase'}, dt = {dt} fs, "
-          f"T = {temp} K, model {opts['model']} ({opts['precision']}); trajectory {traj}, log {log}, "
-          f"checkpoint {chk}")
+    print(
+        f"# {ens_name.upper()}{' (Langevin)' if kind == 'langevin' else ''} of {system.name}: "
+        f"{system.n_atoms} atoms, {'periodic' if system.periodic else 'gas phase'}, dt = {dt} fs, "
+        f"T = {temp} K, model {opts['model']} ({opts['precision']}); trajectory {traj}, log {log}, "
+        f"checkpoint {chk}"
+    )
     sim.run()
     return 0

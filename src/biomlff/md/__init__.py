@@ -12,9 +12,15 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Simulation": "simulation", "MDSettings": "simulation", "Ensemble": "integrators",
-    "Steering": "steering", "System": "structure", "read_structure": "structure",
-    "shipped_structure": "structure", "optimize": "optimize", "OptResult": "optimize",
+    "Simulation": "simulation",
+    "MDSettings": "simulation",
+    "Ensemble": "integrators",
+    "Steering": "steering",
+    "System": "structure",
+    "read_structure": "structure",
+    "shipped_structure": "structure",
+    "optimize": "optimize",
+    "OptResult": "optimize",
     "PairLists": "neighborlist",
 }
 

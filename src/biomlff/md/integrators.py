@@ -35,12 +35,25 @@ from .. import units
 #: Suzuki–Yoshida weights for the Nosé–Hoover chain sub-steps (orders 1, 3, 5, 7)
 SY_WEIGHTS = {
     1: (1.0,),
-    3: (1.0 / (2.0 - 2.0 ** (1.0 / 3.0)), -(2.0 ** (1.0 / 3.0)) / (2.0 - 2.0 ** (1.0 / 3.0)),
-        1.0 / (2.0 - 2.0 ** (1.0 / 3.0))),
-    5: tuple([1.0 / (4.0 - 4.0 ** (1.0 / 3.0))] * 2 + [1.0 - 4.0 / (4.0 - 4.0 ** (1.0 / 3.0))]
-             + [1.0 / (4.0 - 4.0 ** (1.0 / 3.0))] * 2),
-    7: (0.784513610477560, 0.235573213359357, -1.17767998417887, 1.31518632068391,
-        -1.17767998417887, 0.235573213359357, 0.784513610477560),
+    3: (
+        1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+        -(2.0 ** (1.0 / 3.0)) / (2.0 - 2.0 ** (1.0 / 3.0)),
+        1.0 / (2.0 - 2.0 ** (1.0 / 3.0)),
+    ),
+    5: tuple(
+        [1.0 / (4.0 - 4.0 ** (1.0 / 3.0))] * 2
+        + [1.0 - 4.0 / (4.0 - 4.0 ** (1.0 / 3.0))]
+        + [1.0 / (4.0 - 4.0 ** (1.0 / 3.0))] * 2
+    ),
+    7: (
+        0.784513610477560,
+        0.235573213359357,
+        -1.17767998417887,
+        1.31518632068391,
+        -1.17767998417887,
+        0.235573213359357,
+        0.784513610477560,
+    ),
 }
 
 ENSEMBLES = ("nve", "nvt", "langevin", "npt")
@@ -248,8 +261,16 @@ class Integrator:
         P = jnp.asarray(momenta, dtype)
         c = None if cell is None else jnp.asarray(cell, dtype)
         lists, f = evaluate(R, c, lists)
-        st = {"R": R, "P": P, "F": f.forces, "F_ext": f.f_ext, "e_model": f.e_model, "e_ext": f.e_ext,
-              "work": jnp.zeros((), dtype), "step": jnp.zeros((), jnp.int32)}
+        st = {
+            "R": R,
+            "P": P,
+            "F": f.forces,
+            "F_ext": f.f_ext,
+            "e_model": f.e_model,
+            "e_ext": f.e_ext,
+            "work": jnp.zeros((), dtype),
+            "step": jnp.zeros((), jnp.int32),
+        }
         if c is not None:
             st["cell"] = c
             st["dedeps"] = f.dedeps
@@ -286,8 +307,14 @@ class Integrator:
             cons = cons + nhc_energy(st["xi"], st["vxi"], Q, self.kT, self.dof)
         if kind == "langevin":
             cons = cons - st["heat"]
-        out = {"e_pot": st["e_model"], "e_ext": st["e_ext"], "e_kin": ekin, "e_tot": etot,
-               "temperature": k2 / (self.dof * units.kB), "work": st["work"]}
+        out = {
+            "e_pot": st["e_model"],
+            "e_ext": st["e_ext"],
+            "e_kin": ekin,
+            "e_tot": etot,
+            "temperature": k2 / (self.dof * units.kB),
+            "work": st["work"],
+        }
         if "cell" in st:
             vol = jnp.abs(jnp.linalg.det(st["cell"]))
             out["volume"] = vol
@@ -332,8 +359,16 @@ class Integrator:
         return st["work"] + 0.5 * jnp.sum((st["F_ext"] + f_ext_new) * (R_new - st["R"]))
 
     def _store(self, st, R, P, f, cell=None):
-        new = dict(st, R=R, P=P, F=f.forces, F_ext=f.f_ext, e_model=f.e_model, e_ext=f.e_ext,
-                   work=self._work(st, R, f.f_ext))
+        new = dict(
+            st,
+            R=R,
+            P=P,
+            F=f.forces,
+            F_ext=f.f_ext,
+            e_model=f.e_model,
+            e_ext=f.e_ext,
+            work=self._work(st, R, f.f_ext),
+        )
         if "cell" in st:
             new["cell"] = st["cell"] if cell is None else cell
             new["dedeps"] = f.dedeps
@@ -356,8 +391,17 @@ class Integrator:
         m = jnp.asarray(self.masses, st["R"].dtype)
         k2 = kinetic2(st["P"], m)
         Q = nhc_masses(self.ens.chain_length, self.dof, self.kT, fs_to_time(self.ens.tau_t_fs), k2.dtype)
-        scale, xi, vxi = nhc_half_step(k2, st["xi"], st["vxi"], Q, self.kT, self.dof, 0.5 * self.dt,
-                                       self.ens.chain_steps, self.ens.sy_order)
+        scale, xi, vxi = nhc_half_step(
+            k2,
+            st["xi"],
+            st["vxi"],
+            Q,
+            self.kT,
+            self.dof,
+            0.5 * self.dt,
+            self.ens.chain_steps,
+            self.ens.sy_order,
+        )
         return dict(st, P=st["P"] * scale, xi=xi, vxi=vxi)
 
     def _baoab(self, st, lists):
@@ -398,11 +442,13 @@ class Integrator:
         Qt = nhc_masses(ens.chain_length, self.dof, self.kT, fs_to_time(ens.tau_t_fs), dtype)
 
         def thermostats(st):
-            sb, xib, vxib = nhc_half_step(W * st["veps"] ** 2, st["xi_b"], st["vxi_b"], Qb, self.kT, 1, h,
-                                          ens.chain_steps, ens.sy_order)
+            sb, xib, vxib = nhc_half_step(
+                W * st["veps"] ** 2, st["xi_b"], st["vxi_b"], Qb, self.kT, 1, h, ens.chain_steps, ens.sy_order
+            )
             k2 = kinetic2(st["P"], m)
-            sp, xi, vxi = nhc_half_step(k2, st["xi"], st["vxi"], Qt, self.kT, self.dof, h,
-                                        ens.chain_steps, ens.sy_order)
+            sp, xi, vxi = nhc_half_step(
+                k2, st["xi"], st["vxi"], Qt, self.kT, self.dof, h, ens.chain_steps, ens.sy_order
+            )
             return dict(st, veps=st["veps"] * sb, xi_b=xib, vxi_b=vxib, P=st["P"] * sp, xi=xi, vxi=vxi)
 
         def g_eps(P, dedeps, vol):

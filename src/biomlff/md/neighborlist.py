@@ -1,9 +1,13 @@
 """Pair lists inside compiled MD steps, built on JAX-MD's ``partition.neighbor_list``.
 
-One JAX-MD list per entry of ``Potential.neighbors``: ``NeighborSpec(cutoff, half)`` →
-``Sparse`` (both directions) or ``OrderedSparse`` (each pair once); ``cutoff=None`` → a constant
-all-pairs list (free space only). JAX-MD's padded ``idx`` (padding index N) becomes
-:class:`~biomlff.potential.Pairs` ``(i, j, mask)``.
+One JAX-MD list (``Dense`` format, see below) per entry of ``Potential.neighbors``; its padded
+``idx`` (N, K) (padding index N) becomes :class:`~biomlff.potential.Pairs` ``(i, j, mask)``, both
+directions for ``NeighborSpec(half=False)``, i < j only for ``half=True``; ``cutoff=None`` → a
+constant all-pairs list (free space only).
+
+* **Dense, not Sparse.** JAX-MD 0.2.29's ``Sparse``/``OrderedSparse`` lists are wrong for some
+  inputs (192-atom water box: 729 of 8478 pairs missing, 740 spurious), its ``Dense`` lists are
+  exact; the conversion costs a little padding (half lists are masked from the full list).
 
 Design (improvements over driving JAX-MD the way the original so3lr tool does, spec §5):
 
@@ -69,13 +73,16 @@ def check_cell(cell, cutoffs: list[float], skin: float = 0.0) -> np.ndarray | No
         raise ModelError("the cell is singular (zero volume); give a full 3-D periodic cell or none")
     heights = [vol / np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3)]
     if any(x is None for x in cutoffs):
-        raise ModelError("the model asks for an all-pairs list (cutoff None), which only exists in free space; "
-                         "give a long-range cutoff for periodic systems (e.g. --lr-cutoff 12)")
+        raise ModelError(
+            "the model asks for an all-pairs list (cutoff None), which only exists in free space; "
+            "give a long-range cutoff for periodic systems (e.g. --lr-cutoff 12)"
+        )
     rc = max(cutoffs) if cutoffs else 0.0
     if rc > 0 and min(heights) < 2 * rc:
         raise ModelError(
             f"box heights {np.round(heights, 3).tolist()} Å are smaller than 2 × cutoff = {2 * rc:g} Å; the "
-            "minimum-image convention needs a larger box (or a smaller cutoff)")
+            "minimum-image convention needs a larger box (or a smaller cutoff)"
+        )
     return c
 
 
@@ -87,8 +94,15 @@ class PairLists:
     at allocation (JAX-MD ``capacity_multiplier``).
     """
 
-    def __init__(self, specs: dict[str, NeighborSpec], n_atoms: int, cell=None, skin: float = 0.5,
-                 capacity_multiplier: float = 1.25, variable_cell: bool = False):
+    def __init__(
+        self,
+        specs: dict[str, NeighborSpec],
+        n_atoms: int,
+        cell=None,
+        skin: float = 0.5,
+        capacity_multiplier: float = 1.25,
+        variable_cell: bool = False,
+    ):
         self.specs = dict(specs)
         self.n = int(n_atoms)
         self.periodic = cell is not None
@@ -109,7 +123,9 @@ class PairLists:
         for name, spec in self.specs.items():
             if spec.cutoff is None:
                 if self.n > 20000:
-                    raise ModelError(f"all-pairs list '{name}' for {self.n} atoms is too large; give a cutoff")
+                    raise ModelError(
+                        f"all-pairs list '{name}' for {self.n} atoms is too large; give a cutoff"
+                    )
                 if spec.half:
                     i, j = np.triu_indices(self.n, k=1)
                 else:
@@ -122,18 +138,34 @@ class PairLists:
     def _make_fn(self, spec: NeighborSpec):
         from jax_md import partition, space
 
-        fmt = partition.OrderedSparse if spec.half else partition.Sparse
+        # JAX-MD's Dense format, converted to pair lists here. Its Sparse/OrderedSparse formats are
+        # wrong in jax-md 0.2.29 for some inputs: for the 192-atom water box (12.4 Å, fractional
+        # coordinates) the Sparse list misses 729 of 8478 pairs within 4.7 Å and holds 740 pairs
+        # beyond it, while Dense is exact (test_pair_lists_match_host_lists_*).
+        fmt = partition.Dense
         r_list = float(spec.cutoff) + self.skin
         if self.periodic:
             box = np.asarray(self.cell0.T)  # JAX-MD: columns are lattice vectors
             disp, _ = space.periodic_general(box, fractional_coordinates=True)
-            return partition.neighbor_list(disp, box, r_list, dr_threshold=0.0,
-                                           capacity_multiplier=self.capacity_multiplier,
-                                           fractional_coordinates=True, format=fmt)
+            return partition.neighbor_list(
+                disp,
+                box,
+                r_list,
+                dr_threshold=0.0,
+                capacity_multiplier=self.capacity_multiplier,
+                fractional_coordinates=True,
+                format=fmt,
+            )
         disp, _ = space.free()
-        return partition.neighbor_list(disp, 1.0, r_list, dr_threshold=0.0,
-                                       capacity_multiplier=self.capacity_multiplier,
-                                       disable_cell_list=True, format=fmt)
+        return partition.neighbor_list(
+            disp,
+            1.0,
+            r_list,
+            dr_threshold=0.0,
+            capacity_multiplier=self.capacity_multiplier,
+            disable_cell_list=True,
+            format=fmt,
+        )
 
     def _frac(self, positions, cell):
         import jax.numpy as jnp
@@ -163,20 +195,22 @@ class PairLists:
             nl = hashable_cell_size(fn.allocate(x, **kw))
             if capacities and name in capacities:
                 occ, clcap = capacities[name]
-                nl = dataclasses.replace(nl, max_occupancy=int(occ),
-                                         cell_list_capacity=None if clcap is None else int(clcap))
+                nl = dataclasses.replace(
+                    nl, max_occupancy=int(occ), cell_list_capacity=None if clcap is None else int(clcap)
+                )
                 nl = hashable_cell_size(fn.update(x, nl, **self._kwargs(cell)))
             lists[name] = nl
-        state = {"lists": lists, "ref_positions": positions,
-                 "rebuilds": jnp.zeros((), jnp.int32)}
+        state = {"lists": lists, "ref_positions": positions, "rebuilds": jnp.zeros((), jnp.int32)}
         if self.periodic:
             state["ref_cell"] = cell
         return state
 
     def capacities(self, state) -> dict:
         """{name: (max_occupancy, cell_list_capacity)} of the allocated lists (for checkpoints)."""
-        return {k: (int(v.max_occupancy), None if v.cell_list_capacity is None else int(v.cell_list_capacity))
-                for k, v in state["lists"].items()}
+        return {
+            k: (int(v.max_occupancy), None if v.cell_list_capacity is None else int(v.cell_list_capacity))
+            for k, v in state["lists"].items()
+        }
 
     # --- inside jit ---------------------------------------------------------------------------
     def needs_rebuild(self, state, positions, cell=None):
@@ -231,14 +265,14 @@ class PairLists:
             out[name] = Pairs(ii, jnp.asarray(j), jnp.ones(ii.shape, bool))
         for name, nl in state["lists"].items():
             spec = self.specs[name]
-            recv, send = nl.idx[0], nl.idx[1]
-            valid = (recv < self.n) & (send < self.n)
+            k = nl.idx.shape[1]
+            i = jnp.repeat(jnp.arange(self.n, dtype=jnp.int32), k)
+            j = nl.idx.reshape(-1).astype(jnp.int32)
+            valid = j < self.n
             if spec.half:
-                i, j = recv, send  # OrderedSparse keeps receiver < sender: i < j as on the host
-            else:
-                i, j = send, recv
-            i = jnp.where(valid, i, 0).astype(jnp.int32)
-            j = jnp.where(valid, j, 0).astype(jnp.int32)
+                valid = valid & (i < j)  # each unordered pair once, i < j as on the host
+            i = jnp.where(valid, i, 0)  # padded entries point at atom 0 (Pairs contract)
+            j = jnp.where(valid, j, 0)
             d = positions[j] - positions[i]
             if self.periodic:
                 s = d @ jnp.linalg.inv(cell)

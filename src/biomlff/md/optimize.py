@@ -36,10 +36,23 @@ class OptResult:
     reallocations: int
 
 
-def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 1000, fixed=None,
-             precision: str = "float32", dt_start: float = 0.1, dt_max: float = 0.4, n_min: int = 5,
-             block: int = 50, skin: float = 0.5, capacity_multiplier: float = 1.25,
-             steering: Steering | None = None, trajectory: str | None = None, echo: bool = True) -> OptResult:
+def optimize(
+    potential,
+    system: System,
+    fmax: float = 0.05,
+    max_steps: int = 1000,
+    fixed=None,
+    precision: str = "float32",
+    dt_start: float = 0.1,
+    dt_max: float = 0.4,
+    n_min: int = 5,
+    block: int = 50,
+    skin: float = 0.5,
+    capacity_multiplier: float = 1.25,
+    steering: Steering | None = None,
+    trajectory: str | None = None,
+    echo: bool = True,
+) -> OptResult:
     """Minimise the energy of ``system`` with FIRE until max_i |F_i| < ``fmax`` eV/Å.
 
     fixed: indices (or boolean mask) of atoms held in place. trajectory: optional extxyz/H5MD path
@@ -75,7 +88,9 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
     with precision_context(precision):
         dtype = jnp.float64 if precision == "float64" else jnp.float32
         cell = None if system.cell is None else jnp.asarray(system.cell, dtype)
-        pl = PairLists(potential.neighbors, n, cell=system.cell, skin=skin, capacity_multiplier=capacity_multiplier)
+        pl = PairLists(
+            potential.neighbors, n, cell=system.cell, skin=skin, capacity_multiplier=capacity_multiplier
+        )
         evaluate = make_evaluate(pl, steering.energy_fn())
         efn0 = as_pytree_fn(potential.energy_fn)
         fmask = jnp.asarray(mask)
@@ -88,8 +103,9 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
             _, f = evaluate(efn, R, cell, lists)
             return jnp.where(fmask[:, None], 0.0, f.forces)
 
-        init_fn, apply_fn = minimize.fire_descent(force, lambda R, dR, **kw: R + dR, dt_start=dt_start,
-                                                  dt_max=dt_max, n_min=n_min)
+        init_fn, apply_fn = minimize.fire_descent(
+            force, lambda R, dR, **kw: R + dR, dt_start=dt_start, dt_max=dt_max, n_min=n_min
+        )
         R0 = jnp.asarray(system.positions, dtype)
         lists = pl.allocate(R0, cell)
 
@@ -130,8 +146,14 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
                 if echo:
                     print(f"FIRE {steps:>6d}  E = {e:.6f} eV  max|F| = {fm:.5f} eV/Å", flush=True)
                 if writer is not None:
-                    writer.write(steps, 0.0, np.asarray(state.position), np.zeros((n, 3)),
-                                 system.cell, {"e_pot": e, "fmax": fm})
+                    writer.write(
+                        steps,
+                        0.0,
+                        np.asarray(state.position),
+                        np.zeros((n, 3)),
+                        system.cell,
+                        {"e_pot": e, "fmax": fm},
+                    )
                 if fm < fmax or steps >= max_steps:
                     break
                 todo = min(block, max_steps - steps)
@@ -145,5 +167,11 @@ def optimize(potential, system: System, fmax: float = 0.05, max_steps: int = 100
         finally:
             if writer is not None:
                 writer.close()
-        return OptResult(positions=np.asarray(state.position, float), energy=e, fmax=fm, steps=steps,
-                         converged=fm < fmax, reallocations=realloc)
+        return OptResult(
+            positions=np.asarray(state.position, float),
+            energy=e,
+            fmax=fm,
+            steps=steps,
+            converged=fm < fmax,
+            reallocations=realloc,
+        )

@@ -104,8 +104,15 @@ class Simulation:
     number of pair-list re-allocations.
     """
 
-    def __init__(self, potential, system: System, ensemble: Ensemble, settings: MDSettings | None = None,
-                 steering: Steering | None = None, _restart: dict | None = None):
+    def __init__(
+        self,
+        potential,
+        system: System,
+        ensemble: Ensemble,
+        settings: MDSettings | None = None,
+        steering: Steering | None = None,
+        _restart: dict | None = None,
+    ):
         self.settings = (settings or MDSettings()).validate()
         self.ensemble = ensemble.validate()
         self.system = system
@@ -113,11 +120,15 @@ class Simulation:
         self.steering = (steering or Steering()).validate(system.n_atoms)
         z = np.asarray(potential.atomic_numbers)
         if len(z) != system.n_atoms or np.any(z != system.atomic_numbers):
-            raise ConfigError(f"the potential was built for {len(z)} atoms with different elements than "
-                              f"the structure {system.name} ({system.n_atoms} atoms)")
+            raise ConfigError(
+                f"the potential was built for {len(z)} atoms with different elements than "
+                f"the structure {system.name} ({system.n_atoms} atoms)"
+            )
         if ensemble.kind == "npt" and system.cell is None:
-            raise ConfigError(f"NPT needs a periodic cell, but {system.name} has none "
-                              "(set the cell and pbc in the structure file)")
+            raise ConfigError(
+                f"NPT needs a periodic cell, but {system.name} has none "
+                "(set the cell and pbc in the structure file)"
+            )
         self.periodic = system.cell is not None
         self.history: list[dict] = []
         self.reallocations = 0
@@ -144,9 +155,14 @@ class Simulation:
 
         s, sysm = self.settings, self.system
         cell = None if sysm.cell is None else np.asarray(sysm.cell, float)
-        self.pairlists = PairLists(self.potential.neighbors, sysm.n_atoms, cell=cell, skin=s.skin,
-                                   capacity_multiplier=s.capacity_multiplier,
-                                   variable_cell=self.ensemble.kind == "npt")
+        self.pairlists = PairLists(
+            self.potential.neighbors,
+            sysm.n_atoms,
+            cell=cell,
+            skin=s.skin,
+            capacity_multiplier=s.capacity_multiplier,
+            variable_cell=self.ensemble.kind == "npt",
+        )
         self._evaluate = make_evaluate(self.pairlists, self.steering.energy_fn())
         self._energy_fn = as_pytree_fn(self.potential.energy_fn)
         self._outputs_fn = as_pytree_fn(self.potential.outputs_fn)
@@ -167,11 +183,22 @@ class Simulation:
                 p = jnp.zeros((sysm.n_atoms, 3), dt)
             else:
                 p = maxwell_boltzmann(vkey, m, self.ensemble.kT, self.ensemble.remove_com, dtype=dt)
-            lists = self.pairlists.allocate(jnp.asarray(sysm.positions, dt), None if cell is None
-                                            else jnp.asarray(cell, dt))
-            init = jax.jit(lambda efn, r, p, c, ls, k: self.integrator.init(self._bound_evaluate(efn), r, p, c, ls, k, dt))
-            self.state, self.lists = init(self._energy_fn, jnp.asarray(sysm.positions, dt), p,
-                                          None if cell is None else jnp.asarray(cell, dt), lists, key)
+            lists = self.pairlists.allocate(
+                jnp.asarray(sysm.positions, dt), None if cell is None else jnp.asarray(cell, dt)
+            )
+            init = jax.jit(
+                lambda efn, r, p, c, ls, k: self.integrator.init(
+                    self._bound_evaluate(efn), r, p, c, ls, k, dt
+                )
+            )
+            self.state, self.lists = init(
+                self._energy_fn,
+                jnp.asarray(sysm.positions, dt),
+                p,
+                None if cell is None else jnp.asarray(cell, dt),
+                lists,
+                key,
+            )
             self.start_step = 0
         else:
             self._restore(rs)
@@ -187,23 +214,31 @@ class Simulation:
         lists_ref = rs["lists"]
         cell = saved.get("cell")
         caps = {k: tuple(v) for k, v in meta.get("capacities", {}).items()}
-        lists = self.pairlists.allocate(jnp.asarray(lists_ref["ref_positions"]),
-                                        None if "ref_cell" not in lists_ref else jnp.asarray(lists_ref["ref_cell"]),
-                                        capacities=caps)
+        lists = self.pairlists.allocate(
+            jnp.asarray(lists_ref["ref_positions"]),
+            None if "ref_cell" not in lists_ref else jnp.asarray(lists_ref["ref_cell"]),
+            capacities=caps,
+        )
         lists["rebuilds"] = jnp.asarray(lists_ref["rebuilds"])
         self.reallocations = int(meta.get("reallocations", 0))
         # the state a fresh start of this ensemble would have: same keys and shapes → exact resume
-        fresh, lists2 = self.integrator.init(self._bound_evaluate(), saved["R"], saved["P"], cell, lists,
-                                               saved["key"], dt)
-        same = meta["ensemble"] == self.ensemble.kind and set(fresh) == set(saved) and all(
-            np.shape(fresh[k]) == np.shape(saved[k]) for k in fresh)
+        fresh, lists2 = self.integrator.init(
+            self._bound_evaluate(), saved["R"], saved["P"], cell, lists, saved["key"], dt
+        )
+        same = (
+            meta["ensemble"] == self.ensemble.kind
+            and set(fresh) == set(saved)
+            and all(np.shape(fresh[k]) == np.shape(saved[k]) for k in fresh)
+        )
         if same:
             self.state = {k: jnp.asarray(saved[k], dtype=fresh[k].dtype) for k in fresh}
             self.lists = lists
         else:
-            msg = (f"resuming a {meta['ensemble'].upper()} checkpoint (step {meta['step']}) as "
-                   f"{self.ensemble.kind.upper()}: keeping positions, velocities and cell; "
-                   "thermostat/barostat state starts fresh")
+            msg = (
+                f"resuming a {meta['ensemble'].upper()} checkpoint (step {meta['step']}) as "
+                f"{self.ensemble.kind.upper()}: keeping positions, velocities and cell; "
+                "thermostat/barostat state starts fresh"
+            )
             self.messages.append(msg)
             fresh["step"] = jnp.asarray(saved["step"], fresh["step"].dtype)
             fresh["work"] = jnp.asarray(saved["work"], fresh["work"].dtype)
@@ -236,8 +271,9 @@ class Simulation:
             ls = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), ls, ls2)
             return i + jnp.where(ovf, 0, 1), st, ls, ovf
 
-        i, state, lists, ovf = lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, lists,
-                                                            jnp.zeros((), bool)))
+        i, state, lists, ovf = lax.while_loop(
+            cond, body, (jnp.zeros((), jnp.int32), state, lists, jnp.zeros((), bool))
+        )
         return state, lists, i, ovf
 
     def advance(self, n: int) -> int:
@@ -252,13 +288,14 @@ class Simulation:
         done = 0
         stuck = 0
         while done < n:
-            self.state, self.lists, k, ovf = self._block(self._energy_fn, self.state, self.lists,
-                                                             jnp.asarray(n - done, jnp.int32))
+            self.state, self.lists, k, ovf = self._block(
+                self._energy_fn, self.state, self.lists, jnp.asarray(n - done, jnp.int32)
+            )
             k = int(k)
             done += k
             if bool(ovf):
                 stuck = stuck + 1 if k == 0 else 1
-                self._reallocate(grow=1.5 ** stuck)
+                self._reallocate(grow=1.5**stuck)
         return done
 
     def _reallocate(self, grow: float = 1.0):
@@ -279,9 +316,11 @@ class Simulation:
         self.lists = lists
         self.reallocations += 1
         if self.settings.echo:
-            print(f"# step {int(self.state['step'])}: pair list overflow, re-allocated "
-                  f"({', '.join(f'{k}: {v[0]}' for k, v in caps.items())} pairs); the step is recomputed",
-                  file=sys.stderr)
+            print(
+                f"# step {int(self.state['step'])}: pair list overflow, re-allocated "
+                f"({', '.join(f'{k}: {v[0]}' for k, v in caps.items())} pairs); the step is recomputed",
+                file=sys.stderr,
+            )
 
     # --- observables / output ------------------------------------------------------------------
     def observables(self) -> dict:
@@ -313,24 +352,40 @@ class Simulation:
                 outs = self._outputs(self._outputs_fn, self.state["R"], self.state.get("cell"), self.lists)
             for key in self.settings.observables:
                 if key not in outs:
-                    raise ConfigError(f"model output {key!r} is not available; the model provides "
-                                      f"{sorted(outs)}")
+                    raise ConfigError(
+                        f"model output {key!r} is not available; the model provides {sorted(outs)}"
+                    )
                 v = np.asarray(outs[key])
                 (per_atom if v.ndim >= 1 and v.shape[0] == self.system.n_atoms else per_struct)[key] = v
         forces = np.asarray(self.state["F"], float) if self.settings.write_forces else None
-        writer.write(self.step, self.step * self.ensemble.dt_fs, self.positions(), self.velocities(),
-                     self.cell(), obs, forces=forces, per_atom=per_atom, per_structure=per_struct)
+        writer.write(
+            self.step,
+            self.step * self.ensemble.dt_fs,
+            self.positions(),
+            self.velocities(),
+            self.cell(),
+            obs,
+            forces=forces,
+            per_atom=per_atom,
+            per_structure=per_struct,
+        )
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, path):
         """Write a checkpoint (.npz) atomically (temporary file + rename)."""
         path = Path(path)
         meta = {
-            "version": CHECKPOINT_VERSION, "ensemble": self.ensemble.kind, "step": self.step,
-            "dt_fs": self.ensemble.dt_fs, "atomic_numbers": [int(z) for z in self.system.atomic_numbers],
-            "masses": [float(m) for m in self.system.masses], "precision": self.settings.precision,
-            "periodic": self.periodic, "capacities": self.pairlists.capacities(self.lists),
-            "reallocations": self.reallocations, "ensemble_settings": asdict(self.ensemble),
+            "version": CHECKPOINT_VERSION,
+            "ensemble": self.ensemble.kind,
+            "step": self.step,
+            "dt_fs": self.ensemble.dt_fs,
+            "atomic_numbers": [int(z) for z in self.system.atomic_numbers],
+            "masses": [float(m) for m in self.system.masses],
+            "precision": self.settings.precision,
+            "periodic": self.periodic,
+            "capacities": self.pairlists.capacities(self.lists),
+            "reallocations": self.reallocations,
+            "ensemble_settings": asdict(self.ensemble),
         }
         arrays = {f"state/{k}": np.asarray(v) for k, v in self.state.items()}
         arrays["lists/ref_positions"] = np.asarray(self.lists["ref_positions"])
@@ -358,12 +413,21 @@ class Simulation:
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"{path} is not a biomlff MD checkpoint: {exc}") from exc
         if meta.get("version") != CHECKPOINT_VERSION:
-            raise DataError(f"checkpoint {path} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
+            raise DataError(
+                f"checkpoint {path} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}"
+            )
         return {"meta": meta, "state": state, "lists": lists}
 
     @classmethod
-    def resume(cls, checkpoint, potential, ensemble: Ensemble, settings: MDSettings | None = None,
-               steering: Steering | None = None, system: System | None = None) -> Simulation:
+    def resume(
+        cls,
+        checkpoint,
+        potential,
+        ensemble: Ensemble,
+        settings: MDSettings | None = None,
+        steering: Steering | None = None,
+        system: System | None = None,
+    ) -> Simulation:
         """Continue from ``checkpoint``. The checkpoint must be for the same atoms (same elements in the
         same order) as ``potential`` (and ``system`` if given); positions, velocities and cell come
         from the checkpoint."""
@@ -371,19 +435,29 @@ class Simulation:
         meta = rs["meta"]
         z = np.asarray(meta["atomic_numbers"])
         zp = np.asarray(potential.atomic_numbers)
-        if len(z) != len(zp) or np.any(z != zp) or (system is not None and (
-                system.n_atoms != len(z) or np.any(system.atomic_numbers != z))):
-            raise ConfigError(f"checkpoint {checkpoint} is for a different system ({len(z)} atoms) than "
-                              f"the structure/model given ({len(zp)} atoms); refusing to resume")
+        if (
+            len(z) != len(zp)
+            or np.any(z != zp)
+            or (system is not None and (system.n_atoms != len(z) or np.any(system.atomic_numbers != z)))
+        ):
+            raise ConfigError(
+                f"checkpoint {checkpoint} is for a different system ({len(z)} atoms) than "
+                f"the structure/model given ({len(zp)} atoms); refusing to resume"
+            )
         settings = settings or MDSettings()
         if settings.precision != meta["precision"]:
-            raise ConfigError(f"checkpoint {checkpoint} was written in {meta['precision']}; resume with "
-                              f"--precision {meta['precision']}")
+            raise ConfigError(
+                f"checkpoint {checkpoint} was written in {meta['precision']}; resume with "
+                f"--precision {meta['precision']}"
+            )
         cell = rs["state"].get("cell")
-        sysm = System(atomic_numbers=z.astype(np.int32), positions=np.asarray(rs["state"]["R"], float),
-                      masses=np.asarray(meta["masses"], float),
-                      cell=None if cell is None else np.asarray(cell, float),
-                      name=system.name if system is not None else Path(checkpoint).name)
+        sysm = System(
+            atomic_numbers=z.astype(np.int32),
+            positions=np.asarray(rs["state"]["R"], float),
+            masses=np.asarray(meta["masses"], float),
+            cell=None if cell is None else np.asarray(cell, float),
+            name=system.name if system is not None else Path(checkpoint).name,
+        )
         return cls(potential, sysm, ensemble, settings, steering, _restart=rs)
 
     # --- the run ----------------------------------------------------------------------------------
@@ -406,8 +480,13 @@ class Simulation:
             if traj_path is not None:
                 from .trajectory import open_trajectory
 
-                writer = open_trajectory(traj_path, self.system.atomic_numbers, self.periodic,
-                                         append=resumed, truncate_step=self.step if resumed else None)
+                writer = open_trajectory(
+                    traj_path,
+                    self.system.atomic_numbers,
+                    self.periodic,
+                    append=resumed,
+                    truncate_step=self.step if resumed else None,
+                )
             logf = None
             if log_path is not None:
                 logf = open(log_path, "a" if resumed else "w")
@@ -448,8 +527,11 @@ class Simulation:
                                 bar.set_postfix(T=f"{obs['temperature']:.0f}K", E=f"{obs['e_tot']:.3f}")
                         if need_traj:
                             self._frame(writer, obs)
-                    if chk_path is not None and s.checkpoint_every and (
-                            step % s.checkpoint_every == 0 or step == target):
+                    if (
+                        chk_path is not None
+                        and s.checkpoint_every
+                        and (step % s.checkpoint_every == 0 or step == target)
+                    ):
                         self.save_checkpoint(chk_path)
             finally:
                 if bar is not None:
@@ -470,14 +552,22 @@ class Simulation:
 
     def _check_finite(self, obs):
         if not all(math.isfinite(v) for v in obs.values()):
-            raise ModelError(f"the simulation became unstable at step {self.step} (non-finite energy); "
-                             "reduce the timestep or check the starting structure (run 'biomlff opt' first)")
+            raise ModelError(
+                f"the simulation became unstable at step {self.step} (non-finite energy); "
+                "reduce the timestep or check the starting structure (run 'biomlff opt' first)"
+            )
 
     # --- log table ------------------------------------------------------------------------------
     def _columns(self):
-        cols = [("step", "{:>10d}", 10), ("time_ps", "{:>10.4f}", 10), ("E_pot", "{:>14.6f}", 14),
-                ("E_kin", "{:>12.6f}", 12), ("E_tot", "{:>14.6f}", 14), ("conserved", "{:>14.6f}", 14),
-                ("T_K", "{:>8.2f}", 8)]
+        cols = [
+            ("step", "{:>10d}", 10),
+            ("time_ps", "{:>10.4f}", 10),
+            ("E_pot", "{:>14.6f}", 14),
+            ("E_kin", "{:>12.6f}", 12),
+            ("E_tot", "{:>14.6f}", 14),
+            ("conserved", "{:>14.6f}", 14),
+            ("T_K", "{:>8.2f}", 8),
+        ]
         if self.periodic:
             cols += [("P_bar", "{:>10.1f}", 10), ("V_A3", "{:>11.2f}", 11)]
         if self.steering.active:
@@ -496,10 +586,20 @@ class Simulation:
             print(line, flush=True)
 
     def _log_row(self, logf, obs, seconds, nsteps):
-        ns_day = (nsteps * self.ensemble.dt_fs * 1e-6) / (seconds / 86400.0) if seconds > 0 and nsteps else 0.0
-        row = {"step": self.step, "time_ps": self.step * self.ensemble.dt_fs * 1e-3, "E_pot": obs["e_pot"],
-               "E_kin": obs["e_kin"], "E_tot": obs["e_tot"], "conserved": obs["conserved"],
-               "T_K": obs["temperature"], "ns_day": ns_day, "realloc": self.reallocations}
+        ns_day = (
+            (nsteps * self.ensemble.dt_fs * 1e-6) / (seconds / 86400.0) if seconds > 0 and nsteps else 0.0
+        )
+        row = {
+            "step": self.step,
+            "time_ps": self.step * self.ensemble.dt_fs * 1e-3,
+            "E_pot": obs["e_pot"],
+            "E_kin": obs["e_kin"],
+            "E_tot": obs["e_tot"],
+            "conserved": obs["conserved"],
+            "T_K": obs["temperature"],
+            "ns_day": ns_day,
+            "realloc": self.reallocations,
+        }
         if self.periodic:
             row["P_bar"] = obs["pressure"] / units.bar
             row["V_A3"] = obs["volume"]
@@ -509,4 +609,3 @@ class Simulation:
         self.history.append(dict(row, **{k: v for k, v in obs.items() if k not in row}))
         line = " ".join(fmt.format(row[name]) for name, fmt, _ in self._columns())
         self._emit(logf, line)
-

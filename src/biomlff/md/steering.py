@@ -72,8 +72,9 @@ class Steering:
             constant_forces=tuple((int(a), tuple(map(float, f))) for a, f in d.get("constant_forces", [])),
             pulls=tuple((int(a), int(b), float(f)) for a, b, f in d.get("pulls", [])),
             tethers=tuple((int(a), tuple(map(float, r)), float(k)) for a, r, k in d.get("tethers", [])),
-            distance_restraints=tuple((int(a), int(b), float(r), float(k))
-                                      for a, b, r, k in d.get("distance_restraints", [])),
+            distance_restraints=tuple(
+                (int(a), int(b), float(r), float(k)) for a, b, r, k in d.get("distance_restraints", [])
+            ),
         )
 
     def energy_fn(self):

@@ -37,8 +37,14 @@ def minimum_image(d, cell):
     return s @ cell
 
 
-def lennard_jones(atomic_numbers, epsilon: float = 0.0104, sigma: float = 3.40, cutoff: float | None = 8.5,
-                  r_on: float | None = None, half: bool = True) -> Potential:
+def lennard_jones(
+    atomic_numbers,
+    epsilon: float = 0.0104,
+    sigma: float = 3.40,
+    cutoff: float | None = 8.5,
+    r_on: float | None = None,
+    half: bool = True,
+) -> Potential:
     """Lennard-Jones potential (ε in eV, σ, cutoff, r_on in Å; argon defaults).
 
     E = Σ_{i<j} 4ε[(σ/r)¹² − (σ/r)⁶]·S(r), S a C² switch from ``r_on`` (default 0.85·cutoff) to
@@ -63,9 +69,13 @@ def lennard_jones(atomic_numbers, epsilon: float = 0.0104, sigma: float = 3.40, 
             e = e * _smooth_switch(r, r_on, cutoff)
         return weight * jnp.sum(jnp.where(p.mask, e, 0.0))
 
-    return Potential(energy_fn=energy_fn, neighbors={"lj": NeighborSpec(cutoff, half=half)},
-                     atomic_numbers=z, name="lennard-jones",
-                     info={"epsilon_eV": epsilon, "sigma_A": sigma, "cutoff_A": cutoff})
+    return Potential(
+        energy_fn=energy_fn,
+        neighbors={"lj": NeighborSpec(cutoff, half=half)},
+        atomic_numbers=z,
+        name="lennard-jones",
+        info={"epsilon_eV": epsilon, "sigma_A": sigma, "cutoff_A": cutoff},
+    )
 
 
 def harmonic_tether(atomic_numbers, reference_positions, k: float = 1.0) -> Potential:
@@ -79,8 +89,9 @@ def harmonic_tether(atomic_numbers, reference_positions, k: float = 1.0) -> Pote
         d = positions - jnp.asarray(r0, dtype=positions.dtype)
         return 0.5 * k * jnp.sum(d * d)
 
-    return Potential(energy_fn=energy_fn, neighbors={}, atomic_numbers=z, name="harmonic-tether",
-                     info={"k_eV_A2": k})
+    return Potential(
+        energy_fn=energy_fn, neighbors={}, atomic_numbers=z, name="harmonic-tether", info={"k_eV_A2": k}
+    )
 
 
 def fcc_lattice(n_cells: int, a: float) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,9 @@ def trajectory_format(path) -> str:
     return "h5md" if Path(path).suffix.lower() in (".h5", ".hdf5", ".h5md") else "extxyz"
 
 
-def open_trajectory(path, atomic_numbers, periodic: bool, append: bool = False, truncate_step: int | None = None):
+def open_trajectory(
+    path, atomic_numbers, periodic: bool, append: bool = False, truncate_step: int | None = None
+):
     """Open a trajectory writer for ``path`` (format from the extension)."""
     cls = H5MDWriter if trajectory_format(path) == "h5md" else ExtXYZWriter
     return cls(path, atomic_numbers, periodic, append=append, truncate_step=truncate_step)
@@ -48,8 +50,9 @@ def open_trajectory(path, atomic_numbers, periodic: bool, append: bool = False, 
 class ExtXYZWriter:
     """Appends frames to an extended-XYZ file (written with ASE, flushed per frame)."""
 
-    def __init__(self, path, atomic_numbers, periodic: bool, append: bool = False,
-                 truncate_step: int | None = None):
+    def __init__(
+        self, path, atomic_numbers, periodic: bool, append: bool = False, truncate_step: int | None = None
+    ):
         self.path = Path(path)
         self.numbers = np.asarray(atomic_numbers)
         self.periodic = periodic
@@ -87,13 +90,27 @@ class ExtXYZWriter:
             fh.truncate(keep_bytes)
         return kept
 
-    def write(self, step: int, time_fs: float, positions, velocities_A_fs, cell, scalars: dict,
-              forces=None, per_atom: dict | None = None, per_structure: dict | None = None):
+    def write(
+        self,
+        step: int,
+        time_fs: float,
+        positions,
+        velocities_A_fs,
+        cell,
+        scalars: dict,
+        forces=None,
+        per_atom: dict | None = None,
+        per_structure: dict | None = None,
+    ):
         from ase import Atoms
         from ase.io import write
 
-        atoms = Atoms(numbers=self.numbers, positions=np.asarray(positions, float),
-                      cell=np.asarray(cell, float) if cell is not None else None, pbc=self.periodic)
+        atoms = Atoms(
+            numbers=self.numbers,
+            positions=np.asarray(positions, float),
+            cell=np.asarray(cell, float) if cell is not None else None,
+            pbc=self.periodic,
+        )
         atoms.arrays["velocities"] = np.asarray(velocities_A_fs, float)
         if forces is not None:
             atoms.arrays["forces_md"] = np.asarray(forces, float)
@@ -128,8 +145,9 @@ def _extxyz_step(comment: bytes) -> int | None:
 class H5MDWriter:
     """Appends frames to an H5MD file (h5py), flushed after every frame."""
 
-    def __init__(self, path, atomic_numbers, periodic: bool, append: bool = False,
-                 truncate_step: int | None = None):
+    def __init__(
+        self, path, atomic_numbers, periodic: bool, append: bool = False, truncate_step: int | None = None
+    ):
         import h5py
 
         self.path = Path(path)
@@ -174,8 +192,13 @@ class H5MDWriter:
         if group_path in self.f:
             return self.f[group_path]
         g = self.f.create_group(group_path)
-        v = g.create_dataset("value", shape=(0,) + shape, maxshape=(None,) + shape, dtype=dtype,
-                             chunks=(1,) + shape if shape else (256,))
+        v = g.create_dataset(
+            "value",
+            shape=(0,) + shape,
+            maxshape=(None,) + shape,
+            dtype=dtype,
+            chunks=(1,) + shape if shape else (256,),
+        )
         if unit:
             v.attrs["unit"] = unit
         g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(256,))
@@ -185,19 +208,32 @@ class H5MDWriter:
 
     def _append(self, group_path, value, step, time_ps, unit=None):
         value = np.asarray(value)
-        g = self._element(group_path, value.shape, value.dtype if value.dtype != np.float32 else np.float32, unit)
+        g = self._element(
+            group_path, value.shape, value.dtype if value.dtype != np.float32 else np.float32, unit
+        )
         k = g["value"].shape[0]
         for name, val in (("value", value), ("step", step), ("time", time_ps)):
             ds = g[name]
             ds.resize((k + 1,) + ds.shape[1:])
             ds[k] = val
 
-    def write(self, step: int, time_fs: float, positions, velocities_A_fs, cell, scalars: dict,
-              forces=None, per_atom: dict | None = None, per_structure: dict | None = None):
+    def write(
+        self,
+        step: int,
+        time_fs: float,
+        positions,
+        velocities_A_fs,
+        cell,
+        scalars: dict,
+        forces=None,
+        per_atom: dict | None = None,
+        per_structure: dict | None = None,
+    ):
         t = float(time_fs) * PS_PER_FS
         self._append("particles/all/position", np.asarray(positions, float), step, t, "Angstrom")
-        self._append("particles/all/velocity", np.asarray(velocities_A_fs, float) / PS_PER_FS, step, t,
-                     "Angstrom ps-1")
+        self._append(
+            "particles/all/velocity", np.asarray(velocities_A_fs, float) / PS_PER_FS, step, t, "Angstrom ps-1"
+        )
         if forces is not None:
             self._append("particles/all/force", np.asarray(forces, float), step, t, "eV Angstrom-1")
         if self.periodic and cell is not None:
