@@ -107,7 +107,7 @@ class GDMLModel:
             self._cache["batch"] = jax.jit(fn)
         return self._cache["batch"]
 
-    def predict(self, positions, batch_size: int = 256, progress: bool = False):
+    def predict(self, positions, batch_size: int = 64, progress: bool = False):
         """Energies (B,) in eV and forces (B, N, 3) in eV/Å for positions (B, N, 3) or (N, 3) in Å.
 
         Runs in float64 (thread-local ``jax.enable_x64``), ``batch_size`` geometries per call

@@ -79,7 +79,7 @@ def errors(e_ref, e_pred, f_ref, f_pred) -> dict:
     return out
 
 
-def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 256, progress: bool = False) -> dict:
+def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 64, progress: bool = False) -> dict:
     """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures."""
     if np.any(frames.z != model.z):
         raise DataError(
@@ -136,7 +136,7 @@ class TrainingSet:
         self.assembler = KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms)
         self._kv = None
 
-    def matvec_fn(self, sigma: float, chunk: int = 256):
+    def matvec_fn(self, sigma: float, chunk: int = 64):
         """K·v (n,) → (n,) through the prediction path (K never stored)."""
         import jax
 
