@@ -78,6 +78,30 @@ def cell_of(atoms) -> np.ndarray | None:
     return cell
 
 
+_KERNELS: dict = {}
+_TRACES = [0]
+
+
+def _make_kernel(kind: str, neighbors: dict, static: dict):
+    """jax.jit of energy+forces ("ef"), +stress ("efs") or the outputs ("outputs") of a potential
+    assembled from ``static`` functions and the ``dyn`` Partial functions passed at call time."""
+    import jax
+
+    from ..potential import energy_and_forces, stress
+
+    def kernel(dyn, positions, pairs, cell):
+        _TRACES[0] += 1  # trace-time side effect: counts compilations
+        p = Potential(neighbors=neighbors, atomic_numbers=None, **static, **dyn)
+        if kind == "outputs":
+            return p.outputs_fn(positions, pairs, cell)
+        e, f = energy_and_forces(p)(positions, pairs, cell)
+        if kind == "efs":
+            return e, f, stress(p)(positions, pairs, cell)
+        return e, f
+
+    return jax.jit(kernel)
+
+
 class PotentialCalculator(Calculator):
     """ASE calculator evaluating a :class:`~biomlff.potential.Potential` (energy eV, forces eV/Å,
     stress eV/Å³ for periodic cells, plus the potential's extra outputs).
@@ -117,7 +141,6 @@ class PotentialCalculator(Calculator):
         self._system: Hashable | None = None
         self._compiled: dict[str, Callable] = {}
         self.capacities: dict[str, int] = {}
-        self.n_traces = 0
 
     # ---- hooks for subclasses -------------------------------------------------------------
     def system_key(self, atoms) -> Hashable:
@@ -180,33 +203,42 @@ class PotentialCalculator(Calculator):
         return out
 
     def _function(self, kind: str) -> Callable:
-        """Jit-compiled kernel ``kind`` in {"ef", "efs", "outputs"}, cached per potential."""
+        """Jit-compiled kernel ``kind`` in {"ef", "efs", "outputs"} for the current potential.
+
+        Kernels of potentials whose functions are all :class:`jax.tree_util.Partial` objects are shared
+        (module-level cache keyed by kind and neighbour specs): jax.jit then retraces only for a new
+        function structure (settings) or new shapes, so rebuilding a model for a new charge, or a new
+        calculator with the same settings and sizes, reuses the compiled program."""
         if kind in self._compiled:
             return self._compiled[kind]
         import jax
-
-        from ..potential import energy_and_forces, stress
 
         pot = self._potential
         fns = {"energy_fn": pot.energy_fn, "outputs_fn": pot.outputs_fn}
         # Partial functions travel as jit arguments (their array leaves are traced, not constants)
         dynamic = {k: v for k, v in fns.items() if isinstance(v, jax.tree_util.Partial)}
         static = {k: v for k, v in fns.items() if k not in dynamic}
-
-        def kernel(dyn, positions, pairs, cell):
-            self.n_traces += 1  # trace-time side effect: counts compilations
-            p = Potential(neighbors=pot.neighbors, atomic_numbers=pot.atomic_numbers, **static, **dyn)
-            if kind == "outputs":
-                return p.outputs_fn(positions, pairs, cell)
-            e, f = energy_and_forces(p)(positions, pairs, cell)
-            if kind == "efs":
-                return e, f, stress(p)(positions, pairs, cell)
-            return e, f
-
-        compiled = jax.jit(kernel)
+        key = (
+            kind,
+            tuple(sorted(pot.neighbors.items())),
+            tuple(sorted((k, id(v)) for k, v in static.items())),
+        )
+        entry = _KERNELS.get(key)
+        if entry is None:
+            entry = (
+                _make_kernel(kind, dict(pot.neighbors), static),
+                static,
+            )  # keep `static` alive with its id
+            _KERNELS[key] = entry
+        compiled = entry[0]
         fn = lambda positions, pairs, cell: compiled(dynamic, positions, pairs, cell)
         self._compiled[kind] = fn
         return fn
+
+    @property
+    def n_traces(self) -> int:
+        """Number of kernel traces (compilations) so far, process-wide."""
+        return _TRACES[0]
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -241,6 +273,8 @@ class PotentialCalculator(Calculator):
                 outs = self._function("outputs")(x, pairs, c)
                 for key, val in outs.items():
                     name = self.output_names.get(key, key)
+                    if name in _CORE and name in self.results:
+                        continue  # keep the energy of the energy/forces kernel (same state)
                     if isinstance(val, dict):
                         self.results[name] = {k: float(v) for k, v in val.items()}
                     else:

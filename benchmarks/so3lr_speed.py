@@ -1,0 +1,180 @@
+"""SO3LR inference speed: biomlff (JAX) against so3krates-torch 0.2.1 (PyTorch, CPU), side by side.
+
+Both are driven through their ASE calculators (host neighbour lists included), energy + forces per
+call, lr cutoff 12 Å, dispersion damping 2 Å; positions are displaced slightly before every call so no
+result is cached. Reported: compile/first-call time and the median of ``--repeats`` calls after one
+warm-up call, for float32 and float64, and the ratio torch/biomlff. The energies of both are compared
+as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here).
+
+The peer runs in its own virtual environment (torch conflicts with the package's pins):
+
+    python -m venv .venv-bench-so3lr
+    .venv-bench-so3lr/bin/pip install torch==2.13.0 so3krates-torch==0.2.1 ase==3.29.0
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/so3lr_speed.py --torch-python .venv-bench-so3lr/bin/python
+
+Systems: dha (56 atoms), ala15_folded (162 atoms), water 1536 (periodic 24.8 Å box); from
+../shared/so3lr/reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared"))
+TORCH_SHIFT = -163.6181182861328  # eV/atom, so3krates-torch's energy shift as it stores it (float32)
+
+
+def load_system(name: str):
+    import ase.io
+
+    ref = SHARED / "so3lr" / "reference"
+    if name == "water":
+        atoms = ase.io.read(ref / "water_64.xyz")
+        atoms.wrap()
+        atoms = atoms * (2, 2, 2)
+    else:
+        atoms = ase.io.read(ref / f"{name}.xyz")
+        atoms.set_cell(None)
+        atoms.pbc = False
+        # the reference files put the molecules ~500 Å from the origin, where so3krates-torch's
+        # gas-phase neighbour list is pathological (7.6 s/call for dha): centre them for a fair test
+        atoms.positions -= atoms.positions.mean(axis=0)
+    atoms.info = {}
+    atoms.arrays.pop("momenta", None)
+    return atoms
+
+
+def time_calculator(atoms, calc, repeats: int) -> dict:
+    """first-call time (s), median and all per-call times (s) of energy + forces, and the energy."""
+    rng = np.random.default_rng(0)
+    a = atoms.copy()
+    a.calc = calc
+    t = time.perf_counter()
+    e = a.get_potential_energy()
+    a.get_forces()
+    first = time.perf_counter() - t
+    a.positions += rng.normal(scale=1e-3, size=a.positions.shape)  # warm-up call
+    a.get_forces()
+    times = []
+    for _ in range(repeats):
+        a.positions += rng.normal(scale=1e-3, size=a.positions.shape)
+        t = time.perf_counter()
+        a.get_potential_energy()
+        a.get_forces()
+        times.append(time.perf_counter() - t)
+    return {"first": first, "median": float(np.median(times)), "times": times, "energy": float(e)}
+
+
+def run_biomlff(name: str, precision: str, repeats: int) -> dict:
+    from biomlff.calculators import SO3LRCalculator
+
+    atoms = load_system(name)
+    calc = SO3LRCalculator(lr_cutoff=12.0, dispersion_damping=2.0, precision=precision)
+    out = time_calculator(atoms, calc, repeats)
+    out["n_traces"] = calc.n_traces
+    return out
+
+
+def run_torch(name: str, precision: str, repeats: int) -> dict:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from so3krates_torch.calculator.so3 import SO3LRCalculator
+
+    atoms = load_system(name)
+    calc = SO3LRCalculator(r_max_lr=12.0, dispersion_energy_cutoff_lr_damping=2.0, default_dtype=precision)
+    out = time_calculator(atoms, calc, repeats)
+    out["energy"] -= TORCH_SHIFT * len(atoms)
+    return out
+
+
+def peer(args) -> int:
+    res = run_torch(args.system, args.precision, args.repeats)
+    print("RESULT " + json.dumps(res))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--systems", default="dha,ala15_folded,water")
+    p.add_argument("--precisions", default="float32,float64")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument(
+        "--torch-python",
+        default=str(ROOT / ".venv-bench-so3lr" / "bin" / "python"),
+        help="python of the environment with so3krates-torch (empty: skip the peer)",
+    )
+    p.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--system", help=argparse.SUPPRESS)
+    p.add_argument("--precision", help=argparse.SUPPRESS)
+    p.add_argument("--json", help="also write all numbers to this JSON file")
+    args = p.parse_args()
+    if args.peer:
+        return peer(args)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    print(f"machine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(
+        f"energy + forces per call, ASE calculators, lr cutoff 12 Å; median of {args.repeats} after warm-up\n"
+    )
+    header = (
+        f"{'system':13s} {'N':>5s} {'prec':7s} {'biomlff first/s':>15s} {'biomlff ms':>10s} "
+        f"{'torch first/s':>13s} {'torch ms':>9s} {'ratio':>6s} {'|ΔE|/eV':>9s}"
+    )
+    print(header)
+    rows = []
+    for name in args.systems.split(","):
+        n = len(load_system(name))
+        for prec in args.precisions.split(","):
+            ours = run_biomlff(name, prec, args.repeats)
+            theirs = None
+            if args.torch_python:
+                cmd = [
+                    args.torch_python,
+                    __file__,
+                    "--peer",
+                    "--system",
+                    name,
+                    "--precision",
+                    prec,
+                    "--repeats",
+                    str(args.repeats),
+                ]
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+                if r.returncode == 0 and lines:
+                    theirs = json.loads(lines[-1][7:])
+                else:
+                    print(f"  (so3krates-torch failed: {r.stderr.strip()[-300:]})")
+            t_first = f"{theirs['first']:13.2f}" if theirs else f"{'-':>13s}"
+            t_med = f"{1e3 * theirs['median']:9.1f}" if theirs else f"{'-':>9s}"
+            ratio = f"{theirs['median'] / ours['median']:6.1f}" if theirs else f"{'-':>6s}"
+            de = f"{abs(theirs['energy'] - ours['energy']):9.1e}" if theirs else f"{'-':>9s}"
+            print(
+                f"{name:13s} {n:5d} {prec:7s} {ours['first']:15.2f} {1e3 * ours['median']:10.1f} "
+                f"{t_first} {t_med} {ratio} {de}",
+                flush=True,
+            )
+            rows.append({"system": name, "n_atoms": n, "precision": prec, "biomlff": ours, "torch": theirs})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": cpu, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
