@@ -419,6 +419,7 @@ def test_sigma_parsing():
 
 
 # ------------------------------------------------------------------ CLI
+@pytest.mark.slow
 def test_cli_train_test_predict(shared, tmp_path, capsys):
     from biomlff.cli.main import main
     from biomlff.gdml import GDMLModel
