@@ -42,6 +42,7 @@ DEFAULTS = {
     "sy_order": 3,
     "tau_t": None,
     "tau_p": None,
+    "coupling": "isotropic",
     "relax": False,
     "relax_fmax": 0.1,
     "observables": None,
@@ -49,7 +50,8 @@ DEFAULTS = {
     "progress": None,
     "log_file": None,
     "checkpoint": None,
-    "new_velocities": False, "hmr": None,
+    "new_velocities": False,
+    "hmr": None,
     "pull": None,
     "force": None,
     "tether": None,
@@ -127,6 +129,11 @@ def register(sub) -> None:
     g.add_argument("--sy-order", type=int, choices=[1, 3, 5, 7], help="Suzuki–Yoshida order (3)")
     g.add_argument("--tau-t", type=float, help="thermostat time constant in fs (100 dt)")
     g.add_argument("--tau-p", type=float, help="barostat time constant in fs (1000 dt)")
+    g.add_argument(
+        "--coupling",
+        choices=["isotropic", "semi-isotropic"],
+        help="NPT cell coupling (isotropic; semi-isotropic: xy together, z apart, for membranes)",
+    )
     g.add_argument("--relax", action="store_true", default=None, help="FIRE pre-optimisation before MD")
     g.add_argument("--relax-fmax", type=float, help="FIRE criterion for --relax in eV/Å (0.1)")
     g.add_argument(
@@ -377,6 +384,7 @@ def _cmd_md(args) -> int:
         sy_order=int(opts["sy_order"]),
         friction_per_fs=float(opts["friction"]),
         remove_com=bool(opts["remove_com"]),
+        coupling=str(opts["coupling"]),
     ).validate()
     system = _read_system(opts)
     if opts["new_velocities"]:

@@ -6,8 +6,8 @@ system and an optional external (steering) potential, and returns the pure funct
     evaluate(positions Å, cell Å | None, lists) -> (lists, Forces)
 
 which first refreshes the pair lists for the new positions (rebuild only when needed), then
-computes the model energy, forces (−∇E, eV/Å), the uniform-strain derivative dE/dε (periodic
-systems, eV; gives the virial pressure and drives the barostat) and the external energy/forces.
+computes the model energy, forces (−∇E, eV/Å), the uniform-diagonal strain derivative dE/dε_kk
+(periodic systems, (3,) eV; gives the virial pressure and drives the barostat) and the external energy/forces.
 Positions handed to the model are wrapped into the cell (periodic systems); the integrators keep
 unwrapped positions.
 """
@@ -51,6 +51,8 @@ def make_evaluate(pairlists, external_energy=None):
     periodic = pairlists.periodic
 
     def model_energy(R, eps, energy_fn, pairs, cell):
+        # eps (3,): diagonal strain; positions' k-th coordinates and the cell's k-th column scale by
+        # 1 + eps_k, so dE/deps_k = V σ_kk (eV) drives the (semi-)isotropic barostat
         if cell is None:
             return energy_fn(R, pairs, None)
         s = 1.0 + eps
@@ -62,7 +64,7 @@ def make_evaluate(pairlists, external_energy=None):
         lists = pairlists.update(lists, R, cell)
         pairs = pairlists.pairs(lists, R, cell)
         zero = jnp.zeros((), R.dtype)
-        e_model, (g, dedeps) = vg(R, zero, energy_fn, pairs, cell if periodic else None)
+        e_model, (g, dedeps) = vg(R, jnp.zeros((3,), R.dtype), energy_fn, pairs, cell if periodic else None)
         if external_energy is not None:
             e_ext, g_ext = jax.value_and_grad(external_energy)(R, cell if periodic else None)
         else:

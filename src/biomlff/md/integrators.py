@@ -1,5 +1,5 @@
 """Integrators: velocity Verlet (NVE), Nosé–Hoover chains (NVT), BAOAB Langevin (NVT) and the
-Martyna–Tobias–Klein isotropic barostat with Nosé–Hoover chains (NPT).
+Martyna–Tobias–Klein barostat (isotropic or semi-isotropic) with Nosé–Hoover chains (NPT).
 
 Why these are written here rather than taken from ``jax_md.simulate`` (checked against jax-md
 0.2.29's source):
@@ -58,6 +58,12 @@ SY_WEIGHTS = {
 
 ENSEMBLES = ("nve", "nvt", "langevin", "npt")
 
+#: barostat degrees of freedom ("modes") → the Cartesian cell axes each one scales
+BAROSTAT_MODES = {
+    "isotropic": ((1.0, 1.0, 1.0),),
+    "semi-isotropic": ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+}
+
 
 def fs_to_time(t_fs):
     """Convert a time (or timestep) in fs to ASE time units."""
@@ -68,7 +74,9 @@ def fs_to_time(t_fs):
 class Ensemble:
     """Integrator settings (all user units).
 
-    kind: 'nve' | 'nvt' (Nosé–Hoover chain) | 'langevin' | 'npt' (MTK isotropic + NHC).
+    kind: 'nve' | 'nvt' (Nosé–Hoover chain) | 'langevin' | 'npt' (MTK barostat + NHC).
+    coupling: NPT cell coupling, 'isotropic' or 'semi-isotropic' (x and y scaled together, z
+    separately; membranes). Orthorhombic cells.
     dt_fs: timestep (fs). temperature_K (K). pressure_eV_A3: target pressure (eV/Å³).
     tau_t_fs / tau_p_fs: thermostat / barostat time constants (fs).
     chain_length, chain_steps, sy_order: Nosé–Hoover chain length, outer sub-steps n_c and
@@ -87,6 +95,7 @@ class Ensemble:
     sy_order: int = 3
     friction_per_fs: float = 0.01
     remove_com: bool = True
+    coupling: str = "isotropic"
 
     def validate(self):
         from ..errors import ConfigError
@@ -106,6 +115,8 @@ class Ensemble:
                 raise ConfigError(f"Suzuki–Yoshida order must be one of 1, 3, 5, 7; got {self.sy_order}")
             if not self.tau_t_fs > 0:
                 raise ConfigError(f"thermostat time constant must be positive, got {self.tau_t_fs} fs")
+        if self.coupling not in BAROSTAT_MODES:
+            raise ConfigError(f"unknown NPT coupling {self.coupling!r}; choose {', '.join(BAROSTAT_MODES)}")
         if self.kind == "npt" and not self.tau_p_fs > 0:
             raise ConfigError(f"barostat time constant must be positive, got {self.tau_p_fs} fs")
         if self.kind == "langevin" and not self.friction_per_fs > 0:
@@ -123,7 +134,7 @@ class Ensemble:
 
 
 class Forces(NamedTuple):
-    """What one model evaluation returns (eV, eV/Å; ``dedeps`` = dE/dε for a uniform strain ε, eV)."""
+    """What one model evaluation returns (eV, eV/Å; ``dedeps`` (3,) = dE/dε_kk for a diagonal strain, eV)."""
 
     e_model: object
     e_ext: object
@@ -281,7 +292,7 @@ class Integrator:
             st["vxi"] = jnp.zeros((L,), dtype)
         if kind == "npt":
             L = self.ens.chain_length
-            st["veps"] = jnp.zeros((), dtype)
+            st["veps"] = jnp.zeros((len(BAROSTAT_MODES[self.ens.coupling]),), dtype)
             st["xi_b"] = jnp.zeros((L,), dtype)
             st["vxi_b"] = jnp.zeros((L,), dtype)
             st["cell0"] = c
@@ -319,18 +330,28 @@ class Integrator:
             vol = jnp.abs(jnp.linalg.det(st["cell"]))
             out["volume"] = vol
             # virial pressure; the kinetic part uses the thermal momenta only (COM momentum is zero)
-            out["pressure"] = (k2 - st["dedeps"]) / (3.0 * vol)
+            out["pressure"] = (k2 - jnp.sum(st["dedeps"])) / (3.0 * vol)
+            out["cell_x"], out["cell_y"], out["cell_z"] = (
+                jnp.linalg.norm(st["cell"], axis=1)[k] for k in range(3)
+            )
         if kind == "npt":
             vol = out["volume"]
             W = self._baro_mass(k2.dtype)
-            Qb = nhc_masses(self.ens.chain_length, 1, self.kT, fs_to_time(self.ens.tau_p_fs), k2.dtype)
-            cons = cons + 0.5 * W * st["veps"] ** 2 + self.ens.pressure_eV_A3 * vol
-            cons = cons + nhc_energy(st["xi_b"], st["vxi_b"], Qb, self.kT, 1)
+            nb = W.shape[0]
+            Qb = nhc_masses(self.ens.chain_length, nb, self.kT, fs_to_time(self.ens.tau_p_fs), k2.dtype)
+            cons = cons + 0.5 * jnp.sum(W * st["veps"] ** 2) + self.ens.pressure_eV_A3 * vol
+            cons = cons + nhc_energy(st["xi_b"], st["vxi_b"], Qb, self.kT, nb)
         out["conserved"] = cons
         return out
 
     def _baro_mass(self, dtype):
-        return (self.dof + 3) * self.kT * fs_to_time(self.ens.tau_p_fs) ** 2
+        """Barostat masses (n_modes,): (N_f + 3)/3 · kT τ_P² per cell axis a mode scales (MTK;
+        isotropic: (N_f + 3) kT τ_P²)."""
+        import jax.numpy as jnp
+
+        modes = np.asarray(BAROSTAT_MODES[self.ens.coupling])
+        w_axis = (self.dof + 3) * self.kT * fs_to_time(self.ens.tau_p_fs) ** 2 / 3.0
+        return jnp.asarray(modes.sum(axis=1) * w_axis, dtype)
 
     # --- steps -----------------------------------------------------------------------------------
     def step(self, st, lists, evaluate):
@@ -429,21 +450,33 @@ class Integrator:
         return dict(new, key=key, heat=heat), lists
 
     def _npt(self, st, lists):
+        """MTK barostat (Martyna, Tobias, Klein 1994) restricted to a diagonal cell, with modes that
+        tie axes together (isotropic: one mode on x, y, z; semi-isotropic: xy and z), integrated
+        with the Tuckerman et al. (2006) factorisation; Nosé–Hoover chains on particles and modes."""
         import jax.numpy as jnp
 
         dt, h = self.dt, 0.5 * self.dt
         m = jnp.asarray(self.masses, st["R"].dtype)
         dtype = st["R"].dtype
         ens = self.ens
+        modes = jnp.asarray(BAROSTAT_MODES[ens.coupling], dtype)  # (n_modes, 3)
+        nb = modes.shape[0]
         W = self._baro_mass(dtype)
-        alpha = 1.0 + 3.0 / self.dof
         Pext = ens.pressure_eV_A3
-        Qb = nhc_masses(ens.chain_length, 1, self.kT, fs_to_time(ens.tau_p_fs), dtype)
+        Qb = nhc_masses(ens.chain_length, nb, self.kT, fs_to_time(ens.tau_p_fs), dtype)
         Qt = nhc_masses(ens.chain_length, self.dof, self.kT, fs_to_time(ens.tau_t_fs), dtype)
 
         def thermostats(st):
             sb, xib, vxib = nhc_half_step(
-                W * st["veps"] ** 2, st["xi_b"], st["vxi_b"], Qb, self.kT, 1, h, ens.chain_steps, ens.sy_order
+                jnp.sum(W * st["veps"] ** 2),
+                st["xi_b"],
+                st["vxi_b"],
+                Qb,
+                self.kT,
+                nb,
+                h,
+                ens.chain_steps,
+                ens.sy_order,
             )
             k2 = kinetic2(st["P"], m)
             sp, xi, vxi = nhc_half_step(
@@ -451,24 +484,28 @@ class Integrator:
             )
             return dict(st, veps=st["veps"] * sb, xi_b=xib, vxi_b=vxib, P=st["P"] * sp, xi=xi, vxi=vxi)
 
-        def g_eps(P, dedeps, vol):
-            return alpha * kinetic2(P, m) - dedeps - 3.0 * vol * Pext
+        def g_modes(P, dedeps, vol):
+            # per axis: Σ p_k²/m − dE/dε_kk − V·P_ext + Σp²/m / N_f ; summed over each mode's axes
+            k2_axis = jnp.sum(P * P / m[:, None], axis=0)
+            g_axis = k2_axis - dedeps - vol * Pext + jnp.sum(k2_axis) / self.dof
+            return modes @ g_axis
 
-        def kick(P, F, veps):
-            x = alpha * veps * h
+        def kick(P, F, v_axis):
+            x = (v_axis + jnp.sum(v_axis) / self.dof) * h  # (3,)
             return P * jnp.exp(-x) + h * F * jnp.exp(-0.5 * x) * _sinhc(0.5 * x)
 
         st = thermostats(st)
         vol = jnp.abs(jnp.linalg.det(st["cell"]))
-        veps = st["veps"] + h * g_eps(st["P"], st["dedeps"], vol) / W
-        P = kick(st["P"], st["F"], veps)
-        x = veps * dt
+        veps = st["veps"] + h * g_modes(st["P"], st["dedeps"], vol) / W
+        v_axis = modes.T @ veps
+        P = kick(st["P"], st["F"], v_axis)
+        x = v_axis * dt
         R = st["R"] * jnp.exp(x) + dt * (P / m[:, None]) * jnp.exp(0.5 * x) * _sinhc(0.5 * x)
-        cell = st["cell"] * jnp.exp(x)
+        cell = st["cell"] * jnp.exp(x)  # column k (Cartesian axis k) scales by e^{x_k}
         lists, f = self.evaluate(R, cell, lists)
-        P = kick(P, f.forces, veps)
+        P = kick(P, f.forces, v_axis)
         vol = jnp.abs(jnp.linalg.det(cell))
-        veps = veps + h * g_eps(P, f.dedeps, vol) / W
+        veps = veps + h * g_modes(P, f.dedeps, vol) / W
         new = self._store(st, R, P, f, cell=cell)
         new = dict(new, veps=veps)
         new = thermostats(new)

@@ -124,6 +124,10 @@ class Simulation:
                 f"the potential was built for {len(z)} atoms with different elements than "
                 f"the structure {system.name} ({system.n_atoms} atoms)"
             )
+        if ensemble.kind == "npt" and system.cell is not None:
+            c = np.asarray(system.cell)
+            if np.any(np.abs(c - np.diag(np.diag(c))) > 1e-8):
+                raise ConfigError("NPT needs an orthorhombic cell (off-diagonal cell entries are non-zero)")
         if ensemble.kind == "npt" and system.cell is None:
             raise ConfigError(
                 f"NPT needs a periodic cell, but {system.name} has none "
@@ -551,6 +555,16 @@ class Simulation:
         return nxt
 
     def _check_finite(self, obs):
+        cutoffs = [sp.cutoff for sp in self.potential.neighbors.values() if sp.cutoff is not None]
+        if "cell" in self.state and cutoffs:
+            c = np.asarray(self.state["cell"], float)
+            vol = abs(np.linalg.det(c))
+            hmin = min(vol / np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3))
+            if hmin < 2 * max(cutoffs):
+                raise ModelError(
+                    f"at step {self.step} the box (height {hmin:.3f} Å) became smaller than "
+                    f"2 × cutoff = {2 * max(cutoffs):g} Å; use a larger box or a smaller cutoff"
+                )
         if not all(math.isfinite(v) for v in obs.values()):
             raise ModelError(
                 f"the simulation became unstable at step {self.step} (non-finite energy); "
