@@ -309,7 +309,12 @@ def main(argv=None) -> int:
         for name in ("jax", "absl"):
             logging.getLogger(name).setLevel(logging.WARNING)
         r = scale_run(
-            args.scale_n_train, args.scale_n_test, args.scale_n_inducing, args.scale_cache, args.max_memory
+            args.scale_n_train,
+            args.scale_n_test,
+            args.scale_n_inducing,
+            args.scale_cache,
+            args.max_memory,
+            args.scale_labels,
         )
         print(json.dumps(r, indent=1))
         with open(args.out, "a") as fh:
