@@ -94,8 +94,9 @@ def solve_closed(k: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, 
 # ---------------------------------------------------------------- Nyström-preconditioned CG
 @dataclass
 class Nystroem:
-    """Nyström factor of K + λI from columns ``cols``: preconditioner (BBᵀ + λI)⁻¹ via Woodbury,
-    with C = (B U₂⁻¹)ᵀ (m × n) and ridge leverage scores of all n columns."""
+    """Nyström factor of K from columns ``cols``: preconditioner (BBᵀ + μI)⁻¹ via Woodbury, with
+    C = (B U₂⁻¹)ᵀ (m × n), shift μ = max(λ, smallest Nyström eigenvalue) (stored as ``lam``) and
+    ridge leverage scores of all n columns."""
 
     cols: np.ndarray
     C: np.ndarray
@@ -123,8 +124,11 @@ def _cho_stable(a: np.ndarray, exps=range(-15, 2)) -> np.ndarray:
     raise ModelError("Nyström factor: K_mm is not positive definite even with jitter")
 
 
-def build_nystroem(rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray, lam: float) -> Nystroem:
-    """Preconditioner from kernel rows K[cols, :] (m × n) = (K_nm)ᵀ (K is symmetric)."""
+def build_nystroem(
+    rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray, lam: float, shift: bool = False
+) -> Nystroem:
+    """Preconditioner from kernel rows K[cols, :] (m × n) = (K_nm)ᵀ (K is symmetric); ``shift``:
+    regularise with μ = max(λ, smallest Nyström eigenvalue) instead of λ (see below)."""
     from scipy.linalg import solve_triangular
 
     cols = np.sort(np.asarray(cols))
@@ -136,11 +140,17 @@ def build_nystroem(rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray
         u, kmn, trans="T", lower=False, overwrite_b=True, check_finite=False
     )  # Bᵀ = U⁻ᵀ K_mn
     btb = bt @ bt.T
-    btb[np.diag_indices(len(btb))] += lam
+    # Shift: sgdml regularises the Nyström factor with λ itself, i.e. M = BBᵀ + λI. With λ = 1e-10
+    # every direction the m columns miss is then amplified by 1/λ, which stalls CG when the columns
+    # capture little of K (large molecules, few inducing points). Shifting by the smallest Nyström
+    # eigenvalue μ instead (randomised Nyström PCG, Frangella, Tropp & Udell 2023) keeps the
+    # preconditioned spectrum bounded; when the columns capture K well, μ ≈ λ-scale and nothing changes.
+    mu = max(lam, float(np.linalg.eigvalsh(btb)[0])) if shift else lam
+    btb[np.diag_indices(len(btb))] += mu
     u2 = _cho_stable(btb, exps=range(-16, -13))
     c = solve_triangular(u2, bt, trans="T", lower=False, overwrite_b=True, check_finite=False)
     leverage = np.sum(c * c, axis=0)
-    return Nystroem(cols=cols, C=c, lam=lam, leverage=leverage)
+    return Nystroem(cols=cols, C=c, lam=mu, leverage=leverage)
 
 
 def sample_columns(leverage: np.ndarray, m: int, rng: np.random.Generator, group: int = 1) -> np.ndarray:
@@ -191,6 +201,7 @@ def solve_cg(
     checkpoint_every_s: float = 120.0,
     max_restarts: int = 6,
     progress: bool = False,
+    shift: bool | None = None,
 ) -> CGResult:
     """Preconditioned CG for (K + λI) x = y with K given by ``matvec`` (K·v without λ) and
     ``rows_fn`` (rows of K for the Nyström preconditioner).
@@ -200,12 +211,16 @@ def solve_cg(
     random geometries; on stagnation (no net residual decrease over
     100 iterations) CG restarts from the current x with 1.2× more columns, at most ``max_restarts``
     times. ``checkpoint(x, it, cols)`` is called every ``checkpoint_every_s`` seconds.
+    ``shift``: shifted Nyström preconditioner (see :func:`build_nystroem`); None = automatic, on when
+    the inducing columns are fewer than 2 % of n (there the λ-regularised one stalls).
     """
     n = len(y)
     rng = np.random.default_rng(seed)
     maxiter = maxiter or 10 * n
     n_cols = int(min(max(n_cols, 1), n))
     norm_y = float(np.linalg.norm(y))
+    if shift is None:
+        shift = n_cols < 0.02 * n
     if norm_y == 0:
         return CGResult(np.zeros(n), True, 0, 0.0, 0.0, 0, np.arange(0), 0, [])
 
@@ -216,10 +231,10 @@ def solve_cg(
         n_quick = min(n_geo, max(n_cols // n_per_point, 1), 10)
         quick_geo = np.sort(rng.choice(n_geo, n_quick, replace=False))
         quick_cols = (quick_geo[:, None] * n_per_point + np.arange(n_per_point)[None, :]).reshape(-1)
-        quick = build_nystroem(rows_fn, quick_cols, lam)
+        quick = build_nystroem(rows_fn, quick_cols, lam, shift)
         cols = sample_columns(quick.leverage, n_cols, rng, n_per_point)
     t_pre = time.perf_counter()
-    pre = build_nystroem(rows_fn, cols, lam)
+    pre = build_nystroem(rows_fn, cols, lam, shift)
     log.info("Nyström preconditioner with %d columns built in %.1f s", len(cols), time.perf_counter() - t_pre)
 
     A = lambda v: matvec(v) + lam * v
@@ -275,7 +290,7 @@ def solve_cg(
         n_cols = min(int(math.ceil(1.2 * len(cols))), n)
         log.warning("CG stagnated at iteration %d; restarting with %d inducing columns", it_total, n_cols)
         cols = sample_columns(pre.leverage, n_cols, rng, n_per_point)
-        pre = build_nystroem(rows_fn, cols, lam)
+        pre = build_nystroem(rows_fn, cols, lam, shift)
     if bar is not None:
         bar.close()
     true_res = float(np.linalg.norm(y - A(x)))
