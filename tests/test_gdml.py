@@ -562,3 +562,20 @@ def test_cg_checkpoint_and_resume(tmp_path):
     assert not part.converged and saved["it"] == part.iterations
     resumed = solve_cg(lambda v: K @ v, lambda c: K[c], y, 1e-3, 12, 3, x0=saved["x"], cols0=saved["cols"])
     assert resumed.converged and resumed.iterations < full.iterations
+
+
+def test_shifted_nystroem_preconditioner_with_few_columns():
+    """With few inducing columns and a tiny λ the λ-regularised Nyström preconditioner amplifies
+    every missed direction by 1/λ; the shifted one still converges (to the same solution)."""
+    from biomlff.gdml.solvers import solve_cg
+
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(300, 300)))
+    K = (q * np.logspace(-3, 0, 300)) @ q.T
+    y = rng.normal(size=300)
+    args = (lambda v: K @ v, lambda c: K[c], y, 1e-10, 6, 3)
+    shifted = solve_cg(*args, shift=True, maxiter=3000, max_restarts=0)
+    plain = solve_cg(*args, shift=False, maxiter=3000, max_restarts=0)
+    assert shifted.converged
+    assert np.linalg.norm(K @ shifted.x - y) <= 1.01e-4 * np.linalg.norm(y)
+    assert not plain.converged or plain.iterations > 2 * shifted.iterations
