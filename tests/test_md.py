@@ -276,7 +276,7 @@ def test_pair_lists_match_host_lists_and_cell_size_pitfall(case, shared):
         sysm = read_structure(shared / "so3lr" / "reference" / "water_64.xyz")
         pos, cut = sysm.positions, 4.5
     else:
-        sysm = argon_box(3 if case == "argon" else 4, 5.4)
+        sysm = argon_box(3 if case == "argon" else 5, 5.4)  # 27 Å box: cell list in use
         pos, cut = sysm.positions + 0.3 * rng.standard_normal(sysm.positions.shape), 6.0
     with jax.enable_x64(True):
         # raw JAX-MD: fractional-coordinate lists keep an array in the static cell_size field

@@ -62,7 +62,8 @@ def make_evaluate(pairlists, external_energy=None):
 
     def evaluate(energy_fn, R, cell, lists):
         lists = pairlists.update(lists, R, cell)
-        pairs = pairlists.pairs(lists, R, cell)
+        pairs, overflow = pairlists.pairs_checked(lists, R, cell)
+        lists = dict(lists, pair_overflow=lists["pair_overflow"] | overflow)
         zero = jnp.zeros((), R.dtype)
         e_model, (g, dedeps) = vg(R, jnp.zeros((3,), R.dtype), energy_fn, pairs, cell if periodic else None)
         if external_energy is not None:

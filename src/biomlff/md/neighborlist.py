@@ -182,8 +182,9 @@ class PairLists:
     def allocate(self, positions, cell=None, capacities: dict | None = None):
         """Allocate all lists on the host for Cartesian ``positions`` (Å) and ``cell``.
 
-        ``capacities`` ({name: (max_occupancy, cell_list_capacity)}) forces the buffer sizes (used
-        on restart so that a resumed run uses exactly the same padded shapes). Returns the state."""
+        ``capacities`` ({name: (max_occupancy, cell_list_capacity, compact_capacity)}) forces the
+        buffer sizes (used on restart so that a resumed run uses exactly the same padded shapes).
+        Returns the state."""
         import jax.numpy as jnp
 
         positions = jnp.asarray(positions)
@@ -194,7 +195,7 @@ class PairLists:
         for name, fn in self._fns.items():
             nl = hashable_cell_size(fn.allocate(x, **kw))
             if capacities and name in capacities:
-                occ, clcap = capacities[name]
+                occ, clcap = capacities[name][:2]
                 nl = dataclasses.replace(
                     nl, max_occupancy=int(occ), cell_list_capacity=None if clcap is None else int(clcap)
                 )
@@ -203,12 +204,31 @@ class PairLists:
         state = {"lists": lists, "ref_positions": positions, "rebuilds": jnp.zeros((), jnp.int32)}
         if self.periodic:
             state["ref_cell"] = cell
+        # compacted pair buffers handed to the model: the pairs inside the model cutoff (not the
+        # skin shell, not JAX-MD's per-atom padding) plus head-room; the buffer size is the shape of
+        # a placeholder array so that a new size re-traces the compiled step
+        state["compact"] = {}
+        state["pair_overflow"] = jnp.zeros((), bool)
+        full = self._full_pairs(state, positions, cell)
+        for name, p in full.items():
+            if name not in self._fns:
+                continue  # constant all-pairs lists are already exact
+            if capacities and name in capacities and len(capacities[name]) > 2:
+                cap = int(capacities[name][2])
+            else:
+                count = int(np.asarray(p.mask).sum())
+                cap = max(32, int(np.ceil(count * self.capacity_multiplier / 32.0)) * 32)
+            state["compact"][name] = jnp.zeros((min(cap, p.mask.shape[0]),), bool)
         return state
 
     def capacities(self, state) -> dict:
         """{name: (max_occupancy, cell_list_capacity)} of the allocated lists (for checkpoints)."""
         return {
-            k: (int(v.max_occupancy), None if v.cell_list_capacity is None else int(v.cell_list_capacity))
+            k: (
+                int(v.max_occupancy),
+                None if v.cell_list_capacity is None else int(v.cell_list_capacity),
+                int(state["compact"][k].shape[0]),
+            )
             for k, v in state["lists"].items()
         }
 
@@ -253,10 +273,36 @@ class PairLists:
             # ``is_box_valid(box)`` instead of its negation), so only the overflow and cell-size bits
             # are meaningful here; the cell itself is validated on the host (check_cell).
             flag = flag | (nl.did_buffer_overflow != 0) | (nl.cell_size_too_small != 0)
-        return flag
+        return flag | state.get("pair_overflow", False)
 
     def pairs(self, state, positions, cell=None) -> dict[str, Pairs]:
-        """{name: Pairs} for the model: real pairs closer than the model's cutoff (minimum image)."""
+        """{name: Pairs} for the model: real pairs closer than the model's cutoff (minimum image),
+        compacted into the state's pair buffers (see :meth:`pairs_checked` for the overflow flag)."""
+        return self.pairs_checked(state, positions, cell)[0]
+
+    def pairs_checked(self, state, positions, cell=None):
+        """(pairs, overflow): compacted pairs and True if a buffer was too small for them."""
+        import jax.numpy as jnp
+
+        full = self._full_pairs(state, positions, cell)
+        out, overflow = {}, jnp.zeros((), bool)
+        for name, p in full.items():
+            if name not in state.get("compact", {}):
+                out[name] = p
+                continue
+            cap = state["compact"][name].shape[0]
+            pos = jnp.cumsum(p.mask) - 1
+            target = jnp.where(p.mask & (pos < cap), pos, cap)  # slot `cap` is a dump, sliced off
+            i = jnp.zeros((cap + 1,), jnp.int32).at[target].set(p.i)[:cap]
+            j = jnp.zeros((cap + 1,), jnp.int32).at[target].set(p.j)[:cap]
+            count = jnp.sum(p.mask)
+            mask = jnp.arange(cap) < count
+            out[name] = Pairs(jnp.where(mask, i, 0), jnp.where(mask, j, 0), mask)
+            overflow = overflow | (count > cap)
+        return out, overflow
+
+    def _full_pairs(self, state, positions, cell=None) -> dict[str, Pairs]:
+        """Pairs straight from the JAX-MD lists (padded, skin included, masked to the cutoff)."""
         import jax.numpy as jnp
 
         out = {}

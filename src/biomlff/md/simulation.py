@@ -226,9 +226,20 @@ class Simulation:
         lists["rebuilds"] = jnp.asarray(lists_ref["rebuilds"])
         self.reallocations = int(meta.get("reallocations", 0))
         # the state a fresh start of this ensemble would have: same keys and shapes → exact resume
-        fresh, lists2 = self.integrator.init(
-            self._bound_evaluate(), saved["R"], saved["P"], cell, lists, saved["key"], dt
+        import jax
+
+        def init(efn, r, p, c, ls, k):
+            return self.integrator.init(self._bound_evaluate(efn), r, p, c, ls, k, dt)
+
+        args = (
+            self._energy_fn,
+            jnp.asarray(saved["R"], dt),
+            jnp.asarray(saved["P"], dt),
+            None if cell is None else jnp.asarray(cell, dt),
+            lists,
+            jnp.asarray(saved["key"]),
         )
+        fresh, _ = jax.eval_shape(init, *args)  # shapes only: no model evaluation
         same = (
             meta["ensemble"] == self.ensemble.kind
             and set(fresh) == set(saved)
@@ -244,6 +255,7 @@ class Simulation:
                 "thermostat/barostat state starts fresh"
             )
             self.messages.append(msg)
+            fresh, lists2 = jax.jit(init)(*args)
             fresh["step"] = jnp.asarray(saved["step"], fresh["step"].dtype)
             fresh["work"] = jnp.asarray(saved["work"], fresh["work"].dtype)
             self.state, self.lists = fresh, lists2
@@ -309,12 +321,12 @@ class Simulation:
         lists = self.pairlists.allocate(self.state["R"], cell)
         new = self.pairlists.capacities(lists)
         caps = {}
-        for k, (occ, clc) in new.items():
-            o_occ, o_clc = old.get(k, (0, None))
+        for k, (occ, clc, comp) in new.items():
+            o_occ, o_clc, o_comp = old.get(k, (0, None, 0))
             occ = max(occ, int(math.ceil(o_occ * grow)))
             if clc is not None and o_clc is not None:
                 clc = max(clc, int(math.ceil(o_clc * grow)))
-            caps[k] = (occ, clc)
+            caps[k] = (occ, clc, max(comp, int(math.ceil(o_comp * grow))))
         lists = self.pairlists.allocate(self.state["R"], cell, capacities=caps)
         lists["rebuilds"] = self.lists["rebuilds"] + 1
         self.lists = lists
