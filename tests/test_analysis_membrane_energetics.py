@@ -130,8 +130,13 @@ def test_interaction_energy_of_lj_dimer_and_trimer_is_analytic():
         return lennard_jones(numbers, epsilon=0.01, sigma=3.0)
 
     res2 = interaction_energy(build_frag, [18, 18, 18], y, [[0, 1], [2]], charges=[1, -1])
+    assert res2.method == "separated"
     assert np.isclose(res2.interaction[0], expected, atol=1e-6)
-    assert seen[0][0].tolist() == [0, 0, 1] and seen[0][1].tolist() == [1.0, -1.0] and seen[1] is None
+    # the complex is built at the total charge without fragments, the separated reference with them
+    assert seen[0] is None and seen[1][0].tolist() == [0, 0, 1] and seen[1][1].tolist() == [1.0, -1.0]
+    # the reference is the separated complex: only the A–A pair (3.5 Å) is left
+    assert np.isclose(res2.reference[0], lj(3.5), atol=1e-6)
+    assert res.method == "fragments"
     with pytest.raises(DataError, match="overlap"):
         interaction_energy(build, [18, 18, 18], y, [[0, 1], [1, 2]])
     with pytest.raises(ConfigError, match="at least 2 fragments"):

@@ -57,11 +57,18 @@ def _accepts_fragments(builder) -> bool:
 
 @dataclass
 class InteractionEnergy:
-    """E_int = E(complex) − Σ E(fragment) per frame (eV), with the parts."""
+    """E_int = E(complex) − E(reference) per frame (eV), with the parts.
+
+    ``method`` is ``"separated"`` (reference = the same complex with the fragments translated
+    ``separation`` Å apart, evaluated at the complex's total charge with per-fragment charge
+    conservation — the SO3LR definition, required for charged fragments because SO3LR totals at
+    different total charges are not on a common scale) or ``"fragments"`` (reference = Σ E(fragment),
+    for models without per-fragment charges)."""
 
     interaction: np.ndarray
     complex: np.ndarray
-    fragments: np.ndarray  # (T, F)
+    reference: np.ndarray  # (T,)
+    method: str
 
     @property
     def interaction_kcal_mol(self) -> np.ndarray:
@@ -69,14 +76,19 @@ class InteractionEnergy:
 
 
 def interaction_energy(
-    builder: Callable, numbers, positions, fragments, charges=None, cell=None
+    builder: Callable, numbers, positions, fragments, charges=None, cell=None, separation: float = 1000.0
 ) -> InteractionEnergy:
-    """Interaction energy E(AB…) − E(A) − E(B) − … (eV) for each frame of positions (T, N, 3) or
-    (N, 3) Å. ``fragments``: lists of atom indices; ``charges``: total charge (e) of each
-    fragment (default 0); the complex gets their sum. The complex contains all fragment atoms
-    (atoms outside every fragment are ignored). Positive = repulsive; the binding energy is −E_int.
-    A builder with a ``fragments`` keyword gets ``fragments=(ids (N,), charges (F,))`` for the
-    complex (SO3LR then conserves the partial charge of each fragment).
+    """Interaction energy (eV) of a complex for each frame of positions (T, N, 3) or (N, 3) Å.
+
+    ``fragments``: lists of atom indices; ``charges``: total charge (e) of each fragment (default 0);
+    the complex gets their sum. Atoms outside every fragment are ignored. Positive = repulsive; the
+    binding energy is −E_int.
+
+    A builder with a ``fragments`` keyword (e.g. SO3LR's) is used as the SO3LR paper does:
+    E_int = E(complex) − E(complex with fragments ≥ ``separation`` Å apart), both at the total
+    charge, the separated one built with ``fragments=(ids (N,), charges (F,))`` so that each
+    fragment's partial charges sum to its own charge (free space only; give the builder a long-range
+    cutoff ≥ ``separation`` or none). Other builders give E(complex) − Σ E(fragment).
     """
     numbers = np.asarray(numbers, dtype=int)
     x = np.asarray(positions, dtype=float)
@@ -87,16 +99,24 @@ def interaction_energy(
     if len(q) != len(frags):
         raise ConfigError(f"{len(q)} fragment charges for {len(frags)} fragments")
     allidx = np.concatenate(frags)
-    if _accepts_fragments(builder):
-        # e.g. SO3LR: partial charges conserved per fragment inside the complex
-        ids = np.concatenate([np.full(f.size, k) for k, f in enumerate(frags)])
-        pot_ab = builder(numbers[allidx], int(sum(q)), fragments=(ids, np.asarray(q, dtype=float)))
-    else:
-        pot_ab = builder(numbers[allidx], int(sum(q)))
-    pots = [builder(numbers[f], int(qi)) for f, qi in zip(frags, q, strict=True)]
+    total = int(sum(q))
+    pot_ab = builder(numbers[allidx], total)
     e_ab = np.array([potential_energy(pot_ab, xt[allidx], cell) for xt in x])
+    if _accepts_fragments(builder):
+        if cell is not None:
+            raise ConfigError("interaction energies by fragment separation need free space (no cell)")
+        from ..geometry import separate_fragments
+
+        ids = np.concatenate([np.full(f.size, k) for k, f in enumerate(frags)])
+        pot_sep = builder(numbers[allidx], total, fragments=(ids, np.asarray(q, dtype=float)))
+        e_ref = np.array(
+            [potential_energy(pot_sep, separate_fragments(xt[allidx], ids, separation)) for xt in x]
+        )
+        return InteractionEnergy(interaction=e_ab - e_ref, complex=e_ab, reference=e_ref, method="separated")
+    pots = [builder(numbers[f], int(qi)) for f, qi in zip(frags, q, strict=True)]
     e_f = np.array([[potential_energy(p, xt[f], cell) for p, f in zip(pots, frags, strict=True)] for xt in x])
-    return InteractionEnergy(interaction=e_ab - e_f.sum(axis=1), complex=e_ab, fragments=e_f)
+    e_ref = e_f.sum(axis=1)
+    return InteractionEnergy(interaction=e_ab - e_ref, complex=e_ab, reference=e_ref, method="fragments")
 
 
 def cumulative_average(values) -> np.ndarray:

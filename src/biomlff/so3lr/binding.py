@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..geometry import separate_fragments as separate  # noqa: F401  (public name kept)
 from .model import TERMS, so3lr_potential
 
 
@@ -31,22 +32,6 @@ def fragment_arrays(n_atoms: int, fragments) -> np.ndarray:
     if np.any(ids < 0):
         raise ConfigError(f"atoms {np.nonzero(ids < 0)[0][:10].tolist()} belong to no fragment")
     return ids
-
-
-def separate(positions, fragment_ids, separation: float = 1000.0) -> np.ndarray:
-    """Positions (Å) with fragment k translated along x so that every pair of atoms in different
-    fragments is at least ``separation`` Å apart."""
-    x = np.array(positions, dtype=float)
-    ids = np.asarray(fragment_ids)
-    offset = 0.0
-    prev_max = None
-    for k in range(int(ids.max()) + 1):
-        sel = ids == k
-        if prev_max is not None:
-            offset = prev_max + separation - x[sel, 0].min()
-            x[sel, 0] += offset
-        prev_max = x[sel, 0].max()
-    return x
 
 
 def binding_energy(
