@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-cache", default="/tmp/bb_so3lr_labels.npz")
     ap.add_argument("--scale-labels", choices=("so3lr", "springs"), default="so3lr")
     ap.add_argument("--scale-sigma-factor", type=float, default=1.0, help="σ = factor × median distance")
+    ap.add_argument("--scale-lam", type=float, default=1e-10, help="ridge λ of the scale run")
     args = ap.parse_args(argv)
     rows = []
     if args.scale:
@@ -317,6 +318,7 @@ def main(argv=None) -> int:
             args.max_memory,
             args.scale_labels,
             args.scale_sigma_factor,
+            args.scale_lam,
         )
         print(json.dumps(r, indent=1))
         with open(args.out, "a") as fh:
@@ -420,6 +422,7 @@ def scale_run(
     max_memory: float,
     labels: str = "so3lr",
     sigma_factor: float = 1.0,
+    lam: float = 1e-10,
 ) -> dict:
     """Label sampled bb geometries with SO3LR (cached) or keep the sampler's spring-network labels
     (``labels='springs'``: cheap, exactly consistent E/F), train GDML with CG, test."""
@@ -472,6 +475,7 @@ def scale_run(
             solver="auto",
             max_memory_gb=max_memory,
             n_inducing=n_inducing,
+            lam=lam,
             progress=True,
             checkpoint="/tmp/bb_gdml_cg_checkpoint.npz",
         ),
@@ -480,6 +484,8 @@ def scale_run(
     err = evaluate(model, frames.subset(np.arange(n_train, n)))
     kc = units.kcal_mol
     out = {
+        "labels": labels,
+        "lam": lam,
         "n_atoms": len(z),
         "n_train": n_train,
         "n_test": n_test,
