@@ -145,7 +145,13 @@ def build_nystroem(
     # capture little of K (large molecules, few inducing points). Shifting by the smallest Nyström
     # eigenvalue μ instead (randomised Nyström PCG, Frangella, Tropp & Udell 2023) keeps the
     # preconditioned spectrum bounded; when the columns capture K well, μ ≈ λ-scale and nothing changes.
-    mu = max(lam, float(np.linalg.eigvalsh(btb)[0])) if shift else lam
+    mu = lam
+    if shift:
+        # smallest Nyström eigenvalue that is not a numerical zero (each geometry contributes six
+        # exact zeros: rigid translations and rotations leave the descriptor unchanged)
+        ev = np.linalg.eigvalsh(btb)
+        ev = ev[ev > 1e-8 * ev[-1]]
+        mu = max(lam, float(ev[0])) if len(ev) else lam
     btb[np.diag_indices(len(btb))] += mu
     u2 = _cho_stable(btb, exps=range(-16, -13))
     c = solve_triangular(u2, bt, trans="T", lower=False, overwrite_b=True, check_finite=False)
