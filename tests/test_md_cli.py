@@ -42,11 +42,15 @@ def run_cli(args, capsys):
 
 def test_cli_md_nvt_with_config_and_override(tmp_path, argon_file, capsys):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("model: lj\nlr-cutoff: 6.0\ntemperature: 50\nsteps: 40\nlog_every: 10\ntraj-every: 20\n"
-                   "dt: 4.0\nprecision: float64\n")
+    cfg.write_text(
+        "model: lj\nlr-cutoff: 6.0\ntemperature: 50\nsteps: 40\nlog_every: 10\ntraj-every: 20\n"
+        "dt: 4.0\nprecision: float64\n"
+    )
     out = tmp_path / "t.xyz"
-    rc, so, se = run_cli(["md", "nvt", str(argon_file), "--config", str(cfg), "--temperature", "80",
-                          "--output", str(out)], capsys)
+    rc, so, se = run_cli(
+        ["md", "nvt", str(argon_file), "--config", str(cfg), "--temperature", "80", "--output", str(out)],
+        capsys,
+    )
     assert rc == 0, se
     from ase.io import read
 
@@ -60,8 +64,23 @@ def test_cli_md_nvt_with_config_and_override(tmp_path, argon_file, capsys):
 
 def test_cli_opt(tmp_path, cluster_file, capsys):
     out = tmp_path / "opt.xyz"
-    rc, so, se = run_cli(["opt", str(cluster_file), "--model", "lj", "--fmax", "0.002", "--precision", "float64",
-                          "-o", str(out), "--fixed", "0"], capsys)
+    rc, so, se = run_cli(
+        [
+            "opt",
+            str(cluster_file),
+            "--model",
+            "lj",
+            "--fmax",
+            "0.002",
+            "--precision",
+            "float64",
+            "-o",
+            str(out),
+            "--fixed",
+            "0",
+        ],
+        capsys,
+    )
     assert rc == 0, se
     from ase.io import read
 
@@ -70,22 +89,34 @@ def test_cli_opt(tmp_path, cluster_file, capsys):
     assert np.allclose(a.positions[0], read(cluster_file).positions[0])
 
 
-@pytest.mark.parametrize("args,match", [
-    (["md", "npt", "{cluster}", "--model", "lj"], "NPT needs a periodic cell"),
-    (["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "9"], "2 × cutoff"),
-    (["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "6", "--temperature", "-10"], "temperature"),
-    (["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "6", "--dt", "-0.5"], "dt"),
-    (["md", "nvx", "{argon}", "--model", "lj"], "unknown ensemble"),
-    (["md", "nvt", "{bad}", "--model", "lj"], "cannot read structure"),
-    (["md", "nvt", "{missing}", "--model", "lj"], "does not exist"),
-])
-def test_cli_bad_input_clear_error_nothing_overwritten(tmp_path, argon_file, cluster_file, capsys, args, match):
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["md", "npt", "{cluster}", "--model", "lj"], "NPT needs a periodic cell"),
+        (["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "9"], "2 × cutoff"),
+        (
+            ["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "6", "--temperature", "-10"],
+            "temperature",
+        ),
+        (["md", "nvt", "{argon}", "--model", "lj", "--lr-cutoff", "6", "--dt", "-0.5"], "dt"),
+        (["md", "nvx", "{argon}", "--model", "lj"], "unknown ensemble"),
+        (["md", "nvt", "{bad}", "--model", "lj"], "cannot read structure"),
+        (["md", "nvt", "{missing}", "--model", "lj"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_clear_error_nothing_overwritten(
+    tmp_path, argon_file, cluster_file, capsys, args, match
+):
     bad = tmp_path / "bad.xyz"
     bad.write_text("this is not\na structure file\n")
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
-    subs = {"{cluster}": str(cluster_file), "{argon}": str(argon_file), "{bad}": str(bad),
-            "{missing}": str(tmp_path / "nope.xyz")}
+    subs = {
+        "{cluster}": str(cluster_file),
+        "{argon}": str(argon_file),
+        "{bad}": str(bad),
+        "{missing}": str(tmp_path / "nope.xyz"),
+    }
     argv = [subs.get(a, a) for a in args] + ["--output", str(out)]
     rc, so, se = run_cli(argv, capsys)
     assert rc == 2
@@ -96,12 +127,40 @@ def test_cli_bad_input_clear_error_nothing_overwritten(tmp_path, argon_file, clu
 
 def test_cli_restart_from_other_system_refused(tmp_path, argon_file, cluster_file, capsys):
     out = tmp_path / "a.xyz"
-    rc, _, se = run_cli(["md", "nvt", str(argon_file), "--model", "lj", "--lr-cutoff", "6", "--steps", "10",
-                         "--checkpoint-every", "10", "--output", str(out)], capsys)
+    rc, _, se = run_cli(
+        [
+            "md",
+            "nvt",
+            str(argon_file),
+            "--model",
+            "lj",
+            "--lr-cutoff",
+            "6",
+            "--steps",
+            "10",
+            "--checkpoint-every",
+            "10",
+            "--output",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 0, se
     before = out.read_bytes()
-    rc, _, se = run_cli(["md", "nvt", str(cluster_file), "--model", "lj", "--restart-from",
-                         str(tmp_path / "a.chk.npz"), "--output", str(out)], capsys)
+    rc, _, se = run_cli(
+        [
+            "md",
+            "nvt",
+            str(cluster_file),
+            "--model",
+            "lj",
+            "--restart-from",
+            str(tmp_path / "a.chk.npz"),
+            "--output",
+            str(out),
+        ],
+        capsys,
+    )
     assert rc == 2 and "different system" in se
     assert out.read_bytes() == before
 
@@ -119,12 +178,36 @@ def test_sigkill_then_resume(tmp_path, argon_file):
 
     out = tmp_path / "run.h5"
     chk = tmp_path / "run.chk.npz"
-    cmd = [sys.executable, "-m", "biomlff", "md", "nvt", str(argon_file), "--model", "lj", "--lr-cutoff", "6",
-           "--dt", "4", "--temperature", "80", "--precision", "float64", "--log-every", "50", "--traj-every", "50",
-           "--checkpoint-every", "200", "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "biomlff",
+        "md",
+        "nvt",
+        str(argon_file),
+        "--model",
+        "lj",
+        "--lr-cutoff",
+        "6",
+        "--dt",
+        "4",
+        "--temperature",
+        "80",
+        "--precision",
+        "float64",
+        "--log-every",
+        "50",
+        "--traj-every",
+        "50",
+        "--checkpoint-every",
+        "200",
+        "--output",
+        str(out),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen(cmd + ["--steps", "10000000"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd + ["--steps", "10000000"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
@@ -149,8 +232,13 @@ def test_sigkill_then_resume(tmp_path, argon_file):
     with np.load(chk) as z:
         chk_step = int(z["state/step"])
     target = chk_step + 200
-    res = subprocess.run(cmd + ["--steps", str(target), "--restart-from", str(chk)], env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        cmd + ["--steps", str(target), "--restart-from", str(chk)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     with h5py.File(out, "r") as f:
         steps = list(f["particles/all/position/step"][()])
