@@ -239,6 +239,7 @@ def solve_cg(
         quick_cols = (quick_geo[:, None] * n_per_point + np.arange(n_per_point)[None, :]).reshape(-1)
         quick = build_nystroem(rows_fn, quick_cols, lam, shift)
         cols = sample_columns(quick.leverage, n_cols, rng, n_per_point)
+        del quick  # free its m × n factor before the final one is built
     t_pre = time.perf_counter()
     pre = build_nystroem(rows_fn, cols, lam, shift)
     log.info("Nyström preconditioner with %d columns built in %.1f s", len(cols), time.perf_counter() - t_pre)
