@@ -6,7 +6,7 @@ package is cheap: the model calculators are loaded on first attribute access.
 
 from .base import PotentialCalculator, cell_of, precision_context
 
-__all__ = ["PotentialCalculator", "SO3LRCalculator", "cell_of", "precision_context"]
+__all__ = ["GDMLCalculator", "PotentialCalculator", "SO3LRCalculator", "cell_of", "precision_context"]
 
 
 def __getattr__(name):  # lazy: importing SO3LR pulls in JAX and the weights machinery
@@ -14,4 +14,8 @@ def __getattr__(name):  # lazy: importing SO3LR pulls in JAX and the weights mac
         from .so3lr import SO3LRCalculator
 
         return SO3LRCalculator
+    if name == "GDMLCalculator":
+        from .gdml import GDMLCalculator
+
+        return GDMLCalculator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
