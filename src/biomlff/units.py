@@ -62,7 +62,11 @@ to_angstrom = {
     "bohr": Bohr,
     "au": Bohr,
     "nm": nm,
+    "pm": 0.01,
 }
+
+#: fs per unit of time, for unit strings in trajectory files (e.g. H5MD "ps")
+to_fs = {"fs": fs, "ps": ps, "ns": 1e6, "s": 1e15, "as": 1e-3}
 
 
 def energy_factor(unit: str) -> float:

@@ -23,21 +23,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import units
 from ..errors import ConfigError, DataError, MissingDependencyError
 
 H5MD_SUFFIXES = (".h5", ".hdf5", ".h5md")
 ASE_FIRST_SUFFIXES = (".xyz", ".extxyz", ".traj", ".pdb", ".cif", ".vasp", ".xsf")
 
-_LENGTH_TO_A = {
-    "a": 1.0,
-    "å": 1.0,
-    "ang": 1.0,
-    "angstrom": 1.0,
-    "nm": 10.0,
-    "pm": 0.01,
-    "bohr": 0.529177210903,
-}
-_TIME_TO_FS = {"fs": 1.0, "ps": 1000.0, "ns": 1e6, "s": 1e15, "as": 1e-3}
+# unit tables of biomlff.units (ASE CODATA), one place for every conversion
+_LENGTH_TO_A = units.to_angstrom
+_TIME_TO_FS = units.to_fs
 
 
 @dataclass
