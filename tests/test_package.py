@@ -16,7 +16,10 @@ def test_version_and_cli_help_fast():
     assert "biomlff" in out.stdout
     # --help must not import JAX / JAX-MD (slow); generous bound for a busy 2-core machine
     assert elapsed < 5.0
-    code = "import biomlff.cli.main as m, sys; m.build_parser(); print('jax' in sys.modules, 'jax_md' in sys.modules)"
+    code = (
+        "import biomlff.cli.main as m, sys; m.build_parser(); "
+        "print('jax' in sys.modules, 'jax_md' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
 
@@ -57,6 +60,6 @@ def test_pairs_periodic_match_bruteforce():
     d = pos[:, None] - pos[None]
     d -= box * np.round(d / box)
     r = np.linalg.norm(d, axis=-1)
-    expected = {(a, b) for a, b in zip(*np.nonzero((r < 4.5) & ~np.eye(80, dtype=bool)))}
-    got = {(int(a), int(b)) for a, b, m in zip(p.i, p.j, p.mask) if m}
+    expected = {(a, b) for a, b in zip(*np.nonzero((r < 4.5) & ~np.eye(80, dtype=bool)), strict=True)}
+    got = {(int(a), int(b)) for a, b, m in zip(p.i, p.j, p.mask, strict=True) if m}
     assert got == expected
