@@ -1,7 +1,8 @@
 """SO3LR as a :class:`biomlff.potential.Potential` (spec §1): SO3krates + ZBL + electrostatics +
 dispersion, on sparse padded pair lists.
 
-Pair lists: ``"sr"`` both directions within 4.5 Å (SO3krates and ZBL) and ``"lr"`` each unordered pair
+Pair lists: ``"sr"`` each unordered pair once within 4.5 Å (SO3krates and ZBL; the network evaluates its
+filters once per unordered pair and sends messages both ways) and ``"lr"`` each unordered pair
 once within the long-range cutoff (electrostatics and dispersion; all pairs when the cutoff is
 None, free space only). Units: positions Å, cell rows Å (orthorhombic, minimum image), energies eV,
 charges e, dipole e·Å.
@@ -160,8 +161,11 @@ def so3lr_terms(
     zbl_pair = physics.zbl_pair_energy(
         r, species[sr.i], species[sr.j], params["observables_0"]["zbl_repulsion"], dtype
     )
+    # ½ V per direction: atom i gets ½ V_ij and atom j ½ V_ij of every unordered pair
     zbl_pair = jnp.where(mask & (r < physics.SR_CUTOFF), zbl_pair, 0.0)
-    e_zbl = jax.ops.segment_sum(zbl_pair, sr.i, num_segments=n)
+    e_zbl = jax.ops.segment_sum(
+        jnp.concatenate([zbl_pair, zbl_pair]), jnp.concatenate([sr.i, sr.j]), num_segments=n
+    )
 
     # ---- partial charges (charge conserved per fragment) and Hirshfeld ratios
     q_raw = network.raw_partial_charges(params, x, species, dtype)
@@ -282,7 +286,7 @@ def so3lr_potential(
 
     Returns a Potential with ``energy_fn(positions Å, pairs, cell Å | None) -> eV`` (a
     :class:`jax.tree_util.Partial` whose leaves are the weights and system arrays), neighbours
-    ``{"sr": NeighborSpec(4.5, half=False), "lr": NeighborSpec(lr_cutoff, half=True)}`` and an
+    ``{"sr": NeighborSpec(4.5, half=True), "lr": NeighborSpec(lr_cutoff, half=True)}`` and an
     ``outputs_fn`` giving ``energy``, ``energies`` (per atom, eV), ``energy_terms`` (so3krates, zbl,
     electrostatics, dispersion; eV), ``charges`` (e), ``dipole`` (Σ q_i R_i, e·Å) and
     ``hirshfeld_ratios``.
@@ -321,7 +325,7 @@ def so3lr_potential(
     )
     energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
     outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
-    neighbors = {"sr": NeighborSpec(physics.SR_CUTOFF, half=False), "lr": NeighborSpec(lr_cutoff, half=True)}
+    neighbors = {"sr": NeighborSpec(physics.SR_CUTOFF, half=True), "lr": NeighborSpec(lr_cutoff, half=True)}
     info = {
         "charge": float(charge),
         "multiplicity": int(multiplicity),
