@@ -345,6 +345,67 @@ def test_sgdml_format_round_trip(small_model, ethanol, tmp_path):
     assert np.array_equal(e3, e) and np.array_equal(f3, f)
 
 
+def _sgdml_reference_predict(arrays, R):
+    """sgdml 1.0.3's prediction written from the spec (§1, §4, §7) on the raw model arrays, in the
+    file's units: direct differences, descriptor permutations via ``tril_perms_lin``."""
+    z = np.asarray(arrays["z"])
+    n = len(z)
+    a, b = np.tril_indices(n, k=-1)
+    m = arrays["R_desc"].shape[1]
+    lin = np.asarray(arrays["tril_perms_lin"])
+    p = len(lin) // len(a)
+    sig, std, c = float(arrays["sig"]), float(arrays["std"]), float(arrays["c"])
+
+    def perm_rows(mat):  # (M, D) -> (M·P, D): rows of all permuted copies
+        return np.tile(mat, p)[:, lin].reshape(m, p, -1, order="F").reshape(m * p, -1)
+
+    xs, us = perm_rows(np.asarray(arrays["R_desc"]).T), perm_rows(np.asarray(arrays["R_d_desc_alpha"]))
+    energies, forces = [], []
+    for r in R:
+        diff = r[a] - r[b]
+        dist = np.linalg.norm(diff, axis=1)
+        x, jac = 1.0 / dist, diff / dist[:, None] ** 3
+        d = x - xs
+        rn = np.sqrt(5.0) * np.linalg.norm(d, axis=1)
+        e = np.exp(-rn / sig)
+        du = np.sum(d * us, axis=1)
+        g = (5.0 / (3.0 * sig**4)) * e
+        gvec = (5.0 * g * du) @ d - (g * sig * (sig + rn)) @ us
+        en = np.sum((5.0 / (3.0 * sig**3)) * (sig + rn) * e * du)
+        f = np.zeros((n, 3))
+        np.add.at(f, b, gvec[:, None] * jac)
+        np.add.at(f, a, -gvec[:, None] * jac)
+        energies.append(c + std * en)
+        forces.append(std * f)
+    return np.array(energies), np.array(forces)
+
+
+def test_sgdml_format_matches_the_reference_formula(small_model, ethanol, tmp_path):
+    """The exported sgdml file, read by an independent implementation of sgdml's prediction,
+    gives our energies and forces in kcal/mol; and arrays in sgdml's convention load back."""
+    from biomlff.gdml import GDMLModel
+
+    pos = ethanol[1].R[:6]
+    e, f = small_model.predict(pos)
+    p = small_model.save_sgdml(tmp_path / "sgdml_model.npz")
+    with np.load(p, allow_pickle=True) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    e_ref, f_ref = _sgdml_reference_predict(arrays, pos)
+    assert np.max(np.abs(e / KCAL - e_ref)) < 1e-9 * np.max(np.abs(e_ref))
+    assert np.max(np.abs(f / KCAL - f_ref)) < 1e-7 * np.max(np.abs(f_ref))
+    # the same arrays with the energy unit eV: only c and std carry the unit (α is dimensionless)
+    arrays_ev = dict(arrays, e_unit="eV", c=float(arrays["c"]) * KCAL, std=float(arrays["std"]) * KCAL)
+    e2, f2 = GDMLModel.load(_save_raw(tmp_path / "ev.npz", arrays_ev)).predict(pos)
+    assert np.max(np.abs(e2 - e)) < 1e-9 * np.max(np.abs(e)) and np.max(np.abs(f2 - f)) < 1e-9
+
+
+def _save_raw(path, arrays):
+    np.savez(
+        path, **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()}
+    )
+    return path
+
+
 def test_alphas_reproduce_training_forces(small_model, ethanol):
     """In-sample, prediction = s·K a = s·(y − λa): the prediction path reproduces the solve."""
     idx = np.arange(0, 400, 10)

@@ -16,6 +16,14 @@ from .perms import find_perms
 from .train import TrainConfig, TrainReport, evaluate, train
 
 __all__ = [
-    "Frames", "GDMLModel", "TrainConfig", "TrainReport", "evaluate", "find_perms", "from_dataset",
-    "from_sgdml_arrays", "load_frames", "train",
+    "Frames",
+    "GDMLModel",
+    "TrainConfig",
+    "TrainReport",
+    "evaluate",
+    "find_perms",
+    "from_dataset",
+    "from_sgdml_arrays",
+    "load_frames",
+    "train",
 ]

@@ -272,12 +272,14 @@ class GDMLModel:
             "f_err": _err_dict(info.get("valid_f_err"), 1.0 / fe, nan_err),
             "e_err": _err_dict(info.get("valid_e_err"), 1.0 / fe, nan_err),
             "R_desc": self.R_desc.T.copy(),
-            "R_d_desc_alpha": self.R_d_desc_alpha / fe,
+            # α solves (K + λI)(−α) = F/std and is dimensionless, and so is Jα: only std and c carry
+            # the energy unit (scaling α too would scale the kernel part of E and F by 1/fe twice)
+            "R_d_desc_alpha": self.R_d_desc_alpha,
             "c": float(self.c) / fe,
             "std": float(self.std) / fe,
             "sig": float(self.sigma),
             "lam": float(self.lam),
-            "alphas_F": np.asarray(self.alphas).reshape(-1) / fe,
+            "alphas_F": np.asarray(self.alphas).reshape(-1),
             "perms": self.perms,
             "tril_perms_lin": tril_perms_lin(self.q()),
             "use_E": bool(info.get("use_E", True)),
@@ -314,7 +316,8 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
     z = np.asarray(f["z"])
     n = len(z)
     m = np.asarray(f["R_desc"]).shape[1]
-    alphas = np.asarray(f["alphas_F"]).reshape(m, n, 3) * fe if "alphas_F" in f else None
+    # α and R_d_desc_alpha are dimensionless (labels are F/std): only std and c change with the unit
+    alphas = np.asarray(f["alphas_F"]).reshape(m, n, 3) if "alphas_F" in f else None
     info = {
         "source": source,
         "imported_from": "sgdml",
@@ -331,7 +334,7 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
     return GDMLModel(
         z=z,
         R_desc=np.asarray(f["R_desc"]).T,
-        R_d_desc_alpha=np.asarray(f["R_d_desc_alpha"]) * fe,
+        R_d_desc_alpha=np.asarray(f["R_d_desc_alpha"]),
         sigma=float(f["sig"]),
         std=float(f["std"]) * fe,
         c=float(f["c"]) * fe,
