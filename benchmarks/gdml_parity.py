@@ -15,6 +15,7 @@ Errors: energy per structure and force components, kcal/mol(/Å).
 
     .venv/bin/python benchmarks/gdml_parity.py --cases ethanol:200:sym ethanol:200:nosym
     .venv/bin/python benchmarks/gdml_parity.py --cases ethanol:1000:sym --sgdml-max-memory 8
+    .venv/bin/python benchmarks/gdml_parity.py --predict ethanol:1000:sym   # same model in both
 
 Memory safety: sgdml's closed form at M=1000 ethanol needs > 22 GB (spec §5); for M ≥ 1000 sgdml is
 run with ``--sgdml-max-memory`` (GiB), which makes it use its own iterative solver.
@@ -176,14 +177,125 @@ def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float, s
     }
 
 
-# ------------------------------------------------------------------ driver
-def run_case(
-    impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+# ------------------------------------------------------------------ prediction on one shared model
+def worker_train_save(
+    mol: str, m: int, sym: bool, sigma: float, max_memory: float, path: str, solver: str = "cg"
 ) -> dict:
-    py = sys.executable if impl == "biomlff" else str(SGDML_PY)
-    if impl == "sgdml" and not SGDML_PY.exists():
-        raise SystemExit(f"{SGDML_PY} not found: create the sgdml environment (see the module docstring)")
-    env = dict(
+    """Train biomlff on the benchmark task (CG by default: fast, little memory) and write the model in
+    both formats (path, path_sgdml)."""
+    from biomlff.gdml import TrainConfig, load_frames, train
+
+    kw = dict(energy_key="energies", forces_key="forces")
+    frames = load_frames(SHARED / "datasets" / "rmd17" / f"rmd17_{mol}_train_01.npz", **kw)
+    t0 = time.perf_counter()
+    model, _ = train(
+        frames,
+        TrainConfig(
+            n_train=m,
+            sigmas=[sigma],
+            use_sym=sym,
+            idx_train=_indices(m),
+            max_memory_gb=max_memory,
+            solver=solver,
+        ),
+    )
+    model.save(path)
+    model.save_sgdml(_sgdml_path(path))
+    return {"train_s": time.perf_counter() - t0, "solver": model.info["solver"]}
+
+
+def _sgdml_path(path: str) -> str:
+    return str(Path(path).with_suffix("")) + "_sgdml.npz"
+
+
+def worker_predict_biomlff(mol: str, path: str, batch_size: int = 128) -> dict:
+    import numpy as np
+
+    from biomlff import units
+    from biomlff.gdml import GDMLModel
+
+    model = GDMLModel.load(path)
+    R = _rmd17(mol, "test")["coords"].astype(np.float64)
+    model.predict(R[:batch_size], batch_size=batch_size)  # compile
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        e, f = model.predict(R, batch_size=batch_size)
+        times.append(time.perf_counter() - t0)
+    kc = units.kcal_mol
+    return {
+        "predict_gps": len(R) / statistics.median(times),
+        "e_pred_head": (e[:50] / kc).tolist(),
+        "f_pred_head": np.asarray(f[:50] / kc).ravel().tolist(),
+    }
+
+
+def worker_predict_sgdml(mol: str, path: str, batch_size: int = 0) -> dict:
+    import logging
+
+    import numpy as np
+
+    logging.disable(logging.WARNING)
+    from sgdml.predict import GDMLPredict
+
+    with np.load(_sgdml_path(path), allow_pickle=True) as f:
+        model = dict(f)
+    R = _rmd17(mol, "test")["coords"]
+    R = R.reshape(len(R), -1)
+    pred = GDMLPredict(model, max_processes=1, use_torch=False)
+    pred.predict(R[:10])
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        e, f = pred.predict(R)
+        times.append(time.perf_counter() - t0)
+    return {
+        "predict_gps": len(R) / statistics.median(times),
+        "e_pred_head": np.asarray(e[:50]).tolist(),
+        "f_pred_head": np.asarray(f[:50]).ravel().tolist(),
+    }
+
+
+def predict_compare(case: str, model_path: str, max_memory: float, rounds: int, batch_size: int) -> dict:
+    """Prediction throughput of both packages on the same trained model (biomlff trains it once and
+    writes it in both formats), alternating biomlff / sgdml subprocesses ``rounds`` times."""
+    import numpy as np
+
+    mol, m, sym = case.split(":")[:3]
+    sym_b = sym == "sym"
+    if not os.path.exists(model_path):
+        r = _subprocess(
+            sys.executable,
+            f"worker_train_save({mol!r}, {int(m)}, {sym_b}, {SIGMA[(mol, sym_b)]}, {max_memory}, "
+            f"{model_path!r})",
+        )
+        print(f"trained {model_path}: {r}", flush=True)
+    gps = {"biomlff": [], "sgdml": []}
+    heads = {}
+    for _ in range(rounds):
+        for impl, py in (("biomlff", sys.executable), ("sgdml", str(SGDML_PY))):
+            r = _subprocess(py, f"worker_predict_{impl}({mol!r}, {model_path!r}, {batch_size})")
+            gps[impl].append(r["predict_gps"])
+            heads[impl] = r
+            print(f"{impl}: {r['predict_gps']:.0f} geo/s", flush=True)
+    b, s = heads["biomlff"], heads["sgdml"]
+    out = {
+        "predict_case": case,
+        "model": model_path,
+        "batch_size": batch_size,
+        "biomlff_gps": gps["biomlff"],
+        "sgdml_gps": gps["sgdml"],
+        "ratio_median": statistics.median(gps["biomlff"]) / statistics.median(gps["sgdml"]),
+        "max_dF_kcal": float(np.max(np.abs(np.array(b["f_pred_head"]) - np.array(s["f_pred_head"])))),
+        "max_dE_kcal": float(np.max(np.abs(np.array(b["e_pred_head"]) - np.array(s["e_pred_head"])))),
+        "loadavg": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    return out
+
+
+def _env() -> dict:
+    return dict(
         os.environ,
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
@@ -193,6 +305,25 @@ def run_case(
         # one thread for XLA too (sgdml runs on one core with OMP_NUM_THREADS=1)
         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
     )
+
+
+def _subprocess(py: str, call: str) -> dict:
+    cmd = [py, "-c", f"import json, gdml_parity as g; print('RESULT', json.dumps(g.{call}))"]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{call} failed:\n{proc.stderr[-3000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+# ------------------------------------------------------------------ driver
+def run_case(
+    impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+) -> dict:
+    py = sys.executable if impl == "biomlff" else str(SGDML_PY)
+    if impl == "sgdml" and not SGDML_PY.exists():
+        raise SystemExit(f"{SGDML_PY} not found: create the sgdml environment (see the module docstring)")
+    env = _env()
     cmd = [
         py,
         "-c",
@@ -295,6 +426,15 @@ def main(argv=None) -> int:
         action="store_true",
         help="instead: CG training on the 148-atom buckyball catcher (SO3LR labels)",
     )
+    ap.add_argument(
+        "--predict",
+        metavar="MOL:M:sym|nosym",
+        help="instead: prediction throughput of both packages on one biomlff-trained model "
+        "(written in both formats to --predict-model unless it exists)",
+    )
+    ap.add_argument("--predict-model", default="/tmp/gdml_predict_model.npz")
+    ap.add_argument("--predict-rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128, help="biomlff prediction batch size")
     ap.add_argument("--scale-n-train", type=int, default=500)
     ap.add_argument("--scale-n-test", type=int, default=100)
     ap.add_argument("--scale-n-inducing", type=int, default=3)
@@ -304,6 +444,14 @@ def main(argv=None) -> int:
     ap.add_argument("--scale-lam", type=float, default=1e-10, help="ridge λ of the scale run")
     args = ap.parse_args(argv)
     rows = []
+    if args.predict:
+        r = predict_compare(
+            args.predict, args.predict_model, args.max_memory, args.predict_rounds, args.batch_size
+        )
+        print(json.dumps(r, indent=1))
+        with open(args.out, "a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        return 0
     if args.scale:
         import logging
 
@@ -326,7 +474,7 @@ def main(argv=None) -> int:
         return 0
     if args.from_json:
         rows = [json.loads(ln) for ln in open(args.from_json) if ln.strip()]
-        rows = [r for r in rows if "scale" not in r]
+        rows = [r for r in rows if "scale" not in r and "predict_case" not in r]
     else:
         for case in args.cases:
             mol, m, sym, *rest = case.split(":")

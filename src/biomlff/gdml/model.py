@@ -90,8 +90,19 @@ class GDMLModel:
         return self._cache["xp"], self._cache["up"]
 
     # ---- prediction ---------------------------------------------------------------------------
-    def _batch_fn(self):
-        if "batch" not in self._cache:
+    def _rows(self, chunk: int):
+        """Centred, padded training rows for the batched path (cached per chunk size)."""
+        key = ("rows", chunk)
+        if key not in self._cache:
+            from .predict import prepare_rows
+
+            xp, up = self._permuted()
+            self._cache[key] = prepare_rows(xp, up, chunk)
+        return self._cache[key]
+
+    def _batch_fn(self, chunk: int):
+        key = ("batch", chunk)
+        if key not in self._cache:
             import jax
 
             from .predict import batch_energy_forces
@@ -100,20 +111,22 @@ class GDMLModel:
             n = self.n_atoms
             lattice = self.lattice
 
-            def fn(positions, xp, up, x2p, xup, sigma, std, const):
+            def fn(positions, xbar, xp, up, x2p, xup, sigma, std, const):
                 x, c = descriptor_and_jacobian(positions, a, b, lattice)
-                return batch_energy_forces(x, c, xp, up, x2p, xup, sigma, std, const, a, b, n)
+                return batch_energy_forces(x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n, chunk)
 
-            self._cache["batch"] = jax.jit(fn)
-        return self._cache["batch"]
+            self._cache[key] = jax.jit(fn)
+        return self._cache[key]
 
-    def predict(self, positions, batch_size: int = 64, progress: bool = False):
+    def predict(self, positions, batch_size: int = 128, progress: bool = False):
         """Energies (B,) in eV and forces (B, N, 3) in eV/Å for positions (B, N, 3) or (N, 3) in Å.
 
         Runs in float64 (thread-local ``jax.enable_x64``), ``batch_size`` geometries per call
         (the last batch is padded so that one compiled shape serves all calls).
         """
         import jax
+
+        from .predict import row_chunk
 
         pos = np.asarray(positions, dtype=np.float64)
         single = pos.ndim == 2
@@ -123,12 +136,13 @@ class GDMLModel:
             raise ModelError(f"positions must have shape (B, {self.n_atoms}, 3), got {np.shape(positions)}")
         if not np.all(np.isfinite(pos)):
             raise DataError("positions contain NaN or inf")
-        xp, up = self._permuted()
-        x2p = np.sum(xp * xp, axis=1)
-        xup = np.sum(xp * up, axis=1)
-        fn = self._batch_fn()
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be ≥ 1, got {batch_size}")
         nb = len(pos)
         bs = max(1, min(batch_size, nb))
+        chunk = row_chunk(self.n_train * self.n_perms, bs)
+        rows = self._rows(chunk)
+        fn = self._batch_fn(chunk)
         energies = np.empty(nb)
         forces = np.empty((nb, self.n_atoms, 3))
         starts = range(0, nb, bs)
@@ -138,11 +152,11 @@ class GDMLModel:
             starts = tqdm(starts, desc="predict", unit="batch", leave=False)
         with jax.enable_x64(True):
             for s in starts:
-                chunk = pos[s : s + bs]
-                k = len(chunk)
+                chunk_pos = pos[s : s + bs]
+                k = len(chunk_pos)
                 if k < bs:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[:1], bs - k, axis=0)])
-                e, f = fn(chunk, xp, up, x2p, xup, float(self.sigma), float(self.std), float(self.c))
+                    chunk_pos = np.concatenate([chunk_pos, np.repeat(chunk_pos[:1], bs - k, axis=0)])
+                e, f = fn(chunk_pos, *rows, float(self.sigma), float(self.std), float(self.c))
                 energies[s : s + k] = np.asarray(e)[:k]
                 forces[s : s + k] = np.asarray(f)[:k]
         if single:

@@ -8,9 +8,10 @@ r = ‖d‖, e = exp(−√5 r/σ):
     E = c + s Σ (5/(3σ³)) (σ + √5 r) e (d·u)
     g = s Σ (5/(3σ⁴)) e [5 (d·u) d − (σ² + √5 σ r) u],     F = J(x)ᵀ g
 
-so that F = −∇E exactly. The batched path expands ‖d‖² = ‖x‖² + ‖X‖² − 2 x·X so that every sum
-over training rows is a matrix product (GEMM); the single-geometry energy function keeps the direct
-differences (exact at d = 0 and safe for autodiff).
+so that F = −∇E exactly. The batched path expands ‖d‖² = ‖x‖² + ‖X‖² − 2 x·X (on descriptors
+centred on the training mean) so that every sum over training rows is a matrix product (GEMM), and
+runs over the training rows in cache-sized chunks; the single-geometry energy function keeps the
+direct differences (exact at d = 0 and safe for autodiff).
 """
 
 from __future__ import annotations
@@ -20,28 +21,93 @@ import math
 SQRT5 = math.sqrt(5.0)
 
 
-def batch_energy_forces(x, c, xp, up, x2p, xup, sigma, std, const, a, b, n_atoms: int):
-    """Energies (B,) and forces (B, N, 3) for descriptors x (B, D), Jacobians c (B, D, 3).
+#: target size (elements) of one (batch × training-row chunk) block of the batched path: about 1.3 MB
+#: of float64 per temporary, which keeps the exp/sqrt passes and the GEMM operands in cache (measured
+#: on ethanol M = 1000, P = 6: 1.4–1.5× faster than one (B × M·P) block)
+BLOCK_ELEMENTS = 160_000
 
-    xp, up: (R, D) permuted training descriptors and coefficients; x2p = Σ xp², xup = Σ xp·up (R,).
-    Units follow the model (eV, eV/Å for biomlff models).
+
+def row_chunk(n_rows: int, batch: int) -> int:
+    """Training rows per chunk for ``batch`` queries (all rows when they fit in one block)."""
+    c = max(256, BLOCK_ELEMENTS // max(batch, 1))
+    return n_rows if c >= n_rows else c
+
+
+def prepare_rows(xp, up, chunk: int):
+    """Centred, zero-padded training rows for :func:`kernel_sums`: returns (x̄, xp − x̄, up, Σ(xp − x̄)²,
+    Σ(xp − x̄)·up), the rows padded with zeros to a multiple of ``chunk`` (padded rows have u = 0 and
+    contribute exactly nothing).
+
+    Centring (d = (x − x̄) − (P x_j − x̄) is unchanged) shrinks the terms of the expanded products
+    ‖d‖² = ‖x‖² + ‖X‖² − 2x·X and d·u = x·u − X·u, whose cancellation limits the accuracy when |α| is
+    large (λ = 1e-10 gives |α| ~ 1e8 on rMD17): the energy error against direct differences in extended
+    precision drops from ~2e-12 to ~1e-13 (relative) on ethanol M = 1000.
     """
-    import jax.numpy as jnp
+    import numpy as np
 
-    from .descriptor import vjp
+    xp = np.asarray(xp, dtype=np.float64)
+    up = np.asarray(up, dtype=np.float64)
+    xbar = xp.mean(axis=0)
+    xc = xp - xbar
+    pad = (-len(xc)) % chunk
+    if pad:
+        xc = np.concatenate([xc, np.zeros((pad, xc.shape[1]))])
+        up = np.concatenate([up, np.zeros((pad, up.shape[1]))])
+    return xbar, xc, up, np.sum(xc * xc, axis=1), np.sum(xc * up, axis=1)
+
+
+def _sums(x, xp, up, x2p, xup, sigma):
+    """Energy sums Σ (5/(3σ³))(σ + √5 r) e (d·u) (B,) and descriptor gradients g/s (B, D) over the
+    rows xp, up (R, D) for centred queries x (B, D); the sums over rows are GEMMs."""
+    import jax.numpy as jnp
 
     x2 = jnp.sum(x * x, axis=-1)
     r2 = x2[:, None] + x2p[None, :] - 2.0 * (x @ xp.T)
     r = jnp.sqrt(jnp.maximum(r2, 0.0))
     du = x @ up.T - xup[None, :]
     e = jnp.exp(-SQRT5 * r / sigma)
-    energy = const + std * jnp.sum((5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e * du, axis=-1)
-    w = (5.0 / (3.0 * sigma**4)) * e
-    c1 = 5.0 * w * du
-    c2 = w * (sigma**2 + SQRT5 * sigma * r)
+    # c2 = w (σ² + √5σr) with w = 5e/(3σ⁴) is also the energy weight: E-sum = Σ c2 (d·u)
+    c2 = (5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e
+    c1 = (25.0 / (3.0 * sigma**4)) * e * du  # 5 w (d·u)
+    energy = jnp.sum(c2 * du, axis=-1)
     g = x * jnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
+    return energy, g
+
+
+def kernel_sums(x, xp, up, x2p, xup, sigma, chunk: int | None = None):
+    """:func:`_sums` accumulated over chunks of ``chunk`` training rows (``lax.scan``; the row count
+    must be a multiple of ``chunk``, see :func:`prepare_rows`)."""
+    import jax
+    import jax.numpy as jnp
+
+    n_rows, d = xp.shape
+    if chunk is None or chunk >= n_rows:
+        return _sums(x, xp, up, x2p, xup, sigma)
+    k = n_rows // chunk
+    rows = (xp.reshape(k, chunk, d), up.reshape(k, chunk, d), x2p.reshape(k, chunk), xup.reshape(k, chunk))
+
+    def body(carry, blk):
+        en, g = _sums(x, *blk, sigma)
+        return (carry[0] + en, carry[1] + g), None
+
+    init = (jnp.zeros(x.shape[0], dtype=x.dtype), jnp.zeros_like(x))
+    (energy, g), _ = jax.lax.scan(body, init, rows)
+    return energy, g
+
+
+def batch_energy_forces(
+    x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n_atoms: int, chunk: int | None = None
+):
+    """Energies (B,) and forces (B, N, 3) for descriptors x (B, D), Jacobians c (B, D, 3).
+
+    xbar, xp, up, x2p, xup: training rows from :func:`prepare_rows` (centred on x̄, padded to a
+    multiple of ``chunk``). Units follow the model (eV, eV/Å for biomlff models).
+    """
+    from .descriptor import vjp
+
+    energy, g = kernel_sums(x - xbar, xp, up, x2p, xup, sigma, chunk)
     forces = vjp(c, std * g, a, b, n_atoms)
-    return energy, forces
+    return const + std * energy, forces
 
 
 def single_energy(x, xp, up, sigma, std, const):

@@ -79,7 +79,7 @@ def errors(e_ref, e_pred, f_ref, f_pred) -> dict:
     return out
 
 
-def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 64, progress: bool = False) -> dict:
+def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 128, progress: bool = False) -> dict:
     """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures."""
     if np.any(frames.z != model.z):
         raise DataError(
@@ -136,49 +136,39 @@ class TrainingSet:
         self.assembler = KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms)
         self._kv = None
 
-    def matvec_fn(self, sigma: float, chunk: int = 64):
-        """K·v (n,) → (n,) through the prediction path (K never stored)."""
+    def matvec_fn(self, sigma: float, chunk: int = 128):
+        """K·v (n,) → (n,) through the prediction path (K never stored); ``chunk`` training
+        geometries per compiled call."""
         import jax
 
         from .descriptor import vjp
-        from .predict import SQRT5
+        from .predict import kernel_sums, prepare_rows, row_chunk
 
         a, b, n_atoms, q = self.a, self.b, self.n_atoms, self.q
-        if self._kv is None:
-
-            def kv(xq, cq, xp, up, x2p, xup, sigma):
-                import jax.numpy as jnp
-
-                x2 = jnp.sum(xq * xq, axis=-1)
-                r = jnp.sqrt(jnp.maximum(x2[:, None] + x2p[None] - 2.0 * xq @ xp.T, 0.0))
-                du = xq @ up.T - xup[None]
-                w = (5.0 / (3.0 * sigma**4)) * jnp.exp(-SQRT5 * r / sigma)
-                c1 = 5.0 * w * du
-                c2 = w * (sigma**2 + SQRT5 * sigma * r)
-                g = xq * jnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
-                return -vjp(cq, g, a, b, n_atoms)
-
-            self._kv = jax.jit(kv)
-        kvj = self._kv
-        d = self.X.shape[1]
-        xp = self.X[:, q].reshape(-1, d)
-        x2p = np.sum(xp * xp, axis=1)
         X, C, m = self.X, self.C, self.m
         bs = min(chunk, m)
+        d = X.shape[1]
+        rchunk = row_chunk(m * len(q), bs)
+        if self._kv is None or self._kv[0] != (bs, rchunk):
+
+            def kv(xq, cq, xbar, xp, up, x2p, xup, sigma):
+                _, g = kernel_sums(xq - xbar, xp, up, x2p, xup, sigma, rchunk)
+                return -vjp(cq, g, a, b, n_atoms)
+
+            self._kv = ((bs, rchunk), jax.jit(kv))
+        kvj = self._kv[1]
+        xp = X[:, q].reshape(-1, d)
         pad = (-m) % bs
         Xpad = np.concatenate([X, X[:pad]]) if pad else X
         Cpad = np.concatenate([C, C[:pad]]) if pad else C
 
         def matvec(v):
             u = jvp(C, v.reshape(m, n_atoms, 3), a, b)  # (M, D)
-            up = u[:, q].reshape(-1, d)
-            xup = np.sum(xp * up, axis=1)
+            rows = prepare_rows(xp, u[:, q].reshape(-1, d), rchunk)
             out = np.empty((m + pad, n_atoms, 3))
             with jax.enable_x64(True):
                 for s in range(0, m + pad, bs):
-                    out[s : s + bs] = np.asarray(
-                        kvj(Xpad[s : s + bs], Cpad[s : s + bs], xp, up, x2p, xup, float(sigma))
-                    )
+                    out[s : s + bs] = np.asarray(kvj(Xpad[s : s + bs], Cpad[s : s + bs], *rows, float(sigma)))
             return out[:m].reshape(-1)
 
         return matvec
