@@ -1,21 +1,28 @@
-"""Host-side evaluation of an SO3LR :class:`~biomlff.potential.Potential` on structures (no ASE).
+"""Host-side, batched evaluation of SO3LR on many structures (no ASE).
 
-Pair lists come from :func:`biomlff.neighbors.build_pairs`, padded to capacity buckets; frames of one
-composition are evaluated in batches with ``jax.vmap`` over a common capacity. Compiled programs are
-shared between potentials with equal settings (the weights travel as arguments), so a dataset of one
-molecule compiles once per (batch size, capacity bucket). Units: positions Å, cell rows Å, energy eV,
-forces eV/Å, charges e, dipole e·Å.
+Structures of *any* composition are evaluated together: atoms are padded to a geometric sequence of
+atom-count buckets (padding atoms have species 0 and no pairs, see :func:`biomlff.so3lr.so3lr_terms`),
+pair lists (:func:`biomlff.neighbors.pair_indices`) to capacity buckets, and every batch to the same
+number of frames, so that a dataset of many molecule sizes compiles only a handful of programs
+(one per occurring (atom bucket, pair buckets) combination, shared through the settings-keyed cache
+below). Units: positions Å, cell rows Å, energy eV, forces eV/Å, charges e, dipole e·Å.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..neighbors import bucket, padded_pairs, pair_indices
 from ..potential import Pairs, Potential
+
+#: smallest atom-count bucket; buckets grow by ≈ √2 (rounded up to multiples of 32 above it)
+ATOM_BUCKET_MINIMUM = 16
+#: per-compilation trace counter (a test checks that mixed sizes compile only a few programs)
+TRACES = [0]
 
 
 def precision_context(precision: str):
@@ -27,19 +34,133 @@ def precision_context(precision: str):
     return contextlib.nullcontext()
 
 
+@dataclass(frozen=True)
+class System:
+    """One structure to evaluate: ``species`` (N,) atomic numbers, ``positions`` (N, 3) Å, total
+    ``charge`` (e), ``spin`` (multiplicity − 1), optional fragments (``frag_ids`` (N,), per-fragment
+    ``frag_charges`` in e) and ``cell`` (3, 3) Å rows or None (free space)."""
+
+    species: np.ndarray
+    positions: np.ndarray
+    charge: float = 0.0
+    spin: float = 0.0
+    frag_ids: np.ndarray | None = None
+    frag_charges: np.ndarray | None = None
+    cell: np.ndarray | None = None
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.species)
+
+
 @functools.cache
-def _kernel():
+def _kernel(config):
+    """jit(vmap(value_and_grad)) of SO3LR energy + outputs for one static config."""
     import jax
 
-    def one(efn, ofn, positions, pairs, cell):
-        (e, out), g = jax.value_and_grad(lambda x: (efn(x, pairs, cell), ofn(x, pairs, cell)), has_aux=True)(
-            positions
-        )
+    from .model import _EnergyFunction
+
+    efn = _EnergyFunction(config)
+    ofn = _EnergyFunction(config, outputs=True)
+
+    def one(params, species, charge, spin, ids, fch, positions, pairs, cell):
+        TRACES[0] += 1  # trace-time side effect: counts compilations
+        args = (params, species, charge, spin, ids, fch)
+
+        def f(x):
+            return efn(*args, x, pairs, cell), ofn(*args, x, pairs, cell)
+
+        (e, out), g = jax.value_and_grad(f, has_aux=True)(positions)
         return {**out, "forces": -g, "energy": e}
 
-    single = jax.jit(one)
-    batched = jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, None)))
-    return single, batched
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0)))
+
+
+def _system_pairs(neighbors, s: System) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {
+        name: pair_indices(s.positions, spec.cutoff, cell=s.cell, half=spec.half)
+        for name, spec in neighbors.items()
+    }
+
+
+def evaluate_systems(
+    systems: list[System],
+    config,
+    params,
+    *,
+    batch_size: int = 16,
+    progress=None,
+) -> list[dict]:
+    """Energy (eV), forces (eV/Å) and all SO3LR outputs for structures of any sizes.
+
+    ``config``: a :class:`biomlff.so3lr.SO3LRConfig`; all systems must be either free-space or
+    periodic (mixed lists are split by the caller). Systems are grouped by atom-count bucket and
+    evaluated ``batch_size`` at a time (the last batch of a group is padded with copies).
+    ``progress(n)`` is called after each batch with the number of real structures in it.
+    Returns one dict per system, in input order, with NumPy float64 arrays trimmed to its atoms."""
+    import jax
+
+    from ..errors import ConfigError
+    from .model import _fragment_arrays, neighbor_specs
+
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    if not systems:
+        return []
+    if len({s.cell is None for s in systems}) > 1:
+        raise ConfigError("evaluate_systems: mix of periodic and free-space structures; split them")
+    neighbors = neighbor_specs(config.lr_cutoff)
+    dtype = config.dtype
+    kernel = _kernel(config)
+    results: list[dict | None] = [None] * len(systems)
+    n_pad = [bucket(s.n_atoms, ATOM_BUCKET_MINIMUM) for s in systems]
+    order = sorted(range(len(systems)), key=lambda k: (n_pad[k], k))
+    groups: dict[int, list[int]] = {}
+    for k in order:
+        groups.setdefault(n_pad[k], []).append(k)
+    for npad, members in groups.items():
+        width = min(batch_size, 1 << (len(members) - 1).bit_length())  # 1, 2, 4, ... ≤ batch_size
+        for start in range(0, len(members), width):
+            chunk = members[start : start + width]
+            idx = chunk + [chunk[-1]] * (width - len(chunk))
+            lists = [_system_pairs(neighbors, systems[k]) for k in chunk]
+            caps = {name: bucket(max(len(li[name][0]) for li in lists)) for name in neighbors}
+            fr = [_fragment_arrays(_frag_arg(s), s.n_atoms, s.charge) for s in (systems[k] for k in chunk)]
+            n_frag = max(len(f[1]) for f in fr)
+            batch = []
+            for k, li, (ids, fch) in zip(chunk, lists, fr, strict=True):
+                s = systems[k]
+                n = s.n_atoms
+                species = np.zeros(npad, np.int32)
+                species[:n] = s.species
+                pos = np.zeros((npad, 3), dtype)
+                pos[:n] = s.positions
+                fid = np.zeros(npad, np.int32)
+                fid[:n] = ids
+                fq = np.zeros(n_frag)
+                fq[: len(fch)] = fch
+                pairs = {name: padded_pairs(*li[name], caps[name]) for name in neighbors}
+                cell = None if s.cell is None else np.asarray(s.cell, dtype)
+                batch.append((species, float(s.charge), float(s.spin), fid, fq, pos, pairs, cell))
+            batch += [batch[-1]] * (len(idx) - len(chunk))
+            stacked = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *batch)
+            with precision_context(config.precision):
+                out = kernel(params, *stacked)
+                out = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), out)
+            for b, k in enumerate(chunk):
+                n = systems[k].n_atoms
+                results[k] = jax.tree_util.tree_map(
+                    lambda a, b=b, n=n, m=npad: a[b][:n] if a.ndim >= 2 and a.shape[1] == m else a[b], out
+                )
+            if progress is not None:
+                progress(len(chunk))
+    return results  # type: ignore[return-value]
+
+
+def _frag_arg(s: System):
+    if s.frag_ids is None:
+        return None
+    return (s.frag_ids, s.frag_charges)
 
 
 def host_pairs(
@@ -54,37 +175,31 @@ def host_pairs(
     return out
 
 
+def _system_of(potential: Potential, positions, cell) -> System:
+    params, species, charge, spin, ids, fch = potential.energy_fn.args
+    return System(
+        species=np.asarray(species),
+        positions=np.asarray(positions, dtype=float),
+        charge=float(charge),
+        spin=float(spin),
+        frag_ids=np.asarray(ids),
+        frag_charges=np.asarray(fch),
+        cell=None if cell is None else np.asarray(cell, dtype=float),
+    )
+
+
 def evaluate(potential: Potential, positions, cell=None) -> dict:
-    """Energy (eV), forces (eV/Å) and all outputs of ``potential`` for one structure."""
+    """Energy (eV), forces (eV/Å) and all outputs of an SO3LR ``potential`` for one structure."""
     return evaluate_batch(potential, np.asarray(positions)[None], cell)[0]
 
 
 def evaluate_batch(potential: Potential, positions, cell=None) -> list[dict]:
-    """Evaluate frames (B, N, 3) Å of one composition (same cell or None) in one vmapped call.
+    """Evaluate frames (B, N, 3) Å of an SO3LR ``potential`` (same cell or None) in batches.
 
     Returns one dict per frame: ``energy``, ``forces``, ``energies``, ``energy_terms``, ``charges``,
     ``dipole``, ``hirshfeld_ratios`` (NumPy, float64)."""
-    import jax
-
     x = np.asarray(positions, dtype=float)
-    precision = potential.info.get("precision", "float32")
-    dtype = np.float64 if precision == "float64" else np.float32
-    lists = [host_pairs(potential, xi, cell) for xi in x]
-    caps = {k: max(p[k].capacity for p in lists) for k in potential.neighbors}
-    lists = [{k: _repad(p[k], caps[k]) for k in p} for p in lists]
-    pairs = jax.tree_util.tree_map(lambda *a: np.stack(a), *lists)
-    single, batched = _kernel()
-    c = None if cell is None else np.asarray(cell, dtype=dtype)
-    with precision_context(precision):
-        if len(x) == 1:
-            out = single(potential.energy_fn, potential.outputs_fn, x[0].astype(dtype), lists[0], c)
-            out = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], out)
-        else:
-            out = batched(potential.energy_fn, potential.outputs_fn, x.astype(dtype), pairs, c)
-        out = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), out)
-    return [jax.tree_util.tree_map(lambda a, k=k: a[k], out) for k in range(len(x))]
-
-
-def _repad(p: Pairs, capacity: int) -> Pairs:
-    n = int(p.mask.sum())
-    return padded_pairs(p.i[:n], p.j[:n], capacity)
+    systems = [_system_of(potential, xi, cell) for xi in x]
+    params = potential.energy_fn.args[0]
+    config = potential.energy_fn.func.config
+    return evaluate_systems(systems, config, params, batch_size=max(1, min(len(x), 16)))

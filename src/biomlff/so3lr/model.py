@@ -132,7 +132,13 @@ def so3lr_terms(
     cell = None if cell is None else jnp.asarray(cell, dtype)
     n = positions.shape[0]
     species = jnp.asarray(species, jnp.int32)
-    graph_ids = jnp.zeros((n,), jnp.int32)
+    # species 0 marks padding atoms (used by batched evaluation to share compiled shapes between
+    # structures of different sizes): they carry no pairs, form their own neutral graph for the
+    # charge/spin embeddings and get zero energy, charge and Hirshfeld ratio. With no padding the
+    # result is unchanged (the extra graph is empty).
+    real = species > 0
+    graph_ids = jnp.where(real, 0, 1).astype(jnp.int32)
+    zero = jnp.zeros((1,), dtype)
 
     # ---- short range: SO3krates + ZBL
     sr = pairs["sr"]
@@ -150,14 +156,14 @@ def so3lr_terms(
     x = network.features(
         params,
         species,
-        jnp.reshape(jnp.asarray(charge, dtype), (1,)),
-        jnp.reshape(jnp.asarray(spin, dtype), (1,)),
+        jnp.concatenate([jnp.reshape(jnp.asarray(charge, dtype), (1,)), zero]),
+        jnp.concatenate([jnp.reshape(jnp.asarray(spin, dtype), (1,)), zero]),
         graph_ids,
-        1,
+        2,
         geom,
         dtype,
     )
-    e_nn = network.atomic_energy(params, x, species, dtype)
+    e_nn = jnp.where(real, network.atomic_energy(params, x, species, dtype), 0.0)
     zbl_pair = physics.zbl_pair_energy(
         r, species[sr.i], species[sr.j], params["observables_0"]["zbl_repulsion"], dtype
     )
@@ -170,18 +176,22 @@ def so3lr_terms(
     # ---- partial charges (charge conserved per fragment) and Hirshfeld ratios
     q_raw = network.raw_partial_charges(params, x, species, dtype)
     n_frag = frag_charges.shape[0]
+    q_raw = jnp.where(real, q_raw, 0.0)
     q_sum = jax.ops.segment_sum(q_raw, frag_ids, num_segments=n_frag)
-    n_in = jax.ops.segment_sum(jnp.ones_like(q_raw), frag_ids, num_segments=n_frag)
-    q = q_raw + ((jnp.asarray(frag_charges, dtype) - q_sum) / n_in)[frag_ids]
-    h = network.hirshfeld_ratios(params, x, species, dtype)
+    n_in = jax.ops.segment_sum(real.astype(dtype), frag_ids, num_segments=n_frag)
+    # max(n, 1): an empty (padding) fragment must not put 0/0 into the gradient
+    shift = (jnp.asarray(frag_charges, dtype) - q_sum) / jnp.maximum(n_in, 1.0)
+    q = jnp.where(real, q_raw + shift[frag_ids], 0.0)
+    h = jnp.where(real, network.hirshfeld_ratios(params, x, species, dtype), 0.0)
 
     # ---- long range: electrostatics + dispersion, each unordered pair once, split ½/½ per atom
     lr = pairs["lr"]
     _, r_lr, mask_lr = _pair_geometry(positions, lr, cell)
     e_el = physics.electrostatic_pair_energy(r_lr, q[lr.i], q[lr.j], config.lr_cutoff)
     alpha0, c60 = physics.free_atom_table()
-    alpha = jnp.asarray(alpha0, dtype)[species] * h
-    c6 = jnp.asarray(c60, dtype)[species] * h * h
+    z_table = jnp.where(real, species, 1)  # the Z = 0 row of the tables is NaN (padding atoms)
+    alpha = jnp.asarray(alpha0, dtype)[z_table] * h
+    c6 = jnp.asarray(c60, dtype)[z_table] * h * h
     e_disp = physics.dispersion_pair_energy(
         r_lr, alpha[lr.i], alpha[lr.j], c6[lr.i], c6[lr.j], config.lr_cutoff, config.dispersion_damping
     )
@@ -259,6 +269,12 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
+def neighbor_specs(lr_cutoff: float | None) -> dict[str, NeighborSpec]:
+    """The pair lists SO3LR needs: ``"sr"`` (4.5 Å) and ``"lr"`` (``lr_cutoff`` Å, None = all pairs),
+    each unordered pair once."""
+    return {"sr": NeighborSpec(physics.SR_CUTOFF, half=True), "lr": NeighborSpec(lr_cutoff, half=True)}
+
+
 def so3lr_potential(
     atomic_numbers,
     *,
@@ -325,7 +341,7 @@ def so3lr_potential(
     )
     energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
     outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
-    neighbors = {"sr": NeighborSpec(physics.SR_CUTOFF, half=True), "lr": NeighborSpec(lr_cutoff, half=True)}
+    neighbors = neighbor_specs(lr_cutoff)
     info = {
         "charge": float(charge),
         "multiplicity": int(multiplicity),

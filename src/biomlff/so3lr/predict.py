@@ -1,7 +1,7 @@
 """Batched SO3LR predictions for a dataset, with error metrics against its labels.
 
-Frames are grouped into runs of identical composition, charge, multiplicity and cell, and each run is
-evaluated in batches (``jax.vmap`` over frames, common pair-list capacity). Units: eV, Å, e.
+Frames of any composition, charge, multiplicity and cell are evaluated in batches (``jax.vmap`` over
+frames padded to atom-count and pair-capacity buckets). Units: eV, Å, e.
 """
 
 from __future__ import annotations
@@ -10,19 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .model import TERMS, so3lr_potential
-
-
-def _frame_key(frame: dict) -> tuple:
-    cell = frame.get("cell")
-    pbc = frame.get("pbc")
-    periodic = pbc is not None and bool(np.any(pbc))
-    return (
-        tuple(int(z) for z in frame["atomic_numbers"]),
-        float(frame.get("charge", 0.0) if frame.get("charge") is not None else 0.0),
-        int(frame.get("multiplicity", 1) if frame.get("multiplicity") is not None else 1),
-        tuple(np.round(np.asarray(cell, float).ravel(), 10)) if periodic else None,
-    )
+from .model import TERMS
 
 
 def predict_dataset(
@@ -35,51 +23,59 @@ def predict_dataset(
     params=None,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset`.
+    """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset` (any mix of molecules).
 
     ``lr_cutoff="auto"``: no cutoff (all pairs) for free-space frames, 12 Å for periodic ones.
-    Returns one dict per frame (energy eV, forces eV/Å, energies, energy_terms, charges e,
-    dipole e·Å, hirshfeld_ratios). ``progress(n)`` is called after each batch of n frames."""
+    Frames of different sizes share compiled programs through atom-count buckets (see
+    :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy eV,
+    forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)`` is
+    called after each batch of n frames."""
     from ..errors import ConfigError
-    from .evaluate import evaluate_batch
+    from .evaluate import System, evaluate_systems
+    from .model import SO3LRConfig, check_cell, check_elements
     from .weights import load_params
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    if lr_cutoff is not None and lr_cutoff != "auto" and float(lr_cutoff) <= 0:
+        raise ConfigError(f"lr_cutoff must be positive, None or 'auto', got {lr_cutoff}")
+    if not (0 < float(dispersion_damping)):
+        raise ConfigError(f"dispersion_damping must be positive (Å), got {dispersion_damping}")
     params = load_params() if params is None else params
-    results: list[dict | None] = [None] * len(ds)
-    frames = [ds.frame(i) for i in range(len(ds))]
-    keys = [_frame_key(f) for f in frames]
-    start = 0
-    pots: dict = {}
-    while start < len(frames):
-        stop = start
-        while stop < len(frames) and keys[stop] == keys[start] and stop - start < batch_size:
-            stop += 1
-        z, charge, mult, cellkey = keys[start]
-        cell = None if cellkey is None else np.asarray(cellkey, float).reshape(3, 3)
-        lr = (12.0 if cell is not None else None) if lr_cutoff == "auto" else lr_cutoff
-        pk = (z, charge, mult, lr)
-        if pk not in pots:
-            pots[pk] = so3lr_potential(
-                np.asarray(z),
-                charge=charge,
-                multiplicity=mult,
-                lr_cutoff=lr,
-                dispersion_damping=dispersion_damping,
-                precision=precision,
-                params=params,
-            )
+    groups: dict[tuple, list[tuple[int, System]]] = {}
+    for k in range(len(ds)):
+        f = ds.frame(k)
+        pbc = f.get("pbc")
+        periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
+        cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
+        lr = (12.0 if periodic else None) if lr_cutoff == "auto" else lr_cutoff
+        lr = None if lr is None else float(lr)
         if cell is not None:
-            from .model import check_cell
-
             check_cell(cell, lr)
-        x = np.stack([frames[i]["positions"] for i in range(start, stop)])
-        for k, out in enumerate(evaluate_batch(pots[pk], x, cell)):
-            results[start + k] = out
-        if progress is not None:
-            progress(stop - start)
-        start = stop
+        if lr is not None and float(dispersion_damping) >= lr:
+            raise ConfigError(f"dispersion_damping {dispersion_damping} Å must be below lr_cutoff {lr} Å")
+        charge = f.get("charge")
+        mult = f.get("multiplicity")
+        config = SO3LRConfig(
+            lr_cutoff=lr,
+            dispersion_damping=None if lr is None else float(dispersion_damping),
+            precision=precision,
+        )
+        system = System(
+            species=check_elements(f["atomic_numbers"]),
+            positions=np.asarray(f["positions"], float),
+            charge=0.0 if charge is None else float(charge),
+            spin=0.0 if mult is None else float(int(mult) - 1),
+            cell=cell,
+        )
+        groups.setdefault((config, periodic), []).append((k, system))
+    results: list[dict | None] = [None] * len(ds)
+    for (config, _), members in groups.items():
+        out = evaluate_systems(
+            [s for _, s in members], config, params, batch_size=batch_size, progress=progress
+        )
+        for (k, _), o in zip(members, out, strict=True):
+            results[k] = o
     return results  # type: ignore[return-value]
 
 
