@@ -301,7 +301,9 @@ def _env() -> dict:
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         JAX_PLATFORMS="cpu",
-        PYTHONPATH=str(Path(__file__).parent),
+        # this checkout's benchmarks/ and src/ (a copy of the repository benchmarks its own code)
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT / "src")]),
+        BIOMLFF_SHARED=str(SHARED),
         # one thread for XLA too (sgdml runs on one core with OMP_NUM_THREADS=1)
         XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
     )
