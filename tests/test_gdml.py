@@ -406,14 +406,67 @@ def _save_raw(path, arrays):
     return path
 
 
+def _rigid_projector(R):
+    """Projector onto the displacements orthogonal to translations and rotations of geometry R."""
+    n = len(R)
+    rc = R - R.mean(axis=0)
+    modes = [np.tile(e, n) for e in np.eye(3)] + [np.cross(e, rc).ravel() for e in np.eye(3)]
+    q, _ = np.linalg.qr(np.array(modes).T)
+    return np.eye(3 * n) - q @ q.T
+
+
 def test_alphas_reproduce_training_forces(small_model, ethanol):
-    """In-sample, prediction = s·K a = s·(y − λa): the prediction path reproduces the solve."""
+    """In-sample, prediction = s·K a = s·(y_int − λa): the prediction path reproduces the solve.
+    y_int = training forces without their rigid-body part (net force and torque, which the
+    descriptor cannot represent; the reduced closed form leaves it out of a)."""
     idx = np.arange(0, 400, 10)
     _, f = small_model.predict(ethanol[0].R[idx])
     a = -small_model.alphas
-    expected = ethanol[0].F[idx] - small_model.std * small_model.lam * a
+    f_int = np.array(
+        [
+            (_rigid_projector(r) @ fr.ravel()).reshape(-1, 3)
+            for r, fr in zip(ethanol[0].R[idx], ethanol[0].F[idx], strict=True)
+        ]
+    )
+    expected = f_int - small_model.std * small_model.lam * a
     assert np.max(np.abs(f - expected)) < 1e-6
     assert np.max(np.abs(f - ethanol[0].F[idx])) < 0.01  # ≈ interpolation (λ small)
+    # the reduced solution has no rigid-body components
+    for r, ai in zip(ethanol[0].R[idx[:5]], a[:5], strict=True):
+        assert np.linalg.norm(ai.ravel() - _rigid_projector(r) @ ai.ravel()) < 1e-12 * np.linalg.norm(ai)
+
+
+def test_reduced_closed_form_equals_the_full_one(ethanol, ethanol_perms):
+    """The kernel in coordinates orthogonal to rigid motions is Qᵀ K Q, and the reduced solve gives
+    the predictions of the full 3NM closed form."""
+    from biomlff.gdml import TrainConfig, train
+    from biomlff.gdml.kernel import internal_basis
+    from biomlff.gdml.train import TrainingSet
+
+    frames, test = ethanol
+    ts = TrainingSet(frames.subset(np.arange(7)), ethanol_perms)
+    K = ts.assembler.full(9.0)
+    red = ts.reduced_assembler()
+    Kr = red.full(9.0)
+    q = internal_basis(frames.R[:7])
+    assert q.shape == (7, 27, 21)
+    for i in range(7):  # Q_i spans the complement of the rigid modes of geometry i
+        assert np.allclose(q[i] @ q[i].T, _rigid_projector(frames.R[i]), atol=1e-12)
+    Q = np.zeros((7 * 27, 7 * 21))
+    for i in range(7):
+        Q[27 * i : 27 * (i + 1), 21 * i : 21 * (i + 1)] = q[i]
+    assert np.allclose(Kr, Q.T @ K @ Q, rtol=0, atol=1e-12 * np.abs(K).max())
+    assert np.allclose(K @ (np.eye(7 * 27) - Q @ Q.T), 0.0, atol=1e-9 * np.abs(K).max())  # rigid = null
+    common = dict(
+        n_train=40, sigmas=[10.0], perms=ethanol_perms, solver="closed", idx_train=np.arange(0, 400, 10)
+    )
+    m_red, rep_red = train(frames, TrainConfig(**common))
+    m_full, rep_full = train(frames, TrainConfig(reduce=False, **common))
+    assert rep_red.solver_stats["closed_n"] == 40 * 21 and rep_full.solver_stats["closed_n"] == 40 * 27
+    e1, f1 = m_red.predict(test.R[:20])
+    e2, f2 = m_full.predict(test.R[:20])
+    assert np.max(np.abs(f1 - f2)) < 1e-7 * np.max(np.abs(f2))
+    assert np.max(np.abs(e1 - e2)) < 1e-6  # eV (both integration constants included)
 
 
 # ------------------------------------------------------------------ bad input

@@ -88,6 +88,13 @@ def register(sub) -> None:
     )
     t.add_argument("--lam", type=float, default=1e-10, help="ridge λ (default 1e-10)")
     t.add_argument(
+        "--no-reduce",
+        dest="reduce",
+        action="store_false",
+        help="closed form on all 3NM force components (default: the M(3N-6) components orthogonal "
+        "to rigid-body motions, same predictions, faster)",
+    )
+    t.add_argument(
         "--n-inducing",
         type=int,
         default=None,
@@ -229,6 +236,7 @@ def _train(args) -> int:
         perms=perms,
         solver=args.solver,
         lam=args.lam,
+        reduce=args.reduce,
         max_memory_gb=args.max_memory,
         seed=args.seed,
         use_E=not args.no_e,

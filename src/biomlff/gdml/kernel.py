@@ -145,6 +145,36 @@ def _tile_sparse(xi, ci, xj, cj, sigma, q, a, b, n_atoms, flat_idx, sign, qinv):
     return k1.reshape(ti * n3, tj * n3) - k2.reshape(ti * n3, tj * n3)
 
 
+def internal_basis(R: np.ndarray) -> np.ndarray | None:
+    """Orthonormal bases Q (M, 3N, 3N − 6) of the displacements orthogonal to the rigid-body modes
+    (3 translations, 3 rotations about the centroid) of each geometry R (M, N, 3) in Å, or None if
+    some geometry is linear (fewer than 6 independent rigid modes) or N < 3.
+
+    The descriptor (all inverse distances) is invariant under rigid motions, so these modes span the
+    null space of every Jacobian J_i and of K: K = blockdiag(Q) K̃ blockdiag(Q)ᵀ with the reduced
+    kernel K̃_ij = Σ_π (J_i Q_i)ᵀ [−H] P_π (J_j Q_j) of size M(3N − 6). Solving in the reduced space
+    gives the same J·a (hence the same predictions) as the full closed form: the full solution only
+    adds y_null/λ along modes that J annihilates.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    m, n, _ = R.shape
+    if n < 3:
+        return None
+    rc = R - R.mean(axis=1, keepdims=True)
+    modes = np.zeros((m, 3 * n, 6))
+    for k in range(3):
+        e = np.zeros(3)
+        e[k] = 1.0
+        modes[:, :, k] = np.tile(e, n)
+        modes[:, :, 3 + k] = np.cross(e, rc).reshape(m, -1)
+    # rank check: a linear geometry has only two independent rotations
+    sv = np.linalg.svd(modes, compute_uv=False)
+    if np.any(sv[:, -1] < 1e-8 * sv[:, 0]):
+        return None
+    q, _ = np.linalg.qr(modes, mode="complete")
+    return np.ascontiguousarray(q[:, :, 6:])
+
+
 class KernelAssembler:
     """Kernel blocks of a training set (descriptors, Jacobians, symmetries) for one or more σ.
 
@@ -152,18 +182,33 @@ class KernelAssembler:
     pair list a, b; tile: blocks per tile side (jit shape).
     """
 
-    def __init__(self, X, C, q, a, b, n_atoms: int, tile: int | None = None, sparse: bool | None = None):
+    def __init__(
+        self,
+        X,
+        C,
+        q,
+        a,
+        b,
+        n_atoms: int,
+        tile: int | None = None,
+        sparse: bool | None = None,
+        basis: np.ndarray | None = None,
+    ):
         self.X = np.asarray(X, dtype=np.float64)
         self.C = np.asarray(C, dtype=np.float64)
         self.q = np.asarray(q)
         self.a, self.b = np.asarray(a), np.asarray(b)
         self.n_atoms = n_atoms
         self.m = self.X.shape[0]
-        self.n3 = 3 * n_atoms
+        # basis (M, 3N, k): blocks in reduced coordinates Q_iᵀ K_ij Q_j (see internal_basis)
+        self.basis = None if basis is None else np.asarray(basis, dtype=np.float64)
+        self.n3 = 3 * n_atoms if basis is None else self.basis.shape[2]
         p, d = self.q.shape
         # dense Jacobian products are faster for small molecules (GEMM-friendly), the sparse
         # scatter formula for larger ones (its cost does not grow with N² per descriptor entry)
         self.sparse = (n_atoms > 60) if sparse is None else bool(sparse)
+        if self.sparse and self.basis is not None:
+            raise ValueError("the reduced (basis) kernel is only implemented for the dense block formula")
         if tile is None:
             # keep the tile intermediates around ≤ 64 MB
             per = p * d * (36 * 8 if self.sparse else self.n3 * 8 * 2) + 2 * self.n3**2 * 8
@@ -187,9 +232,12 @@ class KernelAssembler:
                 self._fn = jax.jit(fn_sparse)
                 return self._fn
 
-            def fn(xi, ci, xj, cj, sigma):
+            def fn(xi, ci, xj, cj, sigma, qi=None, qj=None):
                 ji = jacobian_dense(ci, a, b, n)
                 jj = jacobian_dense(cj, a, b, n)
+                if qi is not None:  # reduced coordinates: J Q (D × k)
+                    ji = ji @ qi
+                    jj = jj @ qj
                 xpj = xj[:, q]  # (Tj, P, D)
                 pjj = jj[:, q, :]  # (Tj, P, D, 3N)
                 return _tile(xi, ji, xpj, pjj, sigma)
@@ -211,13 +259,17 @@ class KernelAssembler:
         """Dense K[rows-blocks, cols-blocks] for geometry index arrays of length ``tile``."""
         import jax
 
+        extra = () if self.basis is None else (self.basis[rows], self.basis[cols])
         with jax.enable_x64(True):
-            out = self._compiled()(self.X[rows], self.C[rows], self.X[cols], self.C[cols], float(sigma))
+            out = self._compiled()(
+                self.X[rows], self.C[rows], self.X[cols], self.C[cols], float(sigma), *extra
+            )
             return np.asarray(out)
 
     def full(self, sigma: float, out: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
-        """The full (3NM, 3NM) kernel matrix (Fortran order, float64) for ``sigma``; each tile pair
-        (i ≥ j) computed once and mirrored. ``out`` is reused (overwritten) if given."""
+        """The full (3NM, 3NM) kernel matrix (Fortran order, float64) for ``sigma`` — (kM, kM) in
+        reduced coordinates when a basis is set; each tile pair (i ≥ j) computed once and mirrored.
+        ``out`` is reused (overwritten) if given."""
         n = self.m * self.n3
         if out is None:
             out = np.empty((n, n), dtype=np.float64, order="F")
@@ -243,6 +295,8 @@ class KernelAssembler:
     def rows(self, sel: np.ndarray, sigma: float, progress: bool = False) -> np.ndarray:
         """Rows K[sel, :] (len(sel), 3NM) for flat component indices ``sel`` (= columns, K is
         symmetric). Computes only the block rows of the geometries that ``sel`` touches."""
+        if self.basis is not None:
+            raise ValueError("rows() of the reduced kernel are not implemented")
         sel = np.asarray(sel)
         geo = np.unique(sel // self.n3)
         pos = {g: k for k, g in enumerate(geo)}

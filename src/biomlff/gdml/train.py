@@ -19,7 +19,7 @@ from .. import units
 from ..errors import ConfigError, DataError
 from .data import Frames, check_frames
 from .descriptor import descriptor_and_jacobian, jvp, pair_list
-from .kernel import KernelAssembler
+from .kernel import KernelAssembler, internal_basis
 from .model import GDMLModel
 from .perms import check_group, descriptor_perms, find_perms, identity, sort_group
 from .solvers import GiB, check_memory, closed_form_bytes, default_max_memory_gb, solve_cg, solve_closed
@@ -51,6 +51,9 @@ class TrainConfig:
     idx_valid: np.ndarray | None = None
     progress: bool = False
     sym_max_geometries: int = 1000
+    #: closed form in the coordinates orthogonal to the rigid-body modes (M(3N − 6) unknowns instead
+    #: of 3NM: same predictions, Cholesky ((3N − 6)/3N)³ cheaper); False = the full 3NM system
+    reduce: bool = True
 
 
 @dataclass
@@ -135,6 +138,25 @@ class TrainingSet:
         self.y = frames.F.reshape(-1) / self.std
         self.assembler = KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms)
         self._kv = None
+        self._reduced: KernelAssembler | None | bool = False
+
+    def reduced_assembler(self) -> KernelAssembler | None:
+        """Assembler of the kernel in coordinates orthogonal to the rigid-body modes
+        (:func:`biomlff.gdml.kernel.internal_basis`), or None where that does not apply (linear
+        geometries, the sparse block formula of large molecules)."""
+        if self._reduced is False:
+            basis = None if self.assembler.sparse else internal_basis(self.frames.R)
+            self._reduced = (
+                None
+                if basis is None
+                else KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms, basis=basis)
+            )
+        return self._reduced
+
+    def closed_size(self, reduce: bool) -> int:
+        """Order of the closed-form system (reduced if ``reduce`` and applicable)."""
+        red = self.reduced_assembler() if reduce else None
+        return self.n if red is None else red.m * red.n3
 
     def matvec_fn(self, sigma: float, chunk: int = 128):
         """K·v (n,) → (n,) through the prediction path (K never stored); ``chunk`` training
@@ -223,11 +245,20 @@ def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kb
     """Train for one σ. Returns (solution a, stats, kernel buffer for reuse)."""
     stats: dict = {"sigma": sigma, "solver": solver}
     if solver == "closed":
+        red = ts.reduced_assembler() if cfg.reduce else None
         t0 = time.perf_counter()
-        kbuf = ts.assembler.full(sigma, out=kbuf, progress=cfg.progress)
+        kbuf = (red or ts.assembler).full(sigma, out=kbuf, progress=cfg.progress)
         stats["assembly_s"] = time.perf_counter() - t0
-        sol, st = solve_closed(kbuf, ts.y.copy(), cfg.lam)
+        if red is None:
+            sol, st = solve_closed(kbuf, ts.y.copy(), cfg.lam)
+        else:
+            # y' = Qᵀ y per geometry; a = Q a' (no components along the rigid-body modes)
+            qb = red.basis
+            y_red = np.einsum("mik,mi->mk", qb, ts.y.reshape(ts.m, -1)).reshape(-1)
+            sol_red, st = solve_closed(kbuf, y_red, cfg.lam)
+            sol = np.einsum("mik,mk->mi", qb, sol_red.reshape(ts.m, -1)).reshape(-1)
         stats.update(st)
+        stats["closed_n"] = kbuf.shape[0]
         return sol, stats, kbuf
     matvec = ts.matvec_fn(sigma)
     rows_fn = lambda cols: ts.assembler.rows(cols, sigma, progress=cfg.progress)
@@ -371,8 +402,9 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
 
     ts = TrainingSet(train_frames, perms)
     max_mem = cfg.max_memory_gb if cfg.max_memory_gb is not None else default_max_memory_gb()
-    solver = check_memory(ts.n, max_mem, cfg.solver)
-    log.info("solver: %s (closed form would need %.2f GiB)", solver, closed_form_bytes(ts.n) / GiB)
+    n_closed = ts.closed_size(cfg.reduce) if cfg.solver != "cg" else ts.n
+    solver = check_memory(n_closed, max_mem, cfg.solver)
+    log.info("solver: %s (closed form would need %.2f GiB)", solver, closed_form_bytes(n_closed) / GiB)
 
     best = None
     kbuf = None
@@ -436,6 +468,7 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
                 "n_inducing_cols",
                 "inducing_pts_idxs",
                 "diag_shift",
+                "closed_n",
                 "restarts",
             )
         },
