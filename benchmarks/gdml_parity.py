@@ -73,7 +73,7 @@ def _maxrss_gb() -> float:
 
 # ------------------------------------------------------------------ workers (run in subprocesses)
 def worker_biomlff(
-    mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+    mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto", ecstr: bool = False
 ) -> dict:
     import numpy as np
 
@@ -94,6 +94,7 @@ def worker_biomlff(
             idx_train=_indices(m),
             solver=solver,
             max_memory_gb=max_memory,
+            energy_constraints=ecstr,
         ),
     )
     t_train = time.perf_counter() - t0
@@ -118,7 +119,9 @@ def worker_biomlff(
     }
 
 
-def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto") -> dict:
+def worker_sgdml(
+    mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto", ecstr: bool = False
+) -> dict:
     import hashlib
     import logging
 
@@ -151,7 +154,7 @@ def worker_sgdml(mol: str, m: int, sym: bool, sigma: float, max_memory: float, s
     valid_ds = ds(te, np.arange(10), f"{mol}-valid")
     t0 = time.perf_counter()
     gdml = GDMLTrain(max_memory=max_memory, max_processes=1, use_torch=False)
-    task = gdml.create_task(train_ds, m, valid_ds, 1, sig=sigma, use_sym=sym, use_E=True, use_E_cstr=False)
+    task = gdml.create_task(train_ds, m, valid_ds, 1, sig=sigma, use_sym=sym, use_E=True, use_E_cstr=ecstr)
     model = gdml.train(task)
     t_train = time.perf_counter() - t0
     assert sorted(task["idxs_train"].tolist()) == list(range(m))  # the same M geometries as biomlff
@@ -320,7 +323,14 @@ def _subprocess(py: str, call: str) -> dict:
 
 # ------------------------------------------------------------------ driver
 def run_case(
-    impl: str, mol: str, m: int, sym: bool, sigma: float, max_memory: float, solver: str = "auto"
+    impl: str,
+    mol: str,
+    m: int,
+    sym: bool,
+    sigma: float,
+    max_memory: float,
+    solver: str = "auto",
+    ecstr: bool = False,
 ) -> dict:
     py = sys.executable if impl == "biomlff" else str(SGDML_PY)
     if impl == "sgdml" and not SGDML_PY.exists():
@@ -331,7 +341,7 @@ def run_case(
         "-c",
         (
             f"import json, gdml_parity as g; print('RESULT', json.dumps(g.worker_{impl}("
-            f"{mol!r}, {m}, {sym}, {sigma}, {max_memory}, {solver!r})))"
+            f"{mol!r}, {m}, {sym}, {sigma}, {max_memory}, {solver!r}, {ecstr})))"
         ),
     ]
     t0 = time.perf_counter()
@@ -346,6 +356,7 @@ def run_case(
             "sigma": sigma,
             "error": proc.stderr[-2000:],
             "req_solver": solver,
+            "ecstr": ecstr,
             "returncode": proc.returncode,
             "wall_s": wall,
         }
@@ -358,6 +369,7 @@ def run_case(
         "sigma": sigma,
         "wall_s": wall,
         "req_solver": solver,
+        "ecstr": ecstr,
         **json.loads(line[len("RESULT ") :]),
     }
 
@@ -376,9 +388,12 @@ def table(rows: list[dict]) -> str:
     ]
     cases = {}
     for r in rows:
-        cases.setdefault((r["mol"], r["m"], r["sym"], r.get("req_solver", "auto")), {})[r["impl"]] = r
-    for (mol, m, sym, req), d in cases.items():
+        key = (r["mol"], r["m"], r["sym"], r.get("req_solver", "auto"), bool(r.get("ecstr")))
+        cases.setdefault(key, {})[r["impl"]] = r
+    for (mol, m, sym, req, ecstr), d in cases.items():
         name = f"{mol} M={m} {'sGDML' if sym else 'GDML'} σ={next(iter(d.values()))['sigma']:g}"
+        if ecstr:
+            name += " E-cstr"
         if req != "auto":
             name += f" (biomlff {req})"
         for impl in ("biomlff", "sgdml"):
@@ -411,7 +426,8 @@ def main(argv=None) -> int:
         "--cases",
         nargs="+",
         default=["ethanol:200:sym", "ethanol:200:nosym"],
-        help="MOL:M:sym|nosym[:SOLVER] (SOLVER = biomlff's solver: auto, closed, cg)",
+        help="MOL:M:sym|nosym[:SOLVER[:ecstr]] (SOLVER = biomlff's solver: auto, closed, cg; "
+        "ecstr = energy constraints in both packages)",
     )
     ap.add_argument("--impl", nargs="+", default=["biomlff", "sgdml"])
     ap.add_argument("--max-memory", type=float, default=8.0, help="biomlff memory budget (GiB)")
@@ -481,6 +497,7 @@ def main(argv=None) -> int:
         for case in args.cases:
             mol, m, sym, *rest = case.split(":")
             solver = rest[0] if rest else "auto"
+            ecstr = len(rest) > 1 and rest[1] == "ecstr"
             sym_b = sym == "sym"
             for impl in args.impl:
                 r = run_case(
@@ -491,6 +508,7 @@ def main(argv=None) -> int:
                     SIGMA[(mol, sym_b)],
                     args.max_memory if impl == "biomlff" else args.sgdml_max_memory,
                     solver if impl == "biomlff" else "auto",
+                    ecstr,
                 )
                 print(json.dumps({k: v for k, v in r.items() if k != "f_pred_head"}), flush=True)
                 with open(args.out, "a") as fh:

@@ -360,6 +360,8 @@ def _sgdml_reference_predict(arrays, R):
         return np.tile(mat, p)[:, lin].reshape(m, p, -1, order="F").reshape(m * p, -1)
 
     xs, us = perm_rows(np.asarray(arrays["R_desc"]).T), perm_rows(np.asarray(arrays["R_d_desc_alpha"]))
+    # energy constraints: α_E of training point j on all its P rows (rows are point-major)
+    ae = np.repeat(np.asarray(arrays["alphas_E"]), p) if "alphas_E" in arrays else np.zeros(m * p)
     energies, forces = [], []
     for r in R:
         diff = r[a] - r[b]
@@ -370,8 +372,10 @@ def _sgdml_reference_predict(arrays, R):
         e = np.exp(-rn / sig)
         du = np.sum(d * us, axis=1)
         g = (5.0 / (3.0 * sig**4)) * e
-        gvec = (5.0 * g * du) @ d - (g * sig * (sig + rn)) @ us
-        en = np.sum((5.0 / (3.0 * sig**3)) * (sig + rn) * e * du)
+        c2 = (5.0 / (3.0 * sig**3)) * (sig + rn) * e
+        kappa = (1.0 + rn / sig + rn**2 / (3.0 * sig**2)) * e  # Matérn-5/2 with rn = √5 r
+        gvec = (5.0 * g * du + ae * c2) @ d - (g * sig * (sig + rn)) @ us
+        en = np.sum(c2 * du) + np.sum(ae * kappa)
         f = np.zeros((n, 3))
         np.add.at(f, b, gvec[:, None] * jac)
         np.add.at(f, a, -gvec[:, None] * jac)
@@ -397,6 +401,128 @@ def test_sgdml_format_matches_the_reference_formula(small_model, ethanol, tmp_pa
     arrays_ev = dict(arrays, e_unit="eV", c=float(arrays["c"]) * KCAL, std=float(arrays["std"]) * KCAL)
     e2, f2 = GDMLModel.load(_save_raw(tmp_path / "ev.npz", arrays_ev)).predict(pos)
     assert np.max(np.abs(e2 - e)) < 1e-9 * np.max(np.abs(e)) and np.max(np.abs(f2 - f)) < 1e-9
+
+
+@pytest.fixture(scope="module")
+def ecstr_model(ethanol, ethanol_perms):
+    from biomlff.gdml import TrainConfig, train
+
+    model, rep = train(
+        ethanol[0],
+        TrainConfig(
+            n_train=30,
+            sigmas=[10.0],
+            perms=ethanol_perms,
+            solver="closed",
+            idx_train=np.arange(0, 300, 10),
+            energy_constraints=True,
+        ),
+    )
+    return model, rep
+
+
+def test_energy_constraints_solve_and_consistency(ecstr_model, ethanol):
+    """Energy-constrained training (spec §3): in-sample, the prediction path reproduces the joint
+    solve for energies and forces (E = E_ref − s λ a_E, F = F_int − s λ a_F), c = mean training
+    energy, the training energies are fitted better than by the integration constant alone, and
+    F = −∇E (autodiff of the energy function, finite differences)."""
+    import jax
+    import jax.numpy as jnp
+
+    from biomlff.gdml import TrainConfig, train
+    from biomlff.potential import energy_and_forces
+
+    model, rep = ecstr_model
+    frames = ethanol[0]
+    idx = np.arange(0, 300, 10)
+    assert rep.solver_stats["closed_n"] == 30 * 21 + 30 and model.alphas_E.shape == (30,)
+    assert np.isclose(model.c, np.mean(frames.E[idx]))
+    lab = np.concatenate([frames.F[idx].ravel(), frames.E[idx] - np.mean(frames.E[idx])])
+    assert np.isclose(model.std, np.std(lab))
+    e, f = model.predict(frames.R[idx])
+    assert np.max(np.abs(e - (frames.E[idx] - model.std * model.lam * model.alphas_E))) < 1e-6
+    f_int = np.array(
+        [
+            (_rigid_projector(r) @ fr.ravel()).reshape(-1, 3)
+            for r, fr in zip(frames.R[idx], frames.F[idx], strict=True)
+        ]
+    )
+    assert np.max(np.abs(f - (f_int + model.std * model.lam * model.alphas))) < 1e-6
+    plain, _ = train(
+        frames, TrainConfig(n_train=30, sigmas=[10.0], perms=model.perms, solver="closed", idx_train=idx)
+    )
+    e_plain, _ = plain.predict(frames.R[idx])
+    assert np.mean(np.abs(e - frames.E[idx])) < np.mean(np.abs(e_plain - frames.E[idx]))
+    # F = −∇E: autodiff of the energy function and central differences
+    pos = ethanol[1].R[:3]
+    e3, f3 = model.predict(pos)
+    with jax.enable_x64(True):
+        ef = jax.jit(energy_and_forces(model.potential()))
+        for k in range(3):
+            e2, f2 = ef(jnp.asarray(pos[k]), {}, None)
+            assert abs(float(e2) - e3[k]) < 1e-9 * abs(e3[k])
+            assert np.max(np.abs(np.asarray(f2) - f3[k])) < 1e-7
+        e_tr, f_tr = ef(jnp.asarray(frames.R[idx[0]]), {}, None)  # d = 0 for one row: finite
+        assert np.allclose(np.asarray(f_tr), f[0], atol=1e-7)
+    # |α| ~ 1e8 (λ = 1e-10) leaves ~1e-7 eV of rounding in E: a larger step than for plain models
+    h = 1e-3
+    fd = np.zeros(27)
+    for k in range(27):
+        dr = np.zeros(27)
+        dr[k] = h
+        fd[k] = -(
+            model.predict(pos[0] + dr.reshape(9, 3))[0] - model.predict(pos[0] - dr.reshape(9, 3))[0]
+        ) / (2 * h)
+    assert np.max(np.abs(fd - f3[0].ravel())) < 1e-3 * np.max(np.abs(f3[0]))
+
+
+def test_energy_constraints_model_files(ecstr_model, ethanol, tmp_path):
+    """alphas_E survives both file formats; the sgdml file predicts our values with an independent
+    implementation of sgdml's formula (α_E κ energy and α_E c2 d force terms)."""
+    from biomlff.gdml import GDMLModel
+
+    model, _ = ecstr_model
+    pos = ethanol[1].R[:5]
+    e, f = model.predict(pos)
+    own = GDMLModel.load(model.save(tmp_path / "own.npz"))
+    e1, f1 = own.predict(pos)
+    assert np.array_equal(own.alphas_E, model.alphas_E) and np.array_equal(e1, e) and np.array_equal(f1, f)
+    p = model.save_sgdml(tmp_path / "sg.npz")
+    with np.load(p, allow_pickle=True) as raw:
+        arrays = {k: raw[k] for k in raw.files}
+    assert arrays["alphas_E"].shape == (30,)
+    e_ref, f_ref = _sgdml_reference_predict(arrays, pos)
+    assert np.max(np.abs(e / KCAL - e_ref)) < 1e-9 * np.max(np.abs(e_ref))
+    assert np.max(np.abs(f / KCAL - f_ref)) < 1e-7 * np.max(np.abs(f_ref))
+    e2, f2 = GDMLModel.load(p).predict(pos)
+    assert np.max(np.abs(e2 - e)) < 1e-9 * np.max(np.abs(e)) and np.max(np.abs(f2 - f)) < 1e-9
+
+
+def test_energy_constraints_errors(ethanol):
+    from biomlff.gdml import TrainConfig, train
+
+    frames = ethanol[0]
+    common = dict(n_train=10, sigmas=[10.0], use_sym=False, energy_constraints=True)
+    with pytest.raises(ConfigError, match="closed-form"):
+        train(frames, TrainConfig(solver="cg", **common))
+    with pytest.raises(ConfigError, match="energy labels"):
+        train(frames, TrainConfig(use_E=False, **common))
+
+
+def test_cli_energy_constraints(shared, tmp_path, capsys):
+    from biomlff.cli.main import main
+    from biomlff.gdml import GDMLModel
+
+    data = shared / "datasets" / "rmd17" / "rmd17_ethanol_train_01.npz"
+    base = ["gdml", "train", str(data), "--n-train", "12", "--sigma", "10", "--energy-key", "energies"]
+    base += ["--forces-key", "forces", "--no-progress", "--energy-constraints", "--no-sym"]
+    out = tmp_path / "ec.npz"
+    assert main([*base, "--sgdml", "-o", str(out)]) == 0
+    model = GDMLModel.load(out)
+    assert model.alphas_E is not None and model.alphas_E.shape == (12,)
+    capsys.readouterr()
+    assert main([*base, "--solver", "cg", "-o", str(tmp_path / "cg.npz")]) != 0
+    assert "closed-form" in capsys.readouterr().err
 
 
 def _save_raw(path, arrays):

@@ -88,6 +88,12 @@ def register(sub) -> None:
     )
     t.add_argument("--lam", type=float, default=1e-10, help="ridge λ (default 1e-10)")
     t.add_argument(
+        "--energy-constraints",
+        action="store_true",
+        help="energies as extra kernel observations (sgdml's --E_cstr; closed form only, M more "
+        "unknowns; c = mean training energy)",
+    )
+    t.add_argument(
         "--no-reduce",
         dest="reduce",
         action="store_false",
@@ -237,6 +243,7 @@ def _train(args) -> int:
         solver=args.solver,
         lam=args.lam,
         reduce=args.reduce,
+        energy_constraints=args.energy_constraints,
         max_memory_gb=args.max_memory,
         seed=args.seed,
         use_E=not args.no_e,

@@ -77,6 +77,24 @@ def _tile(xi, ji, xpj, pjj, sigma):
     return blk.transpose(0, 2, 1, 3).reshape(ti * n3, tj * n3)
 
 
+def _energy_tile(xi, ji, xpj, sigma):
+    """Energy blocks of a tile: K_FE (Ti·k, Tj) = cov(F_i, E_j) = J_iᵀ Σ_π c2(r_π) d_π and
+    K_EE (Ti, Tj) = cov(E_i, E_j) = Σ_π κ(d_π), with d_π = x_i − P_π x_j and
+    c2 = (5/(3σ³))(σ + √5 r) e^{−√5 r/σ} (= −∇κ(d)/d). ji (Ti, D, k) (dense or reduced Jacobians),
+    xpj (Tj, P, D)."""
+    import jax.numpy as jnp
+
+    d = xi[:, None, None, :] - xpj[None]  # (Ti, Tj, P, D)
+    r = jnp.sqrt(jnp.sum(d * d, axis=-1))
+    e = jnp.exp(-SQRT5 * r / sigma)
+    c2 = (5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e
+    kee = jnp.sum((1.0 + SQRT5 * r / sigma + 5.0 * r**2 / (3.0 * sigma**2)) * e, axis=-1)
+    s = jnp.einsum("ijp,ijpd->ijd", c2, d)
+    kfe = jnp.einsum("idk,ijd->ikj", ji, s)
+    ti, k, tj = kfe.shape
+    return kfe.reshape(ti * k, tj), kee
+
+
 def sparse_indices(q: np.ndarray, a: np.ndarray, b: np.ndarray):
     """Static index arrays of the sparse block formula.
 
@@ -215,6 +233,7 @@ class KernelAssembler:
             tile = int(max(1, min(32, math.sqrt(64e6 / max(per, 1)))))
         self.tile = min(tile, self.m)
         self._fn = None
+        self._efn = None
 
     def _compiled(self):
         if self._fn is None:
@@ -291,6 +310,47 @@ class KernelAssembler:
             if ti != tj:
                 out[c0:c1, r0:r1] = blk.T
         return out
+
+    def _energy_compiled(self):
+        if self._efn is None:
+            import jax
+
+            from .descriptor import jacobian_dense
+
+            q, a, b, n = self.q, self.a, self.b, self.n_atoms
+
+            def fn(xi, ci, xj, sigma, qi=None):
+                ji = jacobian_dense(ci, a, b, n)
+                if qi is not None:
+                    ji = ji @ qi
+                return _energy_tile(xi, ji, xj[:, q], sigma)
+
+            self._efn = jax.jit(fn)
+        return self._efn
+
+    def energy_blocks(self, sigma: float, out_fe=None, out_ee=None):
+        """Energy constraint blocks (spec §3): K_FE (kM, M) with K_FE[i-block, j] = cov(F_i, E_j) and
+        K_EE (M, M) = cov(E_i, E_j) (k = 3N, or 3N − 6 in reduced coordinates). Written into
+        ``out_fe``/``out_ee`` if given (any array views of the right shape)."""
+        import jax
+
+        m, n3, t = self.m, self.n3, self.tile
+        if out_fe is None:
+            out_fe = np.empty((m * n3, m))
+        if out_ee is None:
+            out_ee = np.empty((m, m))
+        tiles = self._tile_indices(np.arange(m))
+        fn = self._energy_compiled()
+        with jax.enable_x64(True):
+            for ti, rows in enumerate(tiles):
+                extra = () if self.basis is None else (self.basis[rows],)
+                for tj, cols in enumerate(tiles):
+                    fe, ee = fn(self.X[rows], self.C[rows], self.X[cols], float(sigma), *extra)
+                    r0, c0 = ti * t, tj * t
+                    r1, c1 = min(r0 + t, m), min(c0 + t, m)
+                    out_fe[r0 * n3 : r1 * n3, c0:c1] = np.asarray(fe)[: (r1 - r0) * n3, : c1 - c0]
+                    out_ee[r0:r1, c0:c1] = np.asarray(ee)[: r1 - r0, : c1 - c0]
+        return out_fe, out_ee
 
     def rows(self, sel: np.ndarray, sigma: float, progress: bool = False) -> np.ndarray:
         """Rows K[sel, :] (len(sel), 3NM) for flat component indices ``sel`` (= columns, K is

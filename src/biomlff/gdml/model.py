@@ -6,7 +6,9 @@ Array conventions follow sgdml 1.0.3 (spec §4, §9) so that models convert loss
 * ``R_desc`` (M, D) training descriptors (stored transposed, (D, M), in the sgdml format),
 * ``alphas`` (M, N, 3) = α = −a where (K + λI) a = F/s,
 * ``R_d_desc_alpha`` (M, D) = u_j = J_j α_j,
-* ``std`` s (eV/Å), ``c`` integration constant (eV), ``perms`` (P, N), pair list ``a, b``.
+* ``std`` s (eV/Å), ``c`` integration constant (eV), ``perms`` (P, N), pair list ``a, b``,
+* ``alphas_E`` (M,) energy-constraint coefficients (models trained with energy constraints, spec §3;
+  then E = c + s [Σ c2 (d·u) + Σ α_E κ(d)] and c is the mean training energy).
 
 Two file formats: biomlff's own ``.npz`` (``format='biomlff-gdml'``, eV/Å, with provenance:
 dataset hash, indices, σ, λ, solver statistics) and the sgdml 1.0.3 model ``.npz``
@@ -48,6 +50,7 @@ class GDMLModel:
     lam: float = 1e-10
     alphas: np.ndarray | None = None
     lattice: np.ndarray | None = None  # (3, 3), lattice vectors as columns (sgdml convention), Å
+    alphas_E: np.ndarray | None = None  # (M,) energy-constraint coefficients (dimensionless)
     pairs: tuple[np.ndarray, np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +59,12 @@ class GDMLModel:
         self.R_desc = np.asarray(self.R_desc, dtype=np.float64)
         self.R_d_desc_alpha = np.asarray(self.R_d_desc_alpha, dtype=np.float64)
         self.perms = np.asarray(self.perms, dtype=np.int64)
+        if self.alphas_E is not None:
+            self.alphas_E = np.asarray(self.alphas_E, dtype=np.float64).reshape(-1)
+            if len(self.alphas_E) != self.R_desc.shape[0]:
+                raise ModelError(
+                    f"alphas_E has {len(self.alphas_E)} entries for {self.R_desc.shape[0]} training points"
+                )
         if self.pairs is None:
             self.pairs = pair_list(len(self.z))
         if not (self.sigma > 0):
@@ -97,8 +106,12 @@ class GDMLModel:
             from .predict import prepare_rows
 
             xp, up = self._permuted()
-            self._cache[key] = prepare_rows(xp, up, chunk)
+            self._cache[key] = prepare_rows(xp, up, chunk, self._ae_rows())
         return self._cache[key]
+
+    def _ae_rows(self):
+        """α_E per permuted row (rows are ordered training point-major, like ``_permuted``)."""
+        return None if self.alphas_E is None else np.repeat(self.alphas_E, self.n_perms)
 
     def _batch_fn(self, chunk: int):
         key = ("batch", chunk)
@@ -111,9 +124,13 @@ class GDMLModel:
             n = self.n_atoms
             lattice = self.lattice
 
-            def fn(positions, xbar, xp, up, x2p, xup, sigma, std, const):
+            def fn(positions, rows, sigma, std, const):
                 x, c = descriptor_and_jacobian(positions, a, b, lattice)
-                return batch_energy_forces(x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n, chunk)
+                xbar, xp, up, x2p, xup = rows[:5]
+                ae = rows[5] if len(rows) > 5 else None
+                return batch_energy_forces(
+                    x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n, chunk, ae
+                )
 
             self._cache[key] = jax.jit(fn)
         return self._cache[key]
@@ -156,7 +173,7 @@ class GDMLModel:
                 k = len(chunk_pos)
                 if k < bs:
                     chunk_pos = np.concatenate([chunk_pos, np.repeat(chunk_pos[:1], bs - k, axis=0)])
-                e, f = fn(chunk_pos, *rows, float(self.sigma), float(self.std), float(self.c))
+                e, f = fn(chunk_pos, rows, float(self.sigma), float(self.std), float(self.c))
                 energies[s : s + k] = np.asarray(e)[:k]
                 forces[s : s + k] = np.asarray(f)[:k]
         if single:
@@ -184,6 +201,8 @@ class GDMLModel:
         }
         if self.lattice is not None:
             params["lattice"] = np.asarray(self.lattice, dtype=np.float64)
+        if self.alphas_E is not None:
+            params["ae"] = self._ae_rows()
         energy_fn = jax.tree_util.Partial(potential_energy, params)
         return Potential(
             energy_fn=energy_fn,
@@ -216,6 +235,8 @@ class GDMLModel:
         }
         if self.alphas is not None:
             arrays["alphas"] = np.asarray(self.alphas)
+        if self.alphas_E is not None:
+            arrays["alphas_E"] = self.alphas_E
         if self.lattice is not None:
             arrays["lattice"] = np.asarray(self.lattice)
         return _atomic_savez(path, arrays)
@@ -254,6 +275,7 @@ class GDMLModel:
             perms=f["perms"],
             lam=float(f["lam"]),
             alphas=f["alphas"] if "alphas" in f.files else None,
+            alphas_E=f["alphas_E"] if "alphas_E" in f.files else None,
             lattice=f["lattice"] if "lattice" in f.files else None,
             pairs=(f["pairs_a"], f["pairs_b"]),
             info=json.loads(str(f["info"])),
@@ -302,6 +324,8 @@ class GDMLModel:
         }
         if self.lattice is not None:
             out["lattice"] = np.asarray(self.lattice)
+        if self.alphas_E is not None:
+            out["alphas_E"] = self.alphas_E  # dimensionless, like alphas_F
         for key in ("solver_tol", "solver_iters", "solver_resid", "norm_y_train"):
             if key in info:
                 out[key] = info[key]
@@ -320,8 +344,9 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
     for key in ("R_desc", "R_d_desc_alpha", "sig", "std", "c", "z", "perms"):
         if key not in f:
             raise DataError(f"{source}: sgdml model lacks key {key!r}")
+    alphas_E = None
     if "alphas_E" in f and f["alphas_E"] is not None and np.size(f["alphas_E"]):
-        raise ModelError(f"{source}: models trained with energy constraints (alphas_E) are not supported")
+        alphas_E = np.asarray(f["alphas_E"], dtype=np.float64).reshape(-1)
     r_unit = str(f["r_unit"]) if "r_unit" in f else "Ang"
     if units.length_factor(r_unit) != 1.0:
         raise DataError(f"{source}: only models in Å are supported (r_unit={r_unit!r})")
@@ -355,6 +380,7 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
         perms=np.asarray(f["perms"]),
         lam=float(f.get("lam", 1e-10)),
         alphas=alphas,
+        alphas_E=alphas_E,
         lattice=lattice,
         info=info,
     )

@@ -33,9 +33,10 @@ def row_chunk(n_rows: int, batch: int) -> int:
     return n_rows if c >= n_rows else c
 
 
-def prepare_rows(xp, up, chunk: int):
+def prepare_rows(xp, up, chunk: int, ae=None):
     """Centred, zero-padded training rows for :func:`kernel_sums`: returns (x̄, xp − x̄, up, Σ(xp − x̄)²,
-    Σ(xp − x̄)·up), the rows padded with zeros to a multiple of ``chunk`` (padded rows have u = 0 and
+    Σ(xp − x̄)·up) and, for energy-constrained models, the per-row energy coefficients ``ae`` (R,);
+    the rows padded with zeros to a multiple of ``chunk`` (padded rows have u = 0 and α_E = 0 and
     contribute exactly nothing).
 
     Centring (d = (x − x̄) − (P x_j − x̄) is unchanged) shrinks the terms of the expanded products
@@ -53,12 +54,18 @@ def prepare_rows(xp, up, chunk: int):
     if pad:
         xc = np.concatenate([xc, np.zeros((pad, xc.shape[1]))])
         up = np.concatenate([up, np.zeros((pad, up.shape[1]))])
-    return xbar, xc, up, np.sum(xc * xc, axis=1), np.sum(xc * up, axis=1)
+    out = (xbar, xc, up, np.sum(xc * xc, axis=1), np.sum(xc * up, axis=1))
+    if ae is not None:
+        out += (np.concatenate([np.asarray(ae, dtype=np.float64), np.zeros(pad)]),)
+    return out
 
 
-def _sums(x, xp, up, x2p, xup, sigma):
+def _sums(x, xp, up, x2p, xup, sigma, ae=None):
     """Energy sums Σ (5/(3σ³))(σ + √5 r) e (d·u) (B,) and descriptor gradients g/s (B, D) over the
-    rows xp, up (R, D) for centred queries x (B, D); the sums over rows are GEMMs."""
+    rows xp, up (R, D) for centred queries x (B, D); the sums over rows are GEMMs.
+
+    ``ae`` (R,): energy-constraint coefficients α_E per row (spec §3): adds Σ α_E κ(d) to the energy
+    sum and −∇ₓ of it, Σ α_E c2 d, to g (with c2 below: −∇κ(d) = c2 d)."""
     import jax.numpy as jnp
 
     x2 = jnp.sum(x * x, axis=-1)
@@ -70,11 +77,15 @@ def _sums(x, xp, up, x2p, xup, sigma):
     c2 = (5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e
     c1 = (25.0 / (3.0 * sigma**4)) * e * du  # 5 w (d·u)
     energy = jnp.sum(c2 * du, axis=-1)
+    if ae is not None:
+        kappa = (1.0 + SQRT5 * r / sigma + (5.0 / (3.0 * sigma**2)) * r * r) * e
+        energy = energy + kappa @ ae
+        c1 = c1 + c2 * ae[None, :]  # Σ α_E c2 (x − X) joins the d-term of g
     g = x * jnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
     return energy, g
 
 
-def kernel_sums(x, xp, up, x2p, xup, sigma, chunk: int | None = None):
+def kernel_sums(x, xp, up, x2p, xup, sigma, chunk: int | None = None, ae=None):
     """:func:`_sums` accumulated over chunks of ``chunk`` training rows (``lax.scan``; the row count
     must be a multiple of ``chunk``, see :func:`prepare_rows`)."""
     import jax
@@ -82,12 +93,14 @@ def kernel_sums(x, xp, up, x2p, xup, sigma, chunk: int | None = None):
 
     n_rows, d = xp.shape
     if chunk is None or chunk >= n_rows:
-        return _sums(x, xp, up, x2p, xup, sigma)
+        return _sums(x, xp, up, x2p, xup, sigma, ae)
     k = n_rows // chunk
     rows = (xp.reshape(k, chunk, d), up.reshape(k, chunk, d), x2p.reshape(k, chunk), xup.reshape(k, chunk))
+    if ae is not None:
+        rows += (ae.reshape(k, chunk),)
 
     def body(carry, blk):
-        en, g = _sums(x, *blk, sigma)
+        en, g = _sums(x, *blk[:4], sigma, blk[4] if len(blk) > 4 else None)
         return (carry[0] + en, carry[1] + g), None
 
     init = (jnp.zeros(x.shape[0], dtype=x.dtype), jnp.zeros_like(x))
@@ -96,22 +109,24 @@ def kernel_sums(x, xp, up, x2p, xup, sigma, chunk: int | None = None):
 
 
 def batch_energy_forces(
-    x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n_atoms: int, chunk: int | None = None
+    x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n_atoms: int, chunk: int | None = None, ae=None
 ):
     """Energies (B,) and forces (B, N, 3) for descriptors x (B, D), Jacobians c (B, D, 3).
 
-    xbar, xp, up, x2p, xup: training rows from :func:`prepare_rows` (centred on x̄, padded to a
-    multiple of ``chunk``). Units follow the model (eV, eV/Å for biomlff models).
+    xbar, xp, up, x2p, xup (and ae for energy-constrained models): training rows from
+    :func:`prepare_rows` (centred on x̄, padded to a multiple of ``chunk``). Units follow the model
+    (eV, eV/Å for biomlff models).
     """
     from .descriptor import vjp
 
-    energy, g = kernel_sums(x - xbar, xp, up, x2p, xup, sigma, chunk)
+    energy, g = kernel_sums(x - xbar, xp, up, x2p, xup, sigma, chunk, ae)
     forces = vjp(c, std * g, a, b, n_atoms)
     return const + std * energy, forces
 
 
-def single_energy(x, xp, up, sigma, std, const):
-    """Energy of one descriptor x (D,) with direct differences (autodiff-safe at d = 0)."""
+def single_energy(x, xp, up, sigma, std, const, ae=None):
+    """Energy of one descriptor x (D,) with direct differences (autodiff-safe at d = 0); ``ae`` (R,):
+    energy-constraint coefficients per row."""
     import jax.numpy as jnp
 
     d = x[None, :] - xp
@@ -120,7 +135,10 @@ def single_energy(x, xp, up, sigma, std, const):
     r = jnp.where(pos, jnp.sqrt(jnp.where(pos, r2, 1.0)), 0.0)  # double-where: finite gradient at 0
     du = jnp.sum(d * up, axis=-1)
     e = jnp.exp(-SQRT5 * r / sigma)
-    return const + std * jnp.sum((5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e * du)
+    total = jnp.sum((5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e * du)
+    if ae is not None:
+        total = total + jnp.sum((1.0 + SQRT5 * r / sigma + 5.0 * r2 / (3.0 * sigma**2)) * e * ae)
+    return const + std * total
 
 
 def potential_energy(params, positions, pairs, cell):
@@ -134,4 +152,6 @@ def potential_energy(params, positions, pairs, cell):
     if cell is not None:
         lattice = cell.T
     x = descriptor(positions, a, b, lattice)
-    return single_energy(x, params["xp"], params["up"], params["sigma"], params["std"], params["c"])
+    return single_energy(
+        x, params["xp"], params["up"], params["sigma"], params["std"], params["c"], params.get("ae")
+    )

@@ -54,6 +54,9 @@ class TrainConfig:
     #: closed form in the coordinates orthogonal to the rigid-body modes (M(3N − 6) unknowns instead
     #: of 3NM: same predictions, Cholesky ((3N − 6)/3N)³ cheaper); False = the full 3NM system
     reduce: bool = True
+    #: energy constraints (sgdml's use_E_cstr, spec §3): energies enter the kernel system as M extra
+    #: observations (closed form only); c is then the mean training energy
+    energy_constraints: bool = False
 
 
 @dataclass
@@ -136,9 +139,19 @@ class TrainingSet:
         if self.std == 0:
             raise DataError(f"{frames.source}: all training forces are zero")
         self.y = frames.F.reshape(-1) / self.std
+        self.E_mean = None if frames.E is None else float(np.mean(frames.E))
         self.assembler = KernelAssembler(self.X, self.C, self.q, self.a, self.b, self.n_atoms)
         self._kv = None
         self._reduced: KernelAssembler | None | bool = False
+
+    def joint_labels(self) -> tuple[np.ndarray, float]:
+        """Labels of the energy-constrained system: [vec F; E − Ē] / s with s the standard deviation
+        of the whole vector (as sgdml 1.0.3), and s."""
+        if self.frames.E is None:
+            raise DataError(f"{self.frames.source}: energy constraints need energies")
+        lab = np.concatenate([self.frames.F.reshape(-1), self.frames.E - self.E_mean])
+        std = float(np.std(lab))
+        return lab / std, std
 
     def reduced_assembler(self) -> KernelAssembler | None:
         """Assembler of the kernel in coordinates orthogonal to the rigid-body modes
@@ -224,7 +237,10 @@ def integration_constant(model: GDMLModel, frames: Frames) -> tuple[float, list[
     return c, warnings
 
 
-def _model_from_solution(ts: TrainingSet, a_sol: np.ndarray, sigma: float, lam: float) -> GDMLModel:
+def _model_from_solution(
+    ts: TrainingSet, a_sol: np.ndarray, sigma: float, lam: float, std: float | None = None, a_e=None
+) -> GDMLModel:
+    """Model from the solution a of (K + λI) a = y: α = −a (forces), α_E = a_E (energy rows)."""
     alphas = -a_sol.reshape(ts.m, ts.n_atoms, 3)
     u = jvp(ts.C, alphas, ts.a, ts.b)
     return GDMLModel(
@@ -232,18 +248,24 @@ def _model_from_solution(ts: TrainingSet, a_sol: np.ndarray, sigma: float, lam: 
         R_desc=ts.X,
         R_d_desc_alpha=u,
         sigma=sigma,
-        std=ts.std,
-        c=0.0,
+        std=ts.std if std is None else std,
+        c=0.0 if a_e is None else ts.E_mean,
         perms=ts.perms,
         lam=lam,
         alphas=alphas,
+        alphas_E=None if a_e is None else np.asarray(a_e),
         lattice=ts.frames.lattice,
     )
 
 
 def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kbuf=None):
-    """Train for one σ. Returns (solution a, stats, kernel buffer for reuse)."""
+    """Train for one σ. Returns (solution a, stats, kernel buffer for reuse); with energy
+    constraints the solution is (a_F, a_E, std)."""
     stats: dict = {"sigma": sigma, "solver": solver}
+    if cfg.energy_constraints:
+        if solver != "closed":
+            raise ConfigError("energy constraints are implemented for the closed-form solver only")
+        return _solve_energy_constrained(ts, sigma, cfg, kbuf, stats)
     if solver == "closed":
         red = ts.reduced_assembler() if cfg.reduce else None
         t0 = time.perf_counter()
@@ -323,6 +345,34 @@ def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kb
     return res.x, stats, kbuf
 
 
+def _solve_energy_constrained(ts: TrainingSet, sigma: float, cfg: TrainConfig, kbuf, stats: dict):
+    """Closed form of the joint system [[K_FF, K_FE], [K_FEᵀ, K_EE]] (a_F; a_E) = [F; E − Ē]/s
+    (spec §3), force rows in reduced coordinates when ``cfg.reduce`` applies."""
+    red = ts.reduced_assembler() if cfg.reduce else None
+    asm = red or ts.assembler
+    nf = asm.m * asm.n3
+    n = nf + ts.m
+    if kbuf is None or kbuf.shape != (n, n):
+        kbuf = np.empty((n, n), dtype=np.float64, order="F")
+    t0 = time.perf_counter()
+    asm.full(sigma, out=kbuf[:nf, :nf], progress=cfg.progress)
+    asm.energy_blocks(sigma, out_fe=kbuf[:nf, nf:], out_ee=kbuf[nf:, nf:])
+    kbuf[nf:, :nf] = kbuf[:nf, nf:].T
+    stats["assembly_s"] = time.perf_counter() - t0
+    y, std = ts.joint_labels()
+    y_f, y_e = y[: ts.n], y[ts.n :]
+    if red is not None:
+        y_f = np.einsum("mik,mi->mk", red.basis, y_f.reshape(ts.m, -1)).reshape(-1)
+    sol, st = solve_closed(kbuf, np.concatenate([y_f, y_e]), cfg.lam)
+    a_f, a_e = sol[:nf], sol[nf:]
+    if red is not None:
+        a_f = np.einsum("mik,mk->mi", red.basis, a_f.reshape(ts.m, -1)).reshape(-1)
+    stats.update(st)
+    stats["closed_n"] = n
+    stats["energy_constraints"] = True
+    return (a_f, a_e, std), stats, kbuf
+
+
 def _default_inducing(ts: TrainingSet, cfg: TrainConfig) -> int:
     """Inducing training points for the preconditioner: 10 % of M (at least 10), capped so that the
     n×m column block stays within a quarter of the memory budget."""
@@ -380,6 +430,11 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
         valid_frames = valid.subset(idx_valid) if len(idx_valid) else None
     train_frames = frames.subset(idx_train)
     use_E = cfg.use_E and frames.E is not None
+    if cfg.energy_constraints:
+        if not use_E:
+            raise ConfigError("energy constraints need energy labels (and use_E; not with --no-E)")
+        if cfg.solver == "cg":
+            raise ConfigError("energy constraints are implemented for the closed-form solver only (not cg)")
 
     # symmetries
     t0 = time.perf_counter()
@@ -403,7 +458,14 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
     ts = TrainingSet(train_frames, perms)
     max_mem = cfg.max_memory_gb if cfg.max_memory_gb is not None else default_max_memory_gb()
     n_closed = ts.closed_size(cfg.reduce) if cfg.solver != "cg" else ts.n
+    if cfg.energy_constraints:
+        n_closed += ts.m
     solver = check_memory(n_closed, max_mem, cfg.solver)
+    if cfg.energy_constraints and solver != "closed":
+        raise ConfigError(
+            f"energy constraints need the closed form, which needs ~{closed_form_bytes(n_closed) / GiB:.1f} "
+            f"GiB here (--max-memory {max_mem:g} GiB)"
+        )
     log.info("solver: %s (closed form would need %.2f GiB)", solver, closed_form_bytes(n_closed) / GiB)
 
     best = None
@@ -411,11 +473,15 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
     for sigma in sigmas:
         t0 = time.perf_counter()
         sol, stats, kbuf = solve_sigma(ts, sigma, solver, cfg, kbuf)
-        model = _model_from_solution(ts, sol, sigma, cfg.lam)
+        if cfg.energy_constraints:
+            a_f, a_e, std = sol
+            model = _model_from_solution(ts, a_f, sigma, cfg.lam, std=std, a_e=a_e)
+        else:
+            model = _model_from_solution(ts, sol, sigma, cfg.lam)
         stats["train_s"] = time.perf_counter() - t0
         entry = {"sigma": sigma, **{k: v for k, v in stats.items() if k != "inducing_pts_idxs"}}
         if valid_frames is not None and len(sigmas) > 1:
-            if use_E:
+            if use_E and not cfg.energy_constraints:
                 model.c, _ = integration_constant(model, train_frames)
             err = evaluate(model, valid_frames)
             entry["valid"] = err
@@ -434,7 +500,7 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
                 "the best σ = %g is on the boundary of the grid %s; consider extending it", best_sigma, sigmas
             )
     label_warnings: list[str] = []
-    if use_E:
+    if use_E and not cfg.energy_constraints:  # with energy constraints c = mean training energy
         model.c, label_warnings = integration_constant(model, train_frames)
     report.solver_stats = stats
     report.timings["total_s"] = time.perf_counter() - t_all
@@ -450,6 +516,7 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
         "lam": cfg.lam,
         "seed": cfg.seed,
         "use_E": use_E,
+        "energy_constraints": bool(cfg.energy_constraints),
         "n_perms": int(len(perms)),
         "solver": stats["solver"],
         "label_warnings": label_warnings,
