@@ -507,7 +507,7 @@ def main(argv=None) -> int:
                     sym_b,
                     SIGMA[(mol, sym_b)],
                     args.max_memory if impl == "biomlff" else args.sgdml_max_memory,
-                    solver if impl == "biomlff" else "auto",
+                    solver,  # sgdml ignores it (its own memory rule picks the solver); keys the table
                     ecstr,
                 )
                 print(json.dumps({k: v for k, v in r.items() if k != "f_pred_head"}), flush=True)
