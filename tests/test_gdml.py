@@ -257,6 +257,8 @@ def test_prediction_is_symmetric_and_batch_independent(small_model, ethanol):
     model = small_model
     pos = ethanol[1].R[:7]
     e, f = model.predict(pos, batch_size=3)
+    # the NumPy energy path (integration constant) is the same formula
+    assert np.allclose(model.predict_energies_numpy(pos), e, rtol=1e-12, atol=0)
     e1, f1 = model.predict(pos, batch_size=256)
     assert np.allclose(e, e1, rtol=0, atol=1e-9) and np.allclose(f, f1, atol=1e-10)
     p = model.perms[1]

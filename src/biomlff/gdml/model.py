@@ -180,6 +180,17 @@ class GDMLModel:
             return float(energies[0]), forces[0]
         return energies, forces
 
+    def predict_energies_numpy(self, positions) -> np.ndarray:
+        """Energies (B,) in eV for positions (B, N, 3) in Å, computed in NumPy without compiling the
+        JAX prediction (cheaper for one-off evaluations such as the integration constant)."""
+        from .predict import energies_numpy
+
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1, self.n_atoms, 3)
+        a, b = self.pairs
+        x = descriptor_and_jacobian(pos, a, b, self.lattice)[0]
+        rows = self._rows(self.n_train * self.n_perms)
+        return energies_numpy(x, *rows[:5], float(self.sigma), float(self.std), float(self.c), *rows[5:])
+
     def potential(self):
         """A :class:`biomlff.potential.Potential` (``neighbors = {}``) whose energy function is this
         model; forces follow by autodiff and equal the analytic forces of :meth:`predict`."""

@@ -124,6 +124,26 @@ def batch_energy_forces(
     return const + std * energy, forces
 
 
+def energies_numpy(x, xbar, xp, up, x2p, xup, sigma, std, const, ae=None, block: int = 256):
+    """Energies (B,) of descriptors x (B, D) in NumPy (no JIT compilation; used for the integration
+    constant on the training set). Rows as from :func:`prepare_rows`; same formula as :func:`_sums`."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64) - xbar
+    out = np.empty(len(x))
+    for s in range(0, len(x), block):
+        xb = x[s : s + block]
+        r2 = np.sum(xb * xb, axis=1)[:, None] + x2p[None, :] - 2.0 * (xb @ xp.T)
+        r = np.sqrt(np.maximum(r2, 0.0))
+        du = xb @ up.T - xup[None, :]
+        e = np.exp(-SQRT5 * r / sigma)
+        en = np.sum((5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e * du, axis=1)
+        if ae is not None:
+            en += ((1.0 + SQRT5 * r / sigma + (5.0 / (3.0 * sigma**2)) * r * r) * e) @ ae
+        out[s : s + block] = const + std * en
+    return out
+
+
 def single_energy(x, xp, up, sigma, std, const, ae=None):
     """Energy of one descriptor x (D,) with direct differences (autodiff-safe at d = 0); ``ae`` (R,):
     energy-constraint coefficients per row."""

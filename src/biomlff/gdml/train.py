@@ -212,7 +212,7 @@ class TrainingSet:
 def integration_constant(model: GDMLModel, frames: Frames) -> tuple[float, list[str]]:
     """c = mean(E_ref − E_pred) on the training set (E_pred with c = 0) and label diagnostics."""
     model.c = 0.0
-    e_pred, _ = model.predict(frames.R)
+    e_pred = model.predict_energies_numpy(frames.R)
     c = float(np.mean(frames.E - e_pred))
     warnings = []
     if len(frames) > 2 and np.std(e_pred) > 0 and np.std(frames.E) > 0:
