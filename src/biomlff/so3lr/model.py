@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..potential import NeighborSpec, Potential
+from ..potential import NeighborSpec, Pairs, Potential
 from . import network, physics
 
 #: elements SO3LR was trained on (H, C, N, O, F, P, S, Cl)
@@ -104,6 +104,53 @@ def _pair_geometry(positions, pairs, cell):
     return d, r, mask
 
 
+#: LR pairs per block: long lists (periodic boxes with a 12 Å cutoff hold ~360 pairs per atom) are
+#: evaluated block by block (lax.scan, recomputed in the backward pass) so that the per-pair
+#: intermediates stay in the CPU cache
+LR_BLOCK = 8192
+
+
+def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
+    """Per-atom electrostatic and dispersion energies (eV), each unordered pair split ½/½.
+
+    q: partial charges (e), alpha / c6: Hirshfeld-scaled α (bohr³) and C6 (Hartree·bohr⁶) per atom;
+    lr: the long-range pair list (each unordered pair once)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    n = positions.shape[0]
+
+    def block(i, j, mask):
+        _, r, m = _pair_geometry(positions, Pairs(i, j, mask), cell)
+        e_el = physics.electrostatic_pair_energy(r, q[i], q[j], config.lr_cutoff)
+        e_disp = physics.dispersion_pair_energy(
+            r, alpha[i], alpha[j], c6[i], c6[j], config.lr_cutoff, config.dispersion_damping
+        )
+        e = 0.5 * jnp.stack([jnp.where(m, e_el, 0.0), jnp.where(m, e_disp, 0.0)], axis=-1)
+        recv = jnp.concatenate([i, j])
+        return jax.ops.segment_sum(jnp.concatenate([e, e]), recv, num_segments=n)  # (n, 2)
+
+    p = lr.i.shape[0]
+    if p <= LR_BLOCK:
+        out = block(lr.i, lr.j, lr.mask)
+    else:
+        nb = -(-p // LR_BLOCK)
+        pad = nb * LR_BLOCK - p
+
+        def blocks(a, fill):
+            a = jnp.concatenate([a, jnp.full((pad,), fill, a.dtype)]) if pad else a
+            return a.reshape(nb, LR_BLOCK)
+
+        @jax.checkpoint
+        def body(acc, g):
+            return acc + block(*g), None
+
+        xs = (blocks(lr.i, 0), blocks(lr.j, 0), blocks(lr.mask, False))
+        out, _ = lax.scan(body, jnp.zeros((n, 2), positions.dtype), xs)
+    return out[:, 0], out[:, 1]
+
+
 def so3lr_terms(
     params, species, charge, spin, frag_ids, frag_charges, positions, pairs, cell, config: SO3LRConfig
 ) -> dict:
@@ -185,30 +232,16 @@ def so3lr_terms(
     h = jnp.where(real, network.hirshfeld_ratios(params, x, species, dtype), 0.0)
 
     # ---- long range: electrostatics + dispersion, each unordered pair once, split ½/½ per atom
-    lr = pairs["lr"]
-    _, r_lr, mask_lr = _pair_geometry(positions, lr, cell)
-    e_el = physics.electrostatic_pair_energy(r_lr, q[lr.i], q[lr.j], config.lr_cutoff)
     alpha0, c60 = physics.free_atom_table()
     z_table = jnp.where(real, species, 1)  # the Z = 0 row of the tables is NaN (padding atoms)
     alpha = jnp.asarray(alpha0, dtype)[z_table] * h
     c6 = jnp.asarray(c60, dtype)[z_table] * h * h
-    e_disp = physics.dispersion_pair_energy(
-        r_lr, alpha[lr.i], alpha[lr.j], c6[lr.i], c6[lr.j], config.lr_cutoff, config.dispersion_damping
-    )
-    e_el = jnp.where(mask_lr, e_el, 0.0)
-    e_disp = jnp.where(mask_lr, e_disp, 0.0)
-
-    def per_atom(e):
-        half = 0.5 * e
-        return jax.ops.segment_sum(half, lr.i, num_segments=n) + jax.ops.segment_sum(
-            half, lr.j, num_segments=n
-        )
-
+    e_el, e_disp = _long_range(positions, q, alpha, c6, pairs["lr"], cell, config)
     return {
         "so3krates": e_nn,
         "zbl": e_zbl,
-        "electrostatics": per_atom(e_el),
-        "dispersion": per_atom(e_disp),
+        "electrostatics": e_el,
+        "dispersion": e_disp,
         "charges": q,
         "hirshfeld_ratios": h,
     }

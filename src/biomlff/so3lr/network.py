@@ -185,21 +185,29 @@ def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype):
 PARITY = np.concatenate([np.full(2 * l + 1, (-1.0) ** l) for l in DEGREES])
 
 
-def radial_filters(params, rbf, dtype):
-    """Radial parts D2(silu(D1(rbf))) of both attention filters of every layer, shape
-    (NUM_LAYERS, 2, P, 128).
+#: pairs per block of the message pass: larger pair lists are processed block by block (lax.scan) so
+#: that the per-pair intermediates of the filter networks stay in the CPU cache; measured on the
+#: 2-core EPYC VM, the radial filters cost 7 µs/pair at 1024 pairs but 20 µs/pair at 4096 pairs and more
+PAIR_BLOCK = 1024
 
-    They depend on the distances only, so all six first layers are applied as one (P, 32)·(32, 768)
-    product (one wide GEMM instead of six narrow ones) before the message-passing loop."""
+
+def radial_filters(ab, rbf, dtype):
+    """Radial parts D2(silu(D1(rbf))) of both attention filters of one layer, shape (2, P, 128).
+
+    They depend on the distances only; both first layers are applied as one (P, 32)·(32, 256)
+    product."""
     import jax.numpy as jnp
 
-    names = [(params[f"layers_{k}"]["attention_block"], w) for k in range(NUM_LAYERS) for w in (1, 2)]
-    k1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["kernel"] for ab, w in names], axis=1)
-    b1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["bias"] for ab, w in names], axis=0)
+    k1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["kernel"] for w in (1, 2)], axis=1)
+    b1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["bias"] for w in (1, 2)], axis=0)
     hidden = silu(rbf @ k1.astype(dtype) + b1.astype(dtype))
-    hidden = hidden.reshape(hidden.shape[0], len(names), NUM_FEATURES)
-    out = [dense(ab[f"radial_filter{w}_layer_2"], hidden[:, m], dtype) for m, (ab, w) in enumerate(names)]
-    return jnp.stack(out).reshape(NUM_LAYERS, 2, rbf.shape[0], NUM_FEATURES)
+    f = NUM_FEATURES
+    return jnp.stack(
+        [
+            dense(ab[f"radial_filter{w}_layer_2"], hidden[:, m * f : (m + 1) * f], dtype)
+            for m, w in enumerate((1, 2))
+        ]
+    )
 
 
 def _spherical_filter(ab, which: int, inv, dtype):
@@ -228,7 +236,36 @@ def _both_directions(q, k, w, i, j, scale):
     return jnp.concatenate([a_ij, a_ji], axis=0) * jnp.concatenate([scale, scale], axis=0)
 
 
-def so3krates_layer(p, x, ev, geom, radial, dtype, first: bool = False):
+def _messages(ab, heads, ev, g, n: int, dtype, first: bool):
+    """Attention updates (Δx (n, 128), Δev (n, 24)) from one block of unordered pairs ``g`` (dict of
+    per-pair ``i``, ``j``, ``rbf``, ``ylm``, ``phi``); ``heads`` = (q1, k1, v1, q2, k2) per atom."""
+    import jax
+    import jax.numpy as jnp
+
+    q1, k1, v1, q2, k2 = heads
+    i, j = g["i"], g["j"]
+    radial = radial_filters(ab, g["rbf"], dtype)
+    if first:  # ev = 0 → C(ev_j − ev_i) = 0: the spherical filter is the same constant for all pairs
+        inv = jnp.zeros((1, len(DEGREES)), dtype)
+    else:
+        inv = contract_l0(ev[j] - ev[i])
+    w1 = (radial[0] + _spherical_filter(ab, 1, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
+    w2 = (radial[1] + _spherical_filter(ab, 2, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
+    scale = g["phi"][:, None] / AVG_NUM_NEIGHBORS
+    recv = jnp.concatenate([i, j])
+    # invariant attention over 4 heads: messages i ← j then j ← i
+    alpha = _both_directions(q1, k1, w1, i, j, scale)  # (2P, 4)
+    send = jnp.concatenate([v1[j], v1[i]], axis=0)
+    dx = jax.ops.segment_sum(alpha[:, :, None] * send, recv, num_segments=n).reshape(n, NUM_FEATURES)
+    # equivariant attention over 4 degree heads (block l−1 of x ↔ degree l)
+    beta = _both_directions(q2, k2, w2, i, j, scale)  # (2P, 4)
+    ylm = g["ylm"]
+    ylm2 = jnp.concatenate([ylm, ylm * jnp.asarray(PARITY, dtype)], axis=0)
+    dev = jax.ops.segment_sum(repeat_degrees(beta) * ylm2, recv, num_segments=n)
+    return dx, dev
+
+
+def so3krates_layer(p, x, ev, geom, dtype, first: bool = False):
     """One SO3krates layer (spec §1.5): attention → add → LN1 → residual MLP → exchange → LN2.
 
     Works on a *half* pair list (each unordered pair once): the filters w1, w2 depend on d_ij and on
@@ -237,35 +274,29 @@ def so3krates_layer(p, x, ev, geom, radial, dtype, first: bool = False):
     parity (−1)^l of Y_lm(r̂_ji) = (−1)^l Y_lm(r̂_ij)). This halves the dominant cost, the filter
     networks, with the same result as the directed formulation up to summation order.
 
-    geom: dict with per-pair ``i``, ``j`` (P,), ``ylm`` (P, 24) of r̂_ij, ``phi`` (P,) (cutoff times
-    mask, 0 for padded pairs), ``recv`` (2P,) = [i, j] and ``n`` (number of atoms); radial: (2, P, 128)
-    radial filter parts from :func:`radial_filters`; ``first``: ev is known to be 0 (layer 1)."""
+    geom: dict with per-pair ``i``, ``j`` (P,), ``rbf`` (P, 32), ``ylm`` (P, 24) of r̂_ij, ``phi`` (P,)
+    (cutoff times mask, 0 for padded pairs) and ``n`` (number of atoms); with ``blocks`` the per-pair
+    arrays have a leading block axis and are processed block by block (lax.scan). ``first``: ev is
+    known to be 0 (layer 1)."""
     import jax
     import jax.numpy as jnp
+    from jax import lax
 
-    i, j, n, recv = geom["i"], geom["j"], geom["n"], geom["recv"]
+    n = geom["n"]
     ab = p["attention_block"]
-    if first:  # ev = 0 → C(ev_j − ev_i) = 0: the spherical filter is the same constant for all pairs
-        inv = jnp.zeros((1, len(DEGREES)), dtype)
+    heads = tuple(_heads(ab[w], x, dtype) for w in ("Wq1", "Wk1", "Wv1", "Wq2", "Wk2"))
+    pair_keys = ("i", "j", "rbf", "ylm", "phi")
+    if geom.get("blocks"):
+
+        @jax.checkpoint
+        def body(acc, g):
+            dx, dev = _messages(ab, heads, ev, g, n, dtype, first)
+            return (acc[0] + dx, acc[1] + dev), None
+
+        init = (jnp.zeros((n, NUM_FEATURES), dtype), jnp.zeros((n, sum(DEGREE_SIZES)), dtype))
+        (dx, dev), _ = lax.scan(body, init, {k: geom[k] for k in pair_keys})
     else:
-        inv = contract_l0(ev[j] - ev[i])
-    w1 = (radial[0] + _spherical_filter(ab, 1, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
-    w2 = (radial[1] + _spherical_filter(ab, 2, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
-    scale = geom["phi"][:, None] / AVG_NUM_NEIGHBORS
-    # invariant attention over 4 heads
-    q1 = _heads(ab["Wq1"], x, dtype)
-    k1 = _heads(ab["Wk1"], x, dtype)
-    v1 = _heads(ab["Wv1"], x, dtype)
-    alpha = _both_directions(q1, k1, w1, i, j, scale)  # (2P, 4)
-    send = jnp.concatenate([v1[j], v1[i]], axis=0)
-    dx = jax.ops.segment_sum(alpha[:, :, None] * send, recv, num_segments=n).reshape(n, NUM_FEATURES)
-    # equivariant attention over 4 degree heads (block l−1 of x ↔ degree l)
-    q2 = _heads(ab["Wq2"], x, dtype)
-    k2 = _heads(ab["Wk2"], x, dtype)
-    beta = _both_directions(q2, k2, w2, i, j, scale)  # (2P, 4)
-    ylm = geom["ylm"]
-    ylm2 = jnp.concatenate([ylm, ylm * jnp.asarray(PARITY, dtype)], axis=0)
-    dev = jax.ops.segment_sum(repeat_degrees(beta) * ylm2, recv, num_segments=n)
+        dx, dev = _messages(ab, heads, ev, {k: geom[k] for k in pair_keys}, n, dtype, first)
     x = x + dx
     ev = ev + dev
     x = layer_norm(p["layer_normalization_1"], x, dtype)
@@ -275,6 +306,27 @@ def so3krates_layer(p, x, ev, geom, radial, dtype, first: bool = False):
     ev = ev + repeat_degrees(y[:, NUM_FEATURES:]) * ev
     x = layer_norm(p["layer_normalization_2"], x, dtype)
     return x, ev
+
+
+def blocked_geometry(geom, block: int = PAIR_BLOCK):
+    """Reshape the per-pair arrays of ``geom`` into (blocks, block, ...) when there are more than
+    ``block`` pairs (padding with masked pairs: i = j = 0, φ = 0); smaller lists are returned as is."""
+    import jax.numpy as jnp
+
+    p = geom["i"].shape[0]
+    if p <= block:
+        return geom
+    nb = -(-p // block)
+    pad = nb * block - p
+    out = dict(geom, blocks=nb)
+    for k in ("i", "j", "rbf", "ylm", "phi"):
+        a = geom[k]
+        if k == "rbf":  # any finite row: φ = 0 removes padded pairs
+            a = jnp.concatenate([a, jnp.broadcast_to(a[:1], (pad,) + a.shape[1:])]) if pad else a
+        elif pad:
+            a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
+        out[k] = a.reshape((nb, block) + a.shape[1:])
+    return out
 
 
 def atomic_energy(params, x, species, dtype):
@@ -314,10 +366,9 @@ def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtyp
 
     x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype)
     ev = jnp.zeros((x.shape[0], sum(DEGREE_SIZES)), dtype=dtype)
-    radial = radial_filters(params, geom["rbf"], dtype)
-    geom = dict(geom, recv=jnp.concatenate([geom["i"], geom["j"]]))
+    geom = blocked_geometry(geom)
     # unrolled: a lax.scan over stacked layer weights was measured to compile no faster and to run
     # ~40 % slower on CPU
     for k in range(NUM_LAYERS):
-        x, ev = so3krates_layer(params[f"layers_{k}"], x, ev, geom, radial[k], dtype, first=k == 0)
+        x, ev = so3krates_layer(params[f"layers_{k}"], x, ev, geom, dtype, first=k == 0)
     return x
