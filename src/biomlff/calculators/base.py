@@ -190,14 +190,16 @@ class PotentialCalculator(Calculator):
     def pairs_for(self, positions, cell) -> dict[str, Pairs]:
         """Padded pair lists (NumPy) for every neighbour list of the current potential, growing the
         capacity (with ``capacity_margin`` head-room) when needed. Positions Å, cell rows Å."""
-        from ..neighbors import bucket, padded_pairs, pair_indices
+        from ..neighbors import padded_pairs, pair_indices
 
         out = {}
         for name, spec in self._potential.neighbors.items():
             i, j = pair_indices(positions, spec.cutoff, cell=cell, half=spec.half)
             cap = self.capacities.get(name, 0)
             if len(i) > cap:
-                cap = bucket(int(math.ceil(len(i) * self.capacity_margin)))
+                # head-room only, rounded to 64: the calculator compiles per composition anyway, so
+                # geometric buckets would only add padded pairs (which cost as much as real ones)
+                cap = max(64, 64 * int(math.ceil(len(i) * self.capacity_margin / 64)))
                 self.capacities[name] = cap
             out[name] = padded_pairs(i, j, cap)
         return out

@@ -366,7 +366,7 @@ def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtyp
 
     x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype)
     ev = jnp.zeros((x.shape[0], sum(DEGREE_SIZES)), dtype=dtype)
-    geom = blocked_geometry(geom)
+    geom = blocked_geometry(geom, PAIR_BLOCK)
     # unrolled: a lax.scan over stacked layer weights was measured to compile no faster and to run
     # ~40 % slower on CPU
     for k in range(NUM_LAYERS):
