@@ -138,7 +138,8 @@ def build_nystroem(
     u = _cho_stable(kmm)
     bt = solve_triangular(
         u, kmn, trans="T", lower=False, overwrite_b=True, check_finite=False
-    )  # Bᵀ = U⁻ᵀ K_mn
+    )  # Bᵀ = U⁻ᵀ K_mn (a Fortran-ordered copy of the C-ordered K_mn)
+    del kmn  # at most two m × n arrays alive at once
     btb = bt @ bt.T
     # Shift: sgdml regularises the Nyström factor with λ itself, i.e. M = BBᵀ + λI. With λ = 1e-10
     # every direction the m columns miss is then amplified by 1/λ, which stalls CG when the columns
@@ -155,7 +156,7 @@ def build_nystroem(
     btb[np.diag_indices(len(btb))] += mu
     u2 = _cho_stable(btb, exps=range(-16, -13))
     c = solve_triangular(u2, bt, trans="T", lower=False, overwrite_b=True, check_finite=False)
-    leverage = np.sum(c * c, axis=0)
+    leverage = np.einsum("ij,ij->j", c, c)  # no m × n temporary
     return Nystroem(cols=cols, C=c, lam=mu, leverage=leverage)
 
 
