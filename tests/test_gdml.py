@@ -774,6 +774,18 @@ def test_md_engine_runs_a_gdml_model(small_model, ethanol):
     assert np.std([r["e_pot"] for r in rows]) > 5 * np.max(np.abs(etot - e0))  # it moved
 
 
+def test_auto_solver_rule():
+    from biomlff.gdml.solvers import AUTO_CG_ABOVE, check_memory
+
+    assert check_memory(AUTO_CG_ABOVE, 100.0, "auto") == "closed"
+    assert check_memory(AUTO_CG_ABOVE + 1, 100.0, "auto") == "cg"
+    assert check_memory(AUTO_CG_ABOVE + 1, 100.0, "auto", cg_allowed=False) == "closed"
+    assert check_memory(AUTO_CG_ABOVE, 0.5, "auto") == "cg"  # 1.7 GiB do not fit
+    assert check_memory(AUTO_CG_ABOVE + 1, 100.0, "closed") == "closed"
+    with pytest.raises(ConfigError, match="max-memory"):
+        check_memory(AUTO_CG_ABOVE, 0.5, "closed")
+
+
 def test_cg_checkpoint_and_resume(tmp_path):
     """Checkpoints hold the CG iterate; resuming from it needs fewer iterations to converge."""
     from biomlff.gdml.solvers import solve_cg

@@ -465,7 +465,7 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
     n_closed = ts.closed_size(cfg.reduce) if cfg.solver != "cg" else ts.n
     if cfg.energy_constraints:
         n_closed += ts.m
-    solver = check_memory(n_closed, max_mem, cfg.solver)
+    solver = check_memory(n_closed, max_mem, cfg.solver, cg_allowed=not cfg.energy_constraints)
     if cfg.energy_constraints and solver != "closed":
         raise ConfigError(
             f"energy constraints need the closed form, which needs ~{closed_form_bytes(n_closed) / GiB:.1f} "
