@@ -123,7 +123,7 @@ def register(sub) -> None:
     te = gsub.add_parser("test", help="errors of a model on a dataset (kcal/mol and eV)")
     te.add_argument("model", help="model file (biomlff or sgdml .npz)")
     te.add_argument("data", help="dataset with energies and/or forces")
-    te.add_argument("--batch-size", type=int, default=128)
+    te.add_argument("--batch-size", type=int, default=1024)
     te.add_argument("--json", metavar="FILE", help="also write the errors as JSON")
     _read_group(te)
     te.set_defaults(func=_test)
@@ -137,7 +137,7 @@ def register(sub) -> None:
         required=True,
         help="output: .xyz/.extxyz (energy eV, forces eV/Å) or .npz (E, F arrays in eV, eV/Å)",
     )
-    pr.add_argument("--batch-size", type=int, default=128)
+    pr.add_argument("--batch-size", type=int, default=1024)
     pr.set_defaults(func=_predict)
 
 

@@ -135,11 +135,13 @@ class GDMLModel:
             self._cache[key] = jax.jit(fn)
         return self._cache[key]
 
-    def predict(self, positions, batch_size: int = 128, progress: bool = False):
+    def predict(self, positions, batch_size: int = 1024, progress: bool = False):
         """Energies (B,) in eV and forces (B, N, 3) in eV/Å for positions (B, N, 3) or (N, 3) in Å.
 
-        Runs in float64 (thread-local ``jax.enable_x64``), ``batch_size`` geometries per call
-        (the last batch is padded so that one compiled shape serves all calls).
+        Runs in float64 (thread-local ``jax.enable_x64``), ``batch_size`` geometries per compiled call
+        (larger batches reuse each chunk of training rows for more queries: on ethanol M = 1000 sGDML
+        1024 gives ~1.5× the throughput of 128); a last partial batch is padded to the next power of
+        two, so that few compiled shapes serve all calls.
         """
         import jax
 
@@ -157,9 +159,6 @@ class GDMLModel:
             raise ModelError(f"batch_size must be ≥ 1, got {batch_size}")
         nb = len(pos)
         bs = max(1, min(batch_size, nb))
-        chunk = row_chunk(self.n_train * self.n_perms, bs)
-        rows = self._rows(chunk)
-        fn = self._batch_fn(chunk)
         energies = np.empty(nb)
         forces = np.empty((nb, self.n_atoms, 3))
         starts = range(0, nb, bs)
@@ -167,13 +166,17 @@ class GDMLModel:
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+        n_rows = self.n_train * self.n_perms
         with jax.enable_x64(True):
             for s in starts:
                 chunk_pos = pos[s : s + bs]
                 k = len(chunk_pos)
-                if k < bs:
-                    chunk_pos = np.concatenate([chunk_pos, np.repeat(chunk_pos[:1], bs - k, axis=0)])
-                e, f = fn(chunk_pos, rows, float(self.sigma), float(self.std), float(self.c))
+                b = bs if k == bs else min(bs, 1 << (k - 1).bit_length())
+                if k < b:
+                    chunk_pos = np.concatenate([chunk_pos, np.repeat(chunk_pos[:1], b - k, axis=0)])
+                chunk = row_chunk(n_rows, b)
+                fn = self._batch_fn(chunk)
+                e, f = fn(chunk_pos, self._rows(chunk), float(self.sigma), float(self.std), float(self.c))
                 energies[s : s + k] = np.asarray(e)[:k]
                 forces[s : s + k] = np.asarray(f)[:k]
         if single:

@@ -85,7 +85,7 @@ def errors(e_ref, e_pred, f_ref, f_pred) -> dict:
     return out
 
 
-def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 128, progress: bool = False) -> dict:
+def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 1024, progress: bool = False) -> dict:
     """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures."""
     if np.any(frames.z != model.z):
         raise DataError(
@@ -171,7 +171,7 @@ class TrainingSet:
         red = self.reduced_assembler() if reduce else None
         return self.n if red is None else red.m * red.n3
 
-    def matvec_fn(self, sigma: float, chunk: int = 128):
+    def matvec_fn(self, sigma: float, chunk: int = 512):
         """K·v (n,) → (n,) through the prediction path (K never stored); ``chunk`` training
         geometries per compiled call."""
         import jax
