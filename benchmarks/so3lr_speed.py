@@ -118,7 +118,15 @@ def main() -> int:
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--precision", help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write all numbers to this JSON file")
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin to one core (XLA keeps a second thread busy even with OMP_NUM_THREADS=1; "
+        "pinning makes the comparison with the 1-thread peer fair)",
+    )
     args = p.parse_args()
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # inherited by the peer subprocess
     if args.peer:
         return peer(args)
     cpu = platform.processor() or platform.machine()
@@ -128,7 +136,10 @@ def main() -> int:
         )
     except (OSError, StopIteration):
         pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    pinned = "pinned to 1 core" if not args.no_pin else "not pinned"
+    print(
+        f"machine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {pinned}"
+    )
     print(
         f"energy + forces per call, ASE calculators, lr cutoff 12 Å; median of {args.repeats} after warm-up\n"
     )
