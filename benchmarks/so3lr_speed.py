@@ -137,9 +137,8 @@ def main() -> int:
     except (OSError, StopIteration):
         pass
     pinned = "pinned to 1 core" if not args.no_pin else "not pinned"
-    print(
-        f"machine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, {pinned}"
-    )
+    omp = os.environ.get("OMP_NUM_THREADS")
+    print(f"machine: {cpu}, {os.cpu_count()} cores, OMP_NUM_THREADS={omp}, {pinned}")
     print(
         f"energy + forces per call, ASE calculators, lr cutoff 12 Å; median of {args.repeats} after warm-up\n"
     )
