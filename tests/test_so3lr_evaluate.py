@@ -71,3 +71,19 @@ def test_bad_batch_size_and_mixed_periodicity(params, fragments):
         ev.evaluate_systems([free], config, params, batch_size=0)
     with pytest.raises(ConfigError, match="periodic and free-space"):
         ev.evaluate_systems([free, boxed], config, params)
+
+
+def test_predict_dataset_rejects_bad_settings(params, fragments):
+    from biomlff.data import Dataset
+    from biomlff.errors import ConfigError
+    from biomlff.so3lr.predict import predict_dataset
+
+    a = fragments[0]
+    ds = Dataset.from_arrays([a.numbers], [a.positions], multiplicity=np.array([0]), validate=False)
+    with pytest.raises(ConfigError, match="multiplicity"):
+        predict_dataset(ds, params=params)
+    ok = Dataset.from_arrays([a.numbers], [a.positions], validate=False)
+    with pytest.raises(ConfigError, match="dispersion_damping"):
+        predict_dataset(ok, params=params, lr_cutoff=6.0, dispersion_damping=6.0)
+    with pytest.raises(ConfigError, match="precision"):
+        predict_dataset(ok, params=params, precision="float16")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..neighbors import bucket, padded_pairs, pair_indices
-from ..potential import Pairs, Potential
+from ..potential import Potential
 
 #: smallest atom-count bucket; buckets grow by ≈ √2 (rounded up to multiples of 32 above it)
 ATOM_BUCKET_MINIMUM = 16
@@ -122,7 +122,6 @@ def evaluate_systems(
         width = min(batch_size, 1 << (len(members) - 1).bit_length())  # 1, 2, 4, ... ≤ batch_size
         for start in range(0, len(members), width):
             chunk = members[start : start + width]
-            idx = chunk + [chunk[-1]] * (width - len(chunk))
             lists = [_system_pairs(neighbors, systems[k]) for k in chunk]
             caps = {name: bucket(max(len(li[name][0]) for li in lists)) for name in neighbors}
             fr = [_fragment_arrays(_frag_arg(s), s.n_atoms, s.charge) for s in (systems[k] for k in chunk)]
@@ -142,7 +141,7 @@ def evaluate_systems(
                 pairs = {name: padded_pairs(*li[name], caps[name]) for name in neighbors}
                 cell = None if s.cell is None else np.asarray(s.cell, dtype)
                 batch.append((species, float(s.charge), float(s.spin), fid, fq, pos, pairs, cell))
-            batch += [batch[-1]] * (len(idx) - len(chunk))
+            batch += [batch[-1]] * (width - len(chunk))  # fixed batch shape: pad with copies
             stacked = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *batch)
             with precision_context(config.precision):
                 out = kernel(params, *stacked)
@@ -161,18 +160,6 @@ def _frag_arg(s: System):
     if s.frag_ids is None:
         return None
     return (s.frag_ids, s.frag_charges)
-
-
-def host_pairs(
-    potential: Potential, positions, cell=None, capacities: dict | None = None
-) -> dict[str, Pairs]:
-    """Padded NumPy pair lists for every neighbour list of ``potential`` (capacity ≥ the given one)."""
-    out = {}
-    for name, spec in potential.neighbors.items():
-        i, j = pair_indices(positions, spec.cutoff, cell=cell, half=spec.half)
-        cap = max(bucket(len(i)), (capacities or {}).get(name, 0))
-        out[name] = padded_pairs(i, j, cap)
-    return out
 
 
 def _system_of(potential: Potential, positions, cell) -> System:

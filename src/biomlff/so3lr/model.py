@@ -302,6 +302,30 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
+def make_config(lr_cutoff: float | None, dispersion_damping: float | None, precision: str) -> SO3LRConfig:
+    """Validated :class:`SO3LRConfig`: lr cutoff in Å (> 0, or None = all pairs, in which case the
+    damping is dropped), dispersion damping width in Å in (0, lr cutoff), precision float32/float64."""
+    if precision not in ("float32", "float64"):
+        raise ConfigError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if lr_cutoff is None:
+        return SO3LRConfig(lr_cutoff=None, dispersion_damping=None, precision=precision)
+    lr_cutoff = float(lr_cutoff)
+    if lr_cutoff <= 0:
+        raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
+    if dispersion_damping is None or not (0 < float(dispersion_damping) < lr_cutoff):
+        raise ConfigError(
+            f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}"
+        )
+    return SO3LRConfig(lr_cutoff=lr_cutoff, dispersion_damping=float(dispersion_damping), precision=precision)
+
+
+def spin_of(multiplicity) -> float:
+    """Number of unpaired electrons S = multiplicity − 1 (ConfigError for multiplicity < 1)."""
+    if int(multiplicity) < 1:
+        raise ConfigError(f"multiplicity must be ≥ 1, got {multiplicity}")
+    return float(int(multiplicity) - 1)
+
+
 def neighbor_specs(lr_cutoff: float | None) -> dict[str, NeighborSpec]:
     """The pair lists SO3LR needs: ``"sr"`` (4.5 Å) and ``"lr"`` (``lr_cutoff`` Å, None = all pairs),
     each unordered pair once."""
@@ -344,25 +368,12 @@ def so3lr_potential(
 
     from .weights import load_params
 
-    if precision not in ("float32", "float64"):
-        raise ConfigError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    config = make_config(lr_cutoff, dispersion_damping, precision)
+    lr_cutoff, dispersion_damping = config.lr_cutoff, config.dispersion_damping
     z = check_elements(atomic_numbers)
-    if lr_cutoff is not None:
-        lr_cutoff = float(lr_cutoff)
-        if lr_cutoff <= 0:
-            raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
-        if dispersion_damping is None or not (0 < float(dispersion_damping) < lr_cutoff):
-            raise ConfigError(
-                f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}"
-            )
-        dispersion_damping = float(dispersion_damping)
-    else:
-        dispersion_damping = None
-    if int(multiplicity) < 1:
-        raise ConfigError(f"multiplicity must be ≥ 1, got {multiplicity}")
+    spin_of(multiplicity)
     if params is None:
         params = load_params()
-    config = SO3LRConfig(lr_cutoff=lr_cutoff, dispersion_damping=dispersion_damping, precision=precision)
     ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
     leaves = (
         params,

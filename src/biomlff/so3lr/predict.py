@@ -32,15 +32,11 @@ def predict_dataset(
     called after each batch of n frames."""
     from ..errors import ConfigError
     from .evaluate import System, evaluate_systems
-    from .model import SO3LRConfig, check_cell, check_elements
+    from .model import check_cell, check_elements, make_config, spin_of
     from .weights import load_params
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
-    if lr_cutoff is not None and lr_cutoff != "auto" and float(lr_cutoff) <= 0:
-        raise ConfigError(f"lr_cutoff must be positive, None or 'auto', got {lr_cutoff}")
-    if not (0 < float(dispersion_damping)):
-        raise ConfigError(f"dispersion_damping must be positive (Å), got {dispersion_damping}")
     params = load_params() if params is None else params
     groups: dict[tuple, list[tuple[int, System]]] = {}
     for k in range(len(ds)):
@@ -49,23 +45,16 @@ def predict_dataset(
         periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
         cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
         lr = (12.0 if periodic else None) if lr_cutoff == "auto" else lr_cutoff
-        lr = None if lr is None else float(lr)
+        config = make_config(lr, dispersion_damping, precision)
         if cell is not None:
-            check_cell(cell, lr)
-        if lr is not None and float(dispersion_damping) >= lr:
-            raise ConfigError(f"dispersion_damping {dispersion_damping} Å must be below lr_cutoff {lr} Å")
+            check_cell(cell, config.lr_cutoff)
         charge = f.get("charge")
         mult = f.get("multiplicity")
-        config = SO3LRConfig(
-            lr_cutoff=lr,
-            dispersion_damping=None if lr is None else float(dispersion_damping),
-            precision=precision,
-        )
         system = System(
             species=check_elements(f["atomic_numbers"]),
             positions=np.asarray(f["positions"], float),
             charge=0.0 if charge is None else float(charge),
-            spin=0.0 if mult is None else float(int(mult) - 1),
+            spin=spin_of(1 if mult is None else mult),
             cell=cell,
         )
         groups.setdefault((config, periodic), []).append((k, system))
