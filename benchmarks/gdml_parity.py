@@ -71,6 +71,30 @@ def _maxrss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _rmd17_frames(mol: str, part: str):
+    from biomlff.gdml import load_frames
+
+    path = SHARED / "datasets" / "rmd17" / f"rmd17_{mol}_{part}_01.npz"
+    return load_frames(path, energy_key="energies", forces_key="forces")
+
+
+def _train(frames, m, sym, sigma, max_memory, solver, ecstr: bool = False):
+    """biomlff on the benchmark task: the first M of the seeded permutation of train_01, one σ
+    (data loading stays outside, so that callers time training only)."""
+    from biomlff.gdml import TrainConfig, train
+
+    cfg = TrainConfig(
+        n_train=m,
+        sigmas=[sigma],
+        use_sym=sym,
+        idx_train=_indices(m),
+        solver=solver,
+        max_memory_gb=max_memory,
+        energy_constraints=ecstr,
+    )
+    return train(frames, cfg)
+
+
 # ------------------------------------------------------------------ workers (run in subprocesses)
 def _one_core() -> None:
     """Pin this worker to one core. XLA's CPU runtime keeps a thread pool even with
@@ -87,25 +111,10 @@ def worker_biomlff(
     import numpy as np
 
     from biomlff import units
-    from biomlff.gdml import TrainConfig, load_frames, train
 
-    kw = dict(energy_key="energies", forces_key="forces")
-    root = SHARED / "datasets" / "rmd17"
-    frames = load_frames(root / f"rmd17_{mol}_train_01.npz", **kw)
-    test = load_frames(root / f"rmd17_{mol}_test_01.npz", **kw)
+    frames, test = _rmd17_frames(mol, "train"), _rmd17_frames(mol, "test")
     t0 = time.perf_counter()
-    model, rep = train(
-        frames,
-        TrainConfig(
-            n_train=m,
-            sigmas=[sigma],
-            use_sym=sym,
-            idx_train=_indices(m),
-            solver=solver,
-            max_memory_gb=max_memory,
-            energy_constraints=ecstr,
-        ),
-    )
+    model, rep = _train(frames, m, sym, sigma, max_memory, solver, ecstr)
     t_train = time.perf_counter() - t0
     model.predict(test.R)  # compile (the timed calls use the same shapes)
     times = []
@@ -218,22 +227,9 @@ def worker_train_save(
     """Train biomlff on the benchmark task (CG by default: fast, little memory) and write the model in
     both formats (path, path_sgdml)."""
     _one_core()
-    from biomlff.gdml import TrainConfig, load_frames, train
-
-    kw = dict(energy_key="energies", forces_key="forces")
-    frames = load_frames(SHARED / "datasets" / "rmd17" / f"rmd17_{mol}_train_01.npz", **kw)
+    frames = _rmd17_frames(mol, "train")
     t0 = time.perf_counter()
-    model, _ = train(
-        frames,
-        TrainConfig(
-            n_train=m,
-            sigmas=[sigma],
-            use_sym=sym,
-            idx_train=_indices(m),
-            max_memory_gb=max_memory,
-            solver=solver,
-        ),
-    )
+    model, _ = _train(frames, m, sym, sigma, max_memory, solver)
     model.save(path)
     model.save_sgdml(_sgdml_path(path))
     return {"train_s": time.perf_counter() - t0, "solver": model.info["solver"]}
