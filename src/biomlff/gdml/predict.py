@@ -61,28 +61,34 @@ def prepare_rows(xp, up, chunk: int, ae=None):
     return out
 
 
-def _sums(x, xp, up, x2p, xup, sigma, ae=None):
+def _sums(x, xp, up, x2p, xup, sigma, ae=None, xnp=None, grad: bool = True):
     """Energy sums Σ (5/(3σ³))(σ + √5 r) e (d·u) (B,) and descriptor gradients g/s (B, D) over the
     rows xp, up (R, D) for centred queries x (B, D); the sums over rows are GEMMs.
 
     ``ae`` (R,): energy-constraint coefficients α_E per row (spec §3): adds Σ α_E κ(d) to the energy
-    sum and −∇ₓ of it, Σ α_E c2 d, to g (with c2 below: −∇κ(d) = c2 d)."""
-    import jax.numpy as jnp
+    sum and −∇ₓ of it, Σ α_E c2 d, to g (with c2 below: −∇κ(d) = c2 d). ``xnp``: array module
+    (default jax.numpy; NumPy evaluates the same formula without compiling); ``grad=False`` returns
+    (energy, None)."""
+    if xnp is None:
+        import jax.numpy as xnp
 
-    x2 = jnp.sum(x * x, axis=-1)
+    x2 = xnp.sum(x * x, axis=-1)
     r2 = x2[:, None] + x2p[None, :] - 2.0 * (x @ xp.T)
-    r = jnp.sqrt(jnp.maximum(r2, 0.0))
+    r = xnp.sqrt(xnp.maximum(r2, 0.0))
     du = x @ up.T - xup[None, :]
-    e = jnp.exp(-SQRT5 * r / sigma)
+    e = xnp.exp(-SQRT5 * r / sigma)
     # c2 = w (σ² + √5σr) with w = 5e/(3σ⁴) is also the energy weight: E-sum = Σ c2 (d·u)
     c2 = (5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e
-    c1 = (25.0 / (3.0 * sigma**4)) * e * du  # 5 w (d·u)
-    energy = jnp.sum(c2 * du, axis=-1)
+    energy = xnp.sum(c2 * du, axis=-1)
     if ae is not None:
         kappa = (1.0 + SQRT5 * r / sigma + (5.0 / (3.0 * sigma**2)) * r * r) * e
         energy = energy + kappa @ ae
+    if not grad:
+        return energy, None
+    c1 = (25.0 / (3.0 * sigma**4)) * e * du  # 5 w (d·u)
+    if ae is not None:
         c1 = c1 + c2 * ae[None, :]  # Σ α_E c2 (x − X) joins the d-term of g
-    g = x * jnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
+    g = x * xnp.sum(c1, axis=-1, keepdims=True) - c1 @ xp - c2 @ up
     return energy, g
 
 
@@ -127,20 +133,13 @@ def batch_energy_forces(
 
 def energies_numpy(x, xbar, xp, up, x2p, xup, sigma, std, const, ae=None, block: int = 256):
     """Energies (B,) of descriptors x (B, D) in NumPy (no JIT compilation; used for the integration
-    constant on the training set). Rows as from :func:`prepare_rows`; same formula as :func:`_sums`."""
+    constant on the training set). Rows as from :func:`prepare_rows`; the formula of :func:`_sums`."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64) - xbar
     out = np.empty(len(x))
     for s in range(0, len(x), block):
-        xb = x[s : s + block]
-        r2 = np.sum(xb * xb, axis=1)[:, None] + x2p[None, :] - 2.0 * (xb @ xp.T)
-        r = np.sqrt(np.maximum(r2, 0.0))
-        du = xb @ up.T - xup[None, :]
-        e = np.exp(-SQRT5 * r / sigma)
-        en = np.sum((5.0 / (3.0 * sigma**3)) * (sigma + SQRT5 * r) * e * du, axis=1)
-        if ae is not None:
-            en += ((1.0 + SQRT5 * r / sigma + (5.0 / (3.0 * sigma**2)) * r * r) * e) @ ae
+        en, _ = _sums(x[s : s + block], xp, up, x2p, xup, sigma, ae, xnp=np, grad=False)
         out[s : s + block] = const + std * en
     return out
 
