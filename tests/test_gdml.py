@@ -165,7 +165,8 @@ def test_kernel_matrix_symmetric_psd_and_matvec(ethanol, ethanol_perms):
     K3 = KernelAssembler(ts.X, ts.C, ts.q, ts.a, ts.b, ts.n_atoms, tile=4, sparse=True).full(10.0)
     assert np.allclose(K, K3, rtol=0, atol=1e-14 * np.abs(K).max())
     v = np.random.default_rng(0).normal(size=ts.n)
-    assert np.allclose(ts.matvec_fn(10.0)(v), K @ v, rtol=1e-10, atol=1e-12)
+    assert np.allclose(ts.matvec_fn(10.0)(v), K @ v, rtol=1e-10, atol=1e-12)  # cached coefficients
+    assert np.allclose(ts.matvec_fn(10.0, cache_bytes=0)(v), K @ v, rtol=1e-10, atol=1e-12)  # JAX path
     rows = np.array([0, 7, 100, ts.n - 1])
     assert np.allclose(ts.assembler.rows(rows, 10.0), K[rows], rtol=0, atol=1e-15)
 
@@ -585,6 +586,8 @@ def test_reduced_closed_form_equals_the_full_one(ethanol, ethanol_perms):
         Q[27 * i : 27 * (i + 1), 21 * i : 21 * (i + 1)] = q[i]
     assert np.allclose(Kr, Q.T @ K @ Q, rtol=0, atol=1e-12 * np.abs(K).max())
     assert np.allclose(K @ (np.eye(7 * 27) - Q @ Q.T), 0.0, atol=1e-9 * np.abs(K).max())  # rigid = null
+    sel = np.array([0, 5, 20, 7 * 21 - 1])  # rows of the reduced kernel (CG preconditioner)
+    assert np.allclose(red.rows(sel, 9.0), Kr[sel], rtol=0, atol=1e-14 * np.abs(Kr).max())
     common = dict(
         n_train=40, sigmas=[10.0], perms=ethanol_perms, solver="closed", idx_train=np.arange(0, 400, 10)
     )
@@ -833,3 +836,23 @@ def test_shifted_nystroem_preconditioner_with_few_columns():
     assert shifted.converged
     assert np.linalg.norm(K @ shifted.x - y) <= 1.01e-4 * np.linalg.norm(y)
     assert not plain.converged or plain.iterations > 2 * shifted.iterations
+
+
+def test_nystroem_preconditioner_is_the_woodbury_inverse():
+    """M⁻¹ = (K_nm K_mm⁻¹ K_mn + μI)⁻¹ and the ridge leverage scores diag(K_nm (K_mn K_nm + μK_mm)⁻¹ K_mn)
+    against dense linear algebra."""
+    from biomlff.gdml.solvers import build_nystroem
+
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    K = (q * np.logspace(-4, 0, 60)) @ q.T
+    cols = np.array([2, 3, 10, 11, 40, 41, 50, 51])
+    lam = 1e-3
+    pre = build_nystroem(lambda c: K[c], cols, lam)
+    knm = K[:, cols]
+    nys = knm @ np.linalg.solve(K[np.ix_(cols, cols)], knm.T)
+    v = rng.normal(size=60)
+    ref = np.linalg.solve(nys + lam * np.eye(60), v)
+    assert np.allclose(pre.apply(v), ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
+    lev = np.diag(knm @ np.linalg.solve(knm.T @ knm + lam * K[np.ix_(cols, cols)], knm.T))
+    assert np.allclose(pre.leverage, lev, rtol=1e-7, atol=1e-12)

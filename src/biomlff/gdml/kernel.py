@@ -354,9 +354,8 @@ class KernelAssembler:
 
     def rows(self, sel: np.ndarray, sigma: float, progress: bool = False) -> np.ndarray:
         """Rows K[sel, :] (len(sel), 3NM) for flat component indices ``sel`` (= columns, K is
-        symmetric). Computes only the block rows of the geometries that ``sel`` touches."""
-        if self.basis is not None:
-            raise ValueError("rows() of the reduced kernel are not implemented")
+        symmetric); (len(sel), kM) of the reduced kernel when a basis is set. Computes only the
+        block rows of the geometries that ``sel`` touches."""
         sel = np.asarray(sel)
         geo = np.unique(sel // self.n3)
         pos = {g: k for k, g in enumerate(geo)}
