@@ -343,9 +343,7 @@ def read_rmd17(
             "name": path.stem,
             "theory": theory,
             "source_units": {
-                "energy": e_unit,
-                "length": r_unit,
-                "forces": force_unit or f"{e_unit}/{r_unit}",
+                "energy": e_unit, "length": r_unit, "forces": force_unit or f"{e_unit}/{r_unit}"
             },
             "provenance": [f"read {path.name} (rMD17 npz, labels {energy_key}/{forces_key})"],
         },
@@ -463,15 +461,11 @@ def read_ase(
                             f"frame: {_available_keys(atoms)}"
                         )
                     if values[field] and values[field][-1] is not None:
-                        raise DataError(
-                            f"{path}: frame {frame}, field '{field}': key {key!r} missing "
-                            "but present in earlier frames"
-                        )
+                        raise DataError(f"{path}: frame {frame}, field '{field}': key {key!r} missing "
+                                        "but present in earlier frames")
                 elif values[field] and values[field][-1] is None:
-                    raise DataError(
-                        f"{path}: frame {frame}, field '{field}': key {key!r} present "
-                        "but missing in earlier frames"
-                    )
+                    raise DataError(f"{path}: frame {frame}, field '{field}': key {key!r} present "
+                                    "but missing in earlier frames")
                 values[field].append(v)
             if extras:
                 _collect_extras(atoms, frame, used_keys, extra_f, extra_a)
@@ -496,9 +490,8 @@ def read_ase(
             else:
                 kw[field] = np.array([np.asarray(v, np.float64) for v in vals])
         except (ValueError, TypeError) as exc:
-            raise DataError(
-                f"{path}: field '{field}' (key {keys[field]!r}): not numeric or inconsistent shapes ({exc})"
-            ) from None
+            raise DataError(f"{path}: field '{field}' (key {keys[field]!r}): not numeric or inconsistent "
+                            f"shapes ({exc})") from None
     if "energy" in kw:
         kw["energy"] = kw["energy"].reshape(n_frames, -1)
         if kw["energy"].shape[1] != 1:
@@ -547,11 +540,8 @@ def read_ase(
         metadata={
             "name": path.stem,
             "source_units": src_units,
-            "provenance": [
-                f"read {path.name} ({ase_fmt or 'ase'}; keys "
-                + ", ".join(f"{f}={k}" for f, k in keys.items())
-                + ")"
-            ],
+            "provenance": [f"read {path.name} ({ase_fmt or 'ase'}; keys "
+                           + ", ".join(f"{f}={k}" for f, k in keys.items()) + ")"],
         },
         validate=validate,
         source=str(path),
@@ -657,19 +647,11 @@ def read_dataset(
     fmt = fmt or detect_format(path)
     common = dict(validate=validate, min_distance=min_distance)
     if fmt == "sgdml":
-        ds = read_sgdml(
-            path, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit, **common
-        )
+        ds = read_sgdml(path, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit,
+                        **common)
     elif fmt == "rmd17":
-        ds = read_rmd17(
-            path,
-            energy_key=energy_key,
-            forces_key=forces_key,
-            energy_unit=energy_unit,
-            length_unit=length_unit,
-            force_unit=force_unit,
-            **common,
-        )
+        ds = read_rmd17(path, energy_key=energy_key, forces_key=forces_key, energy_unit=energy_unit,
+                        length_unit=length_unit, force_unit=force_unit, **common)
     elif fmt == "qcell":
         from .qcell import read_qcell
 
@@ -678,20 +660,10 @@ def read_dataset(
         ase_fmt = "extxyz" if fmt == "extxyz" else (fmt[4:] if fmt.startswith("ase:") else None)
         ase_index = index if isinstance(index, (str, int, np.integer, slice)) else ":"
         ds = read_ase(
-            path,
-            fmt=ase_fmt,
-            index=ase_index,
-            energy_key=energy_key,
-            forces_key=forces_key,
-            charge_key=charge_key,
-            multiplicity_key=multiplicity_key,
-            dipole_key=dipole_key,
-            hirshfeld_key=hirshfeld_key,
-            partial_charges_key=partial_charges_key,
-            energy_unit=energy_unit,
-            length_unit=length_unit,
-            force_unit=force_unit,
-            **common,
+            path, fmt=ase_fmt, index=ase_index, energy_key=energy_key,
+            forces_key=forces_key, charge_key=charge_key, multiplicity_key=multiplicity_key,
+            dipole_key=dipole_key, hirshfeld_key=hirshfeld_key, partial_charges_key=partial_charges_key,
+            energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit, **common,
         )
         if index is None or index is ase_index:
             return ds
@@ -722,11 +694,8 @@ def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str
     path = Path(path)
     if fmt is None:
         ext = path.suffix.lower()
-        by_ext = {
-            **dict.fromkeys(NPZ_EXT, "sgdml"),
-            **dict.fromkeys(XYZ_EXT, "extxyz"),
-            **dict.fromkeys(H5_EXT, "qcell"),
-        }
+        by_ext = {**dict.fromkeys(NPZ_EXT, "sgdml"), **dict.fromkeys(XYZ_EXT, "extxyz"),
+                  **dict.fromkeys(H5_EXT, "qcell")}
         fmt = by_ext.get(ext)
         if fmt is None:
             raise DataError(
