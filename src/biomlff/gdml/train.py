@@ -311,6 +311,17 @@ def _model_from_solution(
     )
 
 
+def to_internal(basis: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Flat 3N·M vector (force components, eV/Å or scaled) → its M(3N − 6) internal coordinates
+    Q_iᵀ v_i, with ``basis`` Q from :func:`biomlff.gdml.kernel.internal_basis`."""
+    return np.einsum("mik,mi->mk", basis, v.reshape(len(basis), -1)).reshape(-1)
+
+
+def from_internal(basis: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Flat M(3N − 6) internal coordinates → the 3N·M vector Q_i x_i (no rigid-body part)."""
+    return np.einsum("mik,mk->mi", basis, x.reshape(len(basis), -1)).reshape(-1)
+
+
 def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kbuf=None):
     """Train for one σ. Returns (solution a, stats, kernel buffer for reuse); with energy
     constraints the solution is (a_F, a_E, std)."""
@@ -329,9 +340,9 @@ def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kb
         else:
             # y' = Qᵀ y per geometry; a = Q a' (no components along the rigid-body modes)
             qb = red.basis
-            y_red = np.einsum("mik,mi->mk", qb, ts.y.reshape(ts.m, -1)).reshape(-1)
+            y_red = to_internal(qb, ts.y)
             sol_red, st = solve_closed(kbuf, y_red, cfg.lam)
-            sol = np.einsum("mik,mk->mi", qb, sol_red.reshape(ts.m, -1)).reshape(-1)
+            sol = from_internal(qb, sol_red)
         stats.update(st)
         stats["closed_n"] = kbuf.shape[0]
         return sol, stats, kbuf
@@ -345,8 +356,8 @@ def solve_sigma(ts: TrainingSet, sigma: float, solver: str, cfg: TrainConfig, kb
         # assembler): the same predictions, and every n·m² step of the preconditioner and every
         # apply shrink (aspirin: n 63 000 → 57 000, m 5103 → 4617 columns, 0.74× the flops)
         qb, asm, n3 = red.basis, red, red.n3
-        to_full = lambda x: np.einsum("mik,mk->mi", qb, x.reshape(ts.m, -1)).reshape(-1)
-        to_red = lambda v: np.einsum("mik,mi->mk", qb, v.reshape(ts.m, -1)).reshape(-1)
+        to_full = lambda x: from_internal(qb, x)
+        to_red = lambda v: to_internal(qb, v)
         matvec = lambda v: to_red(matvec_full(to_full(v)))
         y = to_red(ts.y)
     rows_fn = lambda cols: asm.rows(cols, sigma, progress=cfg.progress)
@@ -438,11 +449,11 @@ def _solve_energy_constrained(ts: TrainingSet, sigma: float, cfg: TrainConfig, k
     y, std = ts.joint_labels()
     y_f, y_e = y[: ts.n], y[ts.n :]
     if red is not None:
-        y_f = np.einsum("mik,mi->mk", red.basis, y_f.reshape(ts.m, -1)).reshape(-1)
+        y_f = to_internal(red.basis, y_f)
     sol, st = solve_closed(kbuf, np.concatenate([y_f, y_e]), cfg.lam)
     a_f, a_e = sol[:nf], sol[nf:]
     if red is not None:
-        a_f = np.einsum("mik,mk->mi", red.basis, a_f.reshape(ts.m, -1)).reshape(-1)
+        a_f = from_internal(red.basis, a_f)
     stats.update(st)
     stats["closed_n"] = n
     stats["energy_constraints"] = True
