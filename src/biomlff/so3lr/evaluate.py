@@ -109,7 +109,7 @@ def evaluate_systems(
         return []
     if len({s.cell is None for s in systems}) > 1:
         raise ConfigError("evaluate_systems: mix of periodic and free-space structures; split them")
-    neighbors = neighbor_specs(config.lr_cutoff)
+    neighbors = neighbor_specs(config.lr_cutoff, config.arch)
     dtype = config.dtype
     kernel = _kernel(config)
     results: list[dict | None] = [None] * len(systems)

@@ -17,14 +17,16 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..potential import NeighborSpec, Pairs, Potential
 from . import network, physics
+from .architecture import PUBLISHED, Architecture
 
 #: elements SO3LR was trained on (H, C, N, O, F, P, S, Cl)
 TRAINED_ELEMENTS = (1, 6, 7, 8, 9, 15, 16, 17)
 TERMS = ("so3krates", "zbl", "electrostatics", "dispersion")
 
 
-def check_elements(atomic_numbers) -> np.ndarray:
-    """Atomic numbers as int array; ModelError naming the elements SO3LR was not trained on."""
+def check_elements(atomic_numbers, elements=TRAINED_ELEMENTS, model: str = "SO3LR") -> np.ndarray:
+    """Atomic numbers as int array; ModelError naming the elements ``model`` was not trained on
+    (``elements``: the atomic numbers it knows; default the published SO3LR's)."""
     from ase.data import chemical_symbols
 
     z = np.asarray(atomic_numbers)
@@ -34,20 +36,21 @@ def check_elements(atomic_numbers) -> np.ndarray:
         if np.any(z != np.round(z)):
             raise ModelError("atomic_numbers must be integers")
         z = z.astype(np.int64)
-    bad = sorted(set(int(v) for v in z) - set(TRAINED_ELEMENTS))
+    bad = sorted(set(int(v) for v in z) - set(int(e) for e in elements))
     if bad:
-        names = ", ".join(
-            f"{chemical_symbols[b] if 0 < b < len(chemical_symbols) else '?'} (Z={b})" for b in bad
-        )
-        raise ModelError(
-            f"SO3LR was trained on H, C, N, O, F, P, S, Cl only; unsupported element(s): {names}"
-        )
+
+        def sym(b):
+            return chemical_symbols[b] if 0 < b < len(chemical_symbols) else "?"
+
+        names = ", ".join(f"{sym(b)} (Z={b})" for b in bad)
+        known = ", ".join(sym(int(e)) for e in sorted(elements))
+        raise ModelError(f"{model} was trained on {known} only; unsupported element(s): {names}")
     return z.astype(np.int32)
 
 
-def check_cell(cell, lr_cutoff: float | None) -> np.ndarray | None:
+def check_cell(cell, lr_cutoff: float | None, sr_cutoff: float = physics.SR_CUTOFF) -> np.ndarray | None:
     """Validate a cell for SO3LR: None (free space) or orthorhombic with every edge ≥ 2 × lr cutoff
-    (and ≥ 2 × 4.5 Å). Returns the (3,) box edges in Å or None."""
+    (and ≥ 2 × the short-range cutoff, 4.5 Å). Returns the (3,) box edges in Å or None."""
     from ..neighbors import orthorhombic_box
 
     if cell is None:
@@ -58,7 +61,7 @@ def check_cell(cell, lr_cutoff: float | None) -> np.ndarray | None:
             "lr_cutoff=None (all pairs) is only defined in free space; "
             "use a finite lr cutoff (e.g. 12 Å) for periodic systems"
         )
-    need = 2.0 * max(float(lr_cutoff), physics.SR_CUTOFF)
+    need = 2.0 * max(float(lr_cutoff), float(sr_cutoff))
     if np.any(box < need):
         raise ModelError(
             f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × lr cutoff = {need} Å "
@@ -69,11 +72,14 @@ def check_cell(cell, lr_cutoff: float | None) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class SO3LRConfig:
-    """Static settings of an SO3LR energy function (hashable: equal configs share compiled code)."""
+    """Static settings of an SO3LR energy function (hashable: equal configs share compiled code):
+    long-range cutoff (Å, None = all pairs), dispersion switch width (Å), precision and the network
+    :class:`~biomlff.so3lr.architecture.Architecture` (default: the published SO3LR)."""
 
     lr_cutoff: float | None = 12.0
     dispersion_damping: float | None = 2.0
     precision: str = "float32"
+    arch: Architecture = PUBLISHED
 
     @property
     def dtype(self):
@@ -120,13 +126,21 @@ def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
     from jax import lax
 
     n = positions.shape[0]
+    arch = config.arch
 
     def block(i, j, mask):
         _, r, m = _pair_geometry(positions, Pairs(i, j, mask), cell)
-        e_el = physics.electrostatic_pair_energy(r, q[i], q[j], config.lr_cutoff)
-        e_disp = physics.dispersion_pair_energy(
-            r, alpha[i], alpha[j], c6[i], c6[j], config.lr_cutoff, config.dispersion_damping
-        )
+        if arch.electrostatics:
+            e_el = physics.electrostatic_pair_energy(r, q[i], q[j], config.lr_cutoff, arch.electrostatic_sigma)
+        else:
+            e_el = jnp.zeros_like(r)
+        if arch.dispersion:
+            e_disp = physics.dispersion_pair_energy(
+                r, alpha[i], alpha[j], c6[i], c6[j], config.lr_cutoff, config.dispersion_damping,
+                arch.dispersion_beta,
+            )
+        else:
+            e_disp = jnp.zeros_like(r)
         e = 0.5 * jnp.stack([jnp.where(m, e_el, 0.0), jnp.where(m, e_disp, 0.0)], axis=-1)
         recv = jnp.concatenate([i, j])
         return jax.ops.segment_sum(jnp.concatenate([e, e]), recv, num_segments=n)  # (n, 2)
@@ -167,6 +181,7 @@ def so3lr_terms(
     import jax.numpy as jnp
 
     dtype = config.dtype
+    arch = config.arch
     if dtype == np.float64 and not jax.config.jax_enable_x64:
         raise ModelError(
             "precision='float64' needs 64-bit JAX: evaluate inside `with jax.enable_x64(True):` "
@@ -191,13 +206,16 @@ def so3lr_terms(
     sr = pairs["sr"]
     d, r, mask = _pair_geometry(positions, sr, cell)
     unit = d / r[:, None]
-    phi = jnp.where(mask, physics.physnet_cutoff(r), 0.0)
+    phi = jnp.where(mask, physics.physnet_cutoff(r, arch.sr_cutoff), 0.0)
+    ylm = network.spherical_harmonics(unit)
+    if arch.num_components < ylm.shape[-1]:
+        ylm = ylm[:, : arch.num_components]
     geom = {
         "i": sr.i,
         "j": sr.j,
         "n": n,
-        "rbf": network.bernstein_basis(r, dtype),
-        "ylm": network.spherical_harmonics(unit),
+        "rbf": network.bernstein_basis(r, dtype, arch.num_rbf),
+        "ylm": ylm,
         "phi": phi,
     }
     x = network.features(
@@ -209,16 +227,20 @@ def so3lr_terms(
         2,
         geom,
         dtype,
+        arch,
     )
     e_nn = jnp.where(real, network.atomic_energy(params, x, species, dtype), 0.0)
-    zbl_pair = physics.zbl_pair_energy(
-        r, species[sr.i], species[sr.j], params["observables_0"]["zbl_repulsion"], dtype
-    )
-    # ½ V per direction: atom i gets ½ V_ij and atom j ½ V_ij of every unordered pair
-    zbl_pair = jnp.where(mask & (r < physics.SR_CUTOFF), zbl_pair, 0.0)
-    e_zbl = jax.ops.segment_sum(
-        jnp.concatenate([zbl_pair, zbl_pair]), jnp.concatenate([sr.i, sr.j]), num_segments=n
-    )
+    if arch.zbl:
+        zbl_pair = physics.zbl_pair_energy(
+            r, species[sr.i], species[sr.j], params["observables_0"]["zbl_repulsion"], dtype, arch.sr_cutoff
+        )
+        # ½ V per direction: atom i gets ½ V_ij and atom j ½ V_ij of every unordered pair
+        zbl_pair = jnp.where(mask & (r < arch.sr_cutoff), zbl_pair, 0.0)
+        e_zbl = jax.ops.segment_sum(
+            jnp.concatenate([zbl_pair, zbl_pair]), jnp.concatenate([sr.i, sr.j]), num_segments=n
+        )
+    else:
+        e_zbl = jnp.zeros((n,), dtype)
 
     # ---- partial charges (charge conserved per fragment) and Hirshfeld ratios
     q_raw = network.raw_partial_charges(params, x, species, dtype)
@@ -232,11 +254,14 @@ def so3lr_terms(
     h = jnp.where(real, network.hirshfeld_ratios(params, x, species, dtype), 0.0)
 
     # ---- long range: electrostatics + dispersion, each unordered pair once, split ½/½ per atom
-    alpha0, c60 = physics.free_atom_table()
-    z_table = jnp.where(real, species, 1)  # the Z = 0 row of the tables is NaN (padding atoms)
-    alpha = jnp.asarray(alpha0, dtype)[z_table] * h
-    c6 = jnp.asarray(c60, dtype)[z_table] * h * h
-    e_el, e_disp = _long_range(positions, q, alpha, c6, pairs["lr"], cell, config)
+    if arch.long_range:
+        alpha0, c60 = physics.free_atom_table()
+        z_table = jnp.where(real, species, 1)  # the Z = 0 row of the tables is NaN (padding atoms)
+        alpha = jnp.asarray(alpha0, dtype)[z_table] * h
+        c6 = jnp.asarray(c60, dtype)[z_table] * h * h
+        e_el, e_disp = _long_range(positions, q, alpha, c6, pairs["lr"], cell, config)
+    else:
+        e_el = e_disp = jnp.zeros((n,), dtype)
     return {
         "so3krates": e_nn,
         "zbl": e_zbl,
@@ -302,13 +327,17 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
-def make_config(lr_cutoff: float | None, dispersion_damping: float | None, precision: str) -> SO3LRConfig:
+def make_config(
+    lr_cutoff: float | None, dispersion_damping: float | None, precision: str, arch: Architecture = PUBLISHED
+) -> SO3LRConfig:
     """Validated :class:`SO3LRConfig`: lr cutoff in Å (> 0, or None = all pairs, in which case the
-    damping is dropped), dispersion damping width in Å in (0, lr cutoff), precision float32/float64."""
+    damping is dropped), dispersion damping width in Å in (0, lr cutoff), precision float32/float64,
+    network architecture."""
     if precision not in ("float32", "float64"):
         raise ConfigError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    arch = arch.validate()
     if lr_cutoff is None:
-        return SO3LRConfig(lr_cutoff=None, dispersion_damping=None, precision=precision)
+        return SO3LRConfig(lr_cutoff=None, dispersion_damping=None, precision=precision, arch=arch)
     lr_cutoff = float(lr_cutoff)
     if lr_cutoff <= 0:
         raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
@@ -316,7 +345,9 @@ def make_config(lr_cutoff: float | None, dispersion_damping: float | None, preci
         raise ConfigError(
             f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}"
         )
-    return SO3LRConfig(lr_cutoff=lr_cutoff, dispersion_damping=float(dispersion_damping), precision=precision)
+    return SO3LRConfig(
+        lr_cutoff=lr_cutoff, dispersion_damping=float(dispersion_damping), precision=precision, arch=arch
+    )
 
 
 def spin_of(multiplicity) -> float:
@@ -326,10 +357,13 @@ def spin_of(multiplicity) -> float:
     return float(int(multiplicity) - 1)
 
 
-def neighbor_specs(lr_cutoff: float | None) -> dict[str, NeighborSpec]:
+def neighbor_specs(lr_cutoff: float | None, arch: Architecture = PUBLISHED) -> dict[str, NeighborSpec]:
     """The pair lists SO3LR needs: ``"sr"`` (4.5 Å) and ``"lr"`` (``lr_cutoff`` Å, None = all pairs),
-    each unordered pair once."""
-    return {"sr": NeighborSpec(physics.SR_CUTOFF, half=True), "lr": NeighborSpec(lr_cutoff, half=True)}
+    each unordered pair once; a model without long-range terms needs ``"sr"`` only."""
+    specs = {"sr": NeighborSpec(float(arch.sr_cutoff), half=True)}
+    if arch.long_range:
+        specs["lr"] = NeighborSpec(lr_cutoff, half=True)
+    return specs
 
 
 def so3lr_potential(
@@ -342,6 +376,9 @@ def so3lr_potential(
     precision: str = "float32",
     params=None,
     fragments=None,
+    arch: Architecture | None = None,
+    elements=None,
+    name: str = "so3lr",
 ) -> Potential:
     """SO3LR bound to one system.
 
@@ -356,6 +393,9 @@ def so3lr_potential(
         params: parameter tree (default: :func:`biomlff.so3lr.load_params`).
         fragments: optional (per-atom fragment ids (N,), per-fragment charges (F,) in e); partial charges
             are then conserved per fragment (dimer binding energies). Charges must add up to ``charge``.
+        arch: network :class:`~biomlff.so3lr.architecture.Architecture` of ``params`` (default: the
+            published SO3LR); elements: atomic numbers the model knows (default SO3LR's eight);
+            name: model name used in messages (trained models: see :func:`biomlff.so3lr.load_model`).
 
     Returns a Potential with ``energy_fn(positions Å, pairs, cell Å | None) -> eV`` (a
     :class:`jax.tree_util.Partial` whose leaves are the weights and system arrays), neighbours
@@ -368,11 +408,14 @@ def so3lr_potential(
 
     from .weights import load_params
 
-    config = make_config(lr_cutoff, dispersion_damping, precision)
+    arch = PUBLISHED if arch is None else arch
+    config = make_config(lr_cutoff, dispersion_damping, precision, arch)
     lr_cutoff, dispersion_damping = config.lr_cutoff, config.dispersion_damping
-    z = check_elements(atomic_numbers)
+    z = check_elements(atomic_numbers, TRAINED_ELEMENTS if elements is None else elements, name.upper())
     spin_of(multiplicity)
     if params is None:
+        if arch != PUBLISHED:
+            raise ConfigError("params must be given for a non-published architecture")
         params = load_params()
     ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
     leaves = (
@@ -385,7 +428,7 @@ def so3lr_potential(
     )
     energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
     outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
-    neighbors = neighbor_specs(lr_cutoff)
+    neighbors = neighbor_specs(lr_cutoff, arch)
     info = {
         "charge": float(charge),
         "multiplicity": int(multiplicity),
@@ -398,6 +441,6 @@ def so3lr_potential(
         neighbors=neighbors,
         atomic_numbers=z,
         outputs_fn=outputs_fn,
-        name="so3lr",
+        name=name,
         info=info,
     )

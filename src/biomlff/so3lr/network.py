@@ -14,8 +14,12 @@ import math
 
 import numpy as np
 
+from .architecture import PUBLISHED, Architecture
+
+# Sizes of the published checkpoint (kept for reference; the functions below read them from an
+# :class:`~biomlff.so3lr.architecture.Architecture`, default the published one).
 #: message normalisation of the checkpoint (dataset average number of neighbours within 4.5 Å)
-AVG_NUM_NEIGHBORS = 13.168995780096482
+AVG_NUM_NEIGHBORS = PUBLISHED.avg_num_neighbors
 #: Bernstein γ (1/Å) — stored as float32 in the reference even in float64 runs
 BERNSTEIN_GAMMA = float(np.float32(0.9448630629184640))
 NUM_RBF = 32
@@ -101,20 +105,21 @@ def spherical_harmonics(u):
     return jnp.stack(y1 + y2_ + y3 + y4, axis=-1)
 
 
-def contract_l0(ev):
-    """Per-degree invariants C(v)_l = Σ_m v_lm² / √(2l+1): (..., 24) → (..., 4)."""
+def contract_l0(ev, degrees=DEGREES):
+    """Per-degree invariants C(v)_l = Σ_m v_lm² / √(2l+1): (..., Σ(2l+1)) → (..., len(degrees))."""
     import jax.numpy as jnp
 
     sq = ev * ev
     out = []
     start = 0
-    for size, cg in zip(DEGREE_SIZES, CG_L0, strict=True):
+    # degrees are always 1..L: the first L published coefficients (NumPy float64 scalars, as before)
+    for size, cg in zip([2 * l + 1 for l in degrees], CG_L0[: len(degrees)], strict=True):
         out.append(jnp.sum(sq[..., start : start + size], axis=-1) * cg)
         start += size
     return jnp.stack(out, axis=-1)
 
 
-def repeat_degrees(v):
+def repeat_degrees(v, degrees=DEGREES):
     """(..., 4) per-degree values repeated over their 2l+1 components: → (..., 24).
 
     Written with slices and broadcasts rather than a NumPy index array: a NumPy integer constant
@@ -122,21 +127,22 @@ def repeat_degrees(v):
     import jax.numpy as jnp
 
     parts = [
-        jnp.broadcast_to(v[..., k : k + 1], v.shape[:-1] + (size,)) for k, size in enumerate(DEGREE_SIZES)
+        jnp.broadcast_to(v[..., k : k + 1], v.shape[:-1] + (size,))
+        for k, size in enumerate([2 * l + 1 for l in degrees])
     ]
     return jnp.concatenate(parts, axis=-1)
 
 
-def bernstein_basis(r, dtype):
-    """Exponential Bernstein basis B_k(r), k = 0..31, shape (P, 32) (no cutoff factor).
+def bernstein_basis(r, dtype, num_rbf: int = NUM_RBF):
+    """Exponential Bernstein basis B_k(r), k = 0..K−1, shape (P, K) (no cutoff factor; K = 32 in SO3LR).
 
-    x = exp(−γ r); B_k = exp(ln C(31,k) + k ln x + (31−k) ln(1−x)). ``r`` must be > 0."""
+    x = exp(−γ r); B_k = exp(ln C(K−1,k) + k ln x + (K−1−k) ln(1−x)). ``r`` (Å) must be > 0."""
     import jax.numpy as jnp
 
-    k = np.arange(NUM_RBF, dtype=np.float64)
-    n = NUM_RBF - 1
+    k = np.arange(num_rbf, dtype=np.float64)
+    n = num_rbf - 1
     log_binom = np.array(
-        [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(NUM_RBF)]
+        [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in range(num_rbf)]
     )
     x = jnp.exp(-BERNSTEIN_GAMMA * r)[:, None]
     lx = jnp.log(x)
@@ -145,7 +151,7 @@ def bernstein_basis(r, dtype):
 
 
 def charge_spin_embedding(p, species, psi, graph_ids, n_graphs: int, dtype):
-    """SpookyNet-style charge (ψ = Q) or spin (ψ = S) embedding e_i (N, 128); exactly 0 for ψ = 0.
+    """SpookyNet-style charge (ψ = Q) or spin (ψ = S) embedding e_i (N, F); exactly 0 for ψ = 0.
 
     ``psi``: (n_graphs,) values per graph; ``graph_ids``: (N,) graph index of every atom."""
     import jax
@@ -159,7 +165,7 @@ def charge_spin_embedding(p, species, psi, graph_ids, n_graphs: int, dtype):
     q = wq[species]
     k = wk[idx]
     # parameter-only product, kept in the parameter dtype like the reference
-    y = jax.nn.softplus(jnp.sum(q * k, axis=-1) / jnp.sqrt(jnp.asarray(NUM_FEATURES, q.dtype))).astype(dtype)
+    y = jax.nn.softplus(jnp.sum(q * k, axis=-1) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))).astype(dtype)
     denom = jax.ops.segment_sum(y, graph_ids, num_segments=n_graphs)
     a = psi_atom.astype(dtype) * y / denom[graph_ids]
     av = a[:, None] * wv[idx].astype(dtype)
@@ -169,16 +175,21 @@ def charge_spin_embedding(p, species, psi, graph_ids, n_graphs: int, dtype):
     return av + h
 
 
-def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype):
-    """Initial invariant features x⁰ = (E_Z + e^Q + e^S)/√3, shape (N, 128)."""
-    e_z = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
-    e_q = charge_spin_embedding(
-        params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge, graph_ids, n_graphs, dtype
-    )
-    e_s = charge_spin_embedding(
-        params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin, graph_ids, n_graphs, dtype
-    )
-    return (e_z + e_q + e_s) / math.sqrt(3.0)
+def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype, arch: Architecture = PUBLISHED):
+    """Initial invariant features x⁰ = (E_Z + e^Q + e^S)/√3, shape (N, F) (the charge and spin
+    embeddings only when the architecture has them; the divisor is √(number of embeddings))."""
+    x = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
+    if arch.charge_embedding:
+        x = x + charge_spin_embedding(
+            params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge, graph_ids, n_graphs, dtype
+        )
+    if arch.spin_embedding:
+        x = x + charge_spin_embedding(
+            params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin, graph_ids, n_graphs, dtype
+        )
+    if arch.num_embeddings == 1:
+        return x
+    return x / math.sqrt(float(arch.num_embeddings))
 
 
 #: (−1)^l per spherical-harmonic component: Y_lm(−r̂) = (−1)^l Y_lm(r̂)
@@ -192,7 +203,7 @@ PAIR_BLOCK = 1024
 
 
 def radial_filters(ab, rbf, dtype):
-    """Radial parts D2(silu(D1(rbf))) of both attention filters of one layer, shape (2, P, 128).
+    """Radial parts D2(silu(D1(rbf))) of both attention filters of one layer, shape (2, P, F).
 
     They depend on the distances only; both first layers are applied as one (P, 32)·(32, 256)
     product."""
@@ -201,7 +212,7 @@ def radial_filters(ab, rbf, dtype):
     k1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["kernel"] for w in (1, 2)], axis=1)
     b1 = jnp.concatenate([ab[f"radial_filter{w}_layer_1"]["bias"] for w in (1, 2)], axis=0)
     hidden = silu(rbf @ k1.astype(dtype) + b1.astype(dtype))
-    f = NUM_FEATURES
+    f = k1.shape[1] // 2
     return jnp.stack(
         [
             dense(ab[f"radial_filter{w}_layer_2"], hidden[:, m * f : (m + 1) * f], dtype)
@@ -211,7 +222,7 @@ def radial_filters(ab, rbf, dtype):
 
 
 def _spherical_filter(ab, which: int, inv, dtype):
-    """Spherical part S2(silu(S1(C(ev_j − ev_i)))) of attention filter ``which``, shape (P, 128)."""
+    """Spherical part S2(silu(S1(C(ev_j − ev_i)))) of attention filter ``which``, shape (P, F)."""
     return dense(
         ab[f"spherical_filter{which}_layer_2"],
         silu(dense(ab[f"spherical_filter{which}_layer_1"], inv, dtype)),
@@ -220,10 +231,11 @@ def _spherical_filter(ab, which: int, inv, dtype):
 
 
 def _heads(w, x, dtype):
-    """Apply per-head (4, 32, 32) matrices: out[n, h, a] = Σ_b W[h, a, b] x[n, h, b]."""
+    """Apply per-head (H, d, d) matrices: out[n, h, a] = Σ_b W[h, a, b] x[n, h, b]."""
     import jax.numpy as jnp
 
-    return jnp.einsum("hab,nhb->nha", w.astype(dtype), x.reshape(x.shape[0], NUM_HEADS, HEAD_DIM))
+    h, _, d = w.shape
+    return jnp.einsum("hab,nhb->nha", w.astype(dtype), x.reshape(x.shape[0], h, d))
 
 
 def _both_directions(q, k, w, i, j, scale):
@@ -236,8 +248,8 @@ def _both_directions(q, k, w, i, j, scale):
     return jnp.concatenate([a_ij, a_ji], axis=0) * jnp.concatenate([scale, scale], axis=0)
 
 
-def _messages(ab, heads, ev, g, n: int, dtype, first: bool):
-    """Attention updates (Δx (n, 128), Δev (n, 24)) from one block of unordered pairs ``g`` (dict of
+def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture = PUBLISHED):
+    """Attention updates (Δx (n, F), Δev (n, Σ(2l+1))) from one block of unordered pairs ``g`` (dict of
     per-pair ``i``, ``j``, ``rbf``, ``ylm``, ``phi``); ``heads`` = (q1, k1, v1, q2, k2) per atom."""
     import jax
     import jax.numpy as jnp
@@ -246,26 +258,27 @@ def _messages(ab, heads, ev, g, n: int, dtype, first: bool):
     i, j = g["i"], g["j"]
     radial = radial_filters(ab, g["rbf"], dtype)
     if first:  # ev = 0 → C(ev_j − ev_i) = 0: the spherical filter is the same constant for all pairs
-        inv = jnp.zeros((1, len(DEGREES)), dtype)
+        inv = jnp.zeros((1, arch.max_degree), dtype)
     else:
-        inv = contract_l0(ev[j] - ev[i])
-    w1 = (radial[0] + _spherical_filter(ab, 1, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
-    w2 = (radial[1] + _spherical_filter(ab, 2, inv, dtype)).reshape(-1, NUM_HEADS, HEAD_DIM)
-    scale = g["phi"][:, None] / AVG_NUM_NEIGHBORS
+        inv = contract_l0(ev[j] - ev[i], arch.degrees)
+    w1 = (radial[0] + _spherical_filter(ab, 1, inv, dtype)).reshape(-1, arch.num_heads, arch.head_dim)
+    w2 = (radial[1] + _spherical_filter(ab, 2, inv, dtype)).reshape(-1, arch.max_degree, arch.degree_head_dim)
+    scale = g["phi"][:, None] / arch.avg_num_neighbors
     recv = jnp.concatenate([i, j])
     # invariant attention over 4 heads: messages i ← j then j ← i
     alpha = _both_directions(q1, k1, w1, i, j, scale)  # (2P, 4)
     send = jnp.concatenate([v1[j], v1[i]], axis=0)
-    dx = jax.ops.segment_sum(alpha[:, :, None] * send, recv, num_segments=n).reshape(n, NUM_FEATURES)
+    dx = jax.ops.segment_sum(alpha[:, :, None] * send, recv, num_segments=n).reshape(n, arch.num_features)
     # equivariant attention over 4 degree heads (block l−1 of x ↔ degree l)
-    beta = _both_directions(q2, k2, w2, i, j, scale)  # (2P, 4)
+    beta = _both_directions(q2, k2, w2, i, j, scale)  # (2P, L)
     ylm = g["ylm"]
-    ylm2 = jnp.concatenate([ylm, ylm * jnp.asarray(PARITY, dtype)], axis=0)
-    dev = jax.ops.segment_sum(repeat_degrees(beta) * ylm2, recv, num_segments=n)
+    parity = PARITY if arch.max_degree == len(DEGREES) else PARITY[: arch.num_components]
+    ylm2 = jnp.concatenate([ylm, ylm * jnp.asarray(parity, dtype)], axis=0)
+    dev = jax.ops.segment_sum(repeat_degrees(beta, arch.degrees) * ylm2, recv, num_segments=n)
     return dx, dev
 
 
-def so3krates_layer(p, x, ev, geom, dtype, first: bool = False):
+def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architecture = PUBLISHED):
     """One SO3krates layer (spec §1.5): attention → add → LN1 → residual MLP → exchange → LN2.
 
     Works on a *half* pair list (each unordered pair once): the filters w1, w2 depend on d_ij and on
@@ -290,20 +303,21 @@ def so3krates_layer(p, x, ev, geom, dtype, first: bool = False):
 
         @jax.checkpoint
         def body(acc, g):
-            dx, dev = _messages(ab, heads, ev, g, n, dtype, first)
+            dx, dev = _messages(ab, heads, ev, g, n, dtype, first, arch)
             return (acc[0] + dx, acc[1] + dev), None
 
-        init = (jnp.zeros((n, NUM_FEATURES), dtype), jnp.zeros((n, sum(DEGREE_SIZES)), dtype))
+        init = (jnp.zeros((n, arch.num_features), dtype), jnp.zeros((n, arch.num_components), dtype))
         (dx, dev), _ = lax.scan(body, init, {k: geom[k] for k in pair_keys})
     else:
-        dx, dev = _messages(ab, heads, ev, {k: geom[k] for k in pair_keys}, n, dtype, first)
+        dx, dev = _messages(ab, heads, ev, {k: geom[k] for k in pair_keys}, n, dtype, first, arch)
     x = x + dx
     ev = ev + dev
     x = layer_norm(p["layer_normalization_1"], x, dtype)
     x = x + dense(p["res_mlp_1_layer_2"], silu(dense(p["res_mlp_1_layer_1"], silu(x), dtype)), dtype)
-    y = dense(p["exchange_block"]["mlp_layer_2"], jnp.concatenate([x, contract_l0(ev)], axis=-1), dtype)
-    x = x + y[:, :NUM_FEATURES]
-    ev = ev + repeat_degrees(y[:, NUM_FEATURES:]) * ev
+    f = arch.num_features
+    y = dense(p["exchange_block"]["mlp_layer_2"], jnp.concatenate([x, contract_l0(ev, arch.degrees)], axis=-1), dtype)
+    x = x + y[:, :f]
+    ev = ev + repeat_degrees(y[:, f:], arch.degrees) * ev
     x = layer_norm(p["layer_normalization_2"], x, dtype)
     return x, ev
 
@@ -357,18 +371,18 @@ def hirshfeld_ratios(params, x, species, dtype):
     )
     u = p["Embed_1"]["embedding"][species].astype(dtype)
     v0 = p["Embed_0"]["embedding"][species, 0].astype(dtype)
-    return jnp.abs(v0 + (u * k).sum(-1) / math.sqrt(HIRSHFELD_DIM))
+    return jnp.abs(v0 + (u * k).sum(-1) / math.sqrt(u.shape[-1]))
 
 
-def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype):
-    """Final invariant features x (N, 128) after embedding and the three layers."""
+def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype, arch: Architecture = PUBLISHED):
+    """Final invariant features x (N, F) after embedding and the T layers."""
     import jax.numpy as jnp
 
-    x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype)
-    ev = jnp.zeros((x.shape[0], sum(DEGREE_SIZES)), dtype=dtype)
+    x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype, arch)
+    ev = jnp.zeros((x.shape[0], arch.num_components), dtype=dtype)
     geom = blocked_geometry(geom, PAIR_BLOCK)
     # unrolled: a lax.scan over stacked layer weights was measured to compile no faster and to run
     # ~40 % slower on CPU
-    for k in range(NUM_LAYERS):
-        x, ev = so3krates_layer(params[f"layers_{k}"], x, ev, geom, dtype, first=k == 0)
+    for k in range(arch.num_layers):
+        x, ev = so3krates_layer(params[f"layers_{k}"], x, ev, geom, dtype, first=k == 0, arch=arch)
     return x

@@ -70,7 +70,7 @@ def zbl_constants(zbl_params):
     return a, c, sp["p"], sp["d"]
 
 
-def zbl_pair_energy(r, z_i, z_j, zbl_params, dtype):
+def zbl_pair_energy(r, z_i, z_j, zbl_params, dtype, sr_cutoff: float = SR_CUTOFF):
     """ZBL energy (eV) per directed SR pair (½ per direction, so each unordered pair counts once).
 
     r: distances (Å); z_i, z_j: atomic numbers (int) of the pair; zbl_params: raw parameters."""
@@ -86,7 +86,7 @@ def zbl_pair_energy(r, z_i, z_j, zbl_params, dtype):
     rzd = r * (zp_i + zp_j) * d
     screening = sum(ck * jnp.exp(-ak * rzd) for ak, ck in zip(a, c, strict=True))
     zz = (z_i * z_j).astype(dtype)
-    coulomb = units.k_e * physnet_cutoff(r) * zz / r
+    coulomb = units.k_e * physnet_cutoff(r, sr_cutoff) * zz / r
     w = switch(r, 0.0, ZBL_SWITCH_OFF)
     return 0.5 * w * coulomb * screening
 
@@ -107,22 +107,22 @@ def _erf_kernel_derivative(r, sigma: float = ELECTROSTATIC_SIGMA):
     return (2.0 * r * jnp.exp(-(r**2) / sigma**2) / (np.sqrt(np.pi) * sigma) - jss.erf(r / sigma)) / r**2
 
 
-def coulomb_kernel(r, lr_cutoff: float | None):
-    """Damped Coulomb kernel (1/Å) of SO3LR (spec §1.8).
+def coulomb_kernel(r, lr_cutoff: float | None, sigma: float = ELECTROSTATIC_SIGMA):
+    """Damped Coulomb kernel (1/Å) of SO3LR (spec §1.8), width σ in Å (4 Å in SO3LR).
 
     ``lr_cutoff=None``: erf(r/σ)/r. Otherwise the energy-shifted form below 0.45·r_c blended
     (switch s(r; 0.45 r_c, r_c)) into the force-shifted form, and 0 for r ≥ r_c."""
     import jax.numpy as jnp
 
-    v = _erf_kernel(r)
+    v = _erf_kernel(r, sigma)
     if lr_cutoff is None:
         return v
     rc = float(lr_cutoff)
-    v_c = float(_np_erf(rc / ELECTROSTATIC_SIGMA) / rc)
+    v_c = float(_np_erf(rc / sigma) / rc)
     dv_c = float(
         (
-            2.0 * rc * np.exp(-(rc**2) / ELECTROSTATIC_SIGMA**2) / (np.sqrt(np.pi) * ELECTROSTATIC_SIGMA)
-            - _np_erf(rc / ELECTROSTATIC_SIGMA)
+            2.0 * rc * np.exp(-(rc**2) / sigma**2) / (np.sqrt(np.pi) * sigma)
+            - _np_erf(rc / sigma)
         )
         / rc**2
     )
@@ -138,9 +138,9 @@ def _np_erf(x: float) -> float:
     return math.erf(x)
 
 
-def electrostatic_pair_energy(r, q_i, q_j, lr_cutoff: float | None):
-    """Electrostatic energy (eV) of each unordered LR pair: k_e q_i q_j · kernel(r)."""
-    return units.k_e * q_i * q_j * coulomb_kernel(r, lr_cutoff)
+def electrostatic_pair_energy(r, q_i, q_j, lr_cutoff: float | None, sigma: float = ELECTROSTATIC_SIGMA):
+    """Electrostatic energy (eV) of each unordered LR pair: k_e q_i q_j · kernel(r) (r in Å, q in e)."""
+    return units.k_e * q_i * q_j * coulomb_kernel(r, lr_cutoff, sigma)
 
 
 # -------------------------------------------------------------------------------- dispersion
@@ -159,7 +159,10 @@ def free_atom_table() -> tuple[np.ndarray, np.ndarray]:
     return alpha, c6
 
 
-def dispersion_pair_energy(r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | None, damping: float | None):
+def dispersion_pair_energy(
+    r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | None, damping: float | None,
+    beta: float = DISPERSION_BETA,
+):
     """Dispersion energy (eV) of each unordered LR pair (spec §1.9).
 
     alpha_*: Hirshfeld-scaled polarisabilities (bohr³), c6_*: scaled C6 (Hartree·bohr⁶); rational
@@ -175,7 +178,7 @@ def dispersion_pair_energy(r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | N
     gamma = 1.0 / (2.0 * sigma_q**2)
     c8 = 5.0 * c6 / gamma
     c10 = 245.0 * c6 / (8.0 * gamma**2)
-    rho = DISPERSION_BETA * 2.0 * 2.54 * a17
+    rho = beta * 2.0 * 2.54 * a17
     ra = r / units.Bohr
     e = -c6 / (ra**6 + rho**6) - c8 / (ra**8 + rho**8) - c10 / (ra**10 + rho**10)
     e = units.Hartree * e

@@ -109,15 +109,23 @@ def canonicalize(params) -> dict:
     return unflatten(flat)
 
 
-def validate_tree(params, source: str = "weights") -> dict:
-    """Check leaf count, parameter count and dtypes of a (nested) SO3LR parameter tree."""
+def validate_tree(params, source: str = "weights", arch=None) -> dict:
+    """Check a (nested) parameter tree against an architecture (default: the published SO3LR
+    checkpoint, 131 leaves / 530,238 parameters): every leaf present with its shape, float32."""
+    from .architecture import PUBLISHED, tree_mismatches
+
     flat = flatten(params)
     n = sum(int(np.size(v)) for v in flat.values())
-    if len(flat) != N_LEAVES or n != N_PARAMETERS:
-        raise WeightsError(
-            f"{source}: expected {N_LEAVES} leaves / {N_PARAMETERS} parameters of the SO3LR "
-            f"checkpoint, found {len(flat)} / {n}"
-        )
+    if arch is None or arch == PUBLISHED:
+        if len(flat) != N_LEAVES or n != N_PARAMETERS:
+            raise WeightsError(
+                f"{source}: expected {N_LEAVES} leaves / {N_PARAMETERS} parameters of the SO3LR "
+                f"checkpoint, found {len(flat)} / {n}"
+            )
+    bad = tree_mismatches(params, PUBLISHED if arch is None else arch)
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise WeightsError(f"{source}: parameter tree does not match the architecture: {'; '.join(bad[:5])}{more}")
     for name, val in flat.items():
         if not isinstance(val, np.ndarray) or val.dtype != np.float32:
             raise WeightsError(f"{source}: leaf {name} is not a float32 array")
