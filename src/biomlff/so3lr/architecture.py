@@ -104,8 +104,15 @@ class Architecture:
 
     def validate(self) -> Architecture:
         """ConfigError naming the first inconsistent hyperparameter; returns self."""
-        ints = ("num_features", "num_heads", "max_degree", "num_layers", "num_rbf", "energy_regression_dim",
-                "hirshfeld_dim")
+        ints = (
+            "num_features",
+            "num_heads",
+            "max_degree",
+            "num_layers",
+            "num_rbf",
+            "energy_regression_dim",
+            "hirshfeld_dim",
+        )
         for name in ints:
             v = getattr(self, name)
             if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
@@ -114,11 +121,13 @@ class Architecture:
             raise ConfigError(f"architecture: max_degree must be in 1..4, got {self.max_degree}")
         if self.num_features % self.num_heads:
             raise ConfigError(
-                f"architecture: num_features={self.num_features} is not divisible by num_heads={self.num_heads}"
+                f"architecture: num_features={self.num_features} is not divisible by "
+                f"num_heads={self.num_heads}"
             )
         if self.num_features % self.max_degree:
             raise ConfigError(
-                f"architecture: num_features={self.num_features} is not divisible by max_degree={self.max_degree}"
+                f"architecture: num_features={self.num_features} is not divisible by "
+                f"max_degree={self.max_degree}"
             )
         if self.num_rbf < 2:
             raise ConfigError(f"architecture: num_rbf must be ≥ 2, got {self.num_rbf}")
@@ -316,7 +325,9 @@ def init_params(arch: Architecture, seed: int | np.random.Generator = 0) -> dict
 
     def walk(tree, prefix=""):
         return {
-            k: walk(v, f"{prefix}{k}/") if isinstance(v, dict) else build(f"{prefix}{k}", v).astype(np.float32)
+            k: walk(v, f"{prefix}{k}/")
+            if isinstance(v, dict)
+            else build(f"{prefix}{k}", v).astype(np.float32)
             for k, v in tree.items()
         }
 

@@ -131,12 +131,20 @@ def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
     def block(i, j, mask):
         _, r, m = _pair_geometry(positions, Pairs(i, j, mask), cell)
         if arch.electrostatics:
-            e_el = physics.electrostatic_pair_energy(r, q[i], q[j], config.lr_cutoff, arch.electrostatic_sigma)
+            e_el = physics.electrostatic_pair_energy(
+                r, q[i], q[j], config.lr_cutoff, arch.electrostatic_sigma
+            )
         else:
             e_el = jnp.zeros_like(r)
         if arch.dispersion:
             e_disp = physics.dispersion_pair_energy(
-                r, alpha[i], alpha[j], c6[i], c6[j], config.lr_cutoff, config.dispersion_damping,
+                r,
+                alpha[i],
+                alpha[j],
+                c6[i],
+                c6[j],
+                config.lr_cutoff,
+                config.dispersion_damping,
                 arch.dispersion_beta,
             )
         else:

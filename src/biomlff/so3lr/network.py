@@ -181,11 +181,21 @@ def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype, arch: 
     x = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
     if arch.charge_embedding:
         x = x + charge_spin_embedding(
-            params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"], species, charge, graph_ids, n_graphs, dtype
+            params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"],
+            species,
+            charge,
+            graph_ids,
+            n_graphs,
+            dtype,
         )
     if arch.spin_embedding:
         x = x + charge_spin_embedding(
-            params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"], species, spin, graph_ids, n_graphs, dtype
+            params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"],
+            species,
+            spin,
+            graph_ids,
+            n_graphs,
+            dtype,
         )
     if arch.num_embeddings == 1:
         return x
@@ -315,7 +325,11 @@ def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architectu
     x = layer_norm(p["layer_normalization_1"], x, dtype)
     x = x + dense(p["res_mlp_1_layer_2"], silu(dense(p["res_mlp_1_layer_1"], silu(x), dtype)), dtype)
     f = arch.num_features
-    y = dense(p["exchange_block"]["mlp_layer_2"], jnp.concatenate([x, contract_l0(ev, arch.degrees)], axis=-1), dtype)
+    y = dense(
+        p["exchange_block"]["mlp_layer_2"],
+        jnp.concatenate([x, contract_l0(ev, arch.degrees)], axis=-1),
+        dtype,
+    )
     x = x + y[:, :f]
     ev = ev + repeat_degrees(y[:, f:], arch.degrees) * ev
     x = layer_norm(p["layer_normalization_2"], x, dtype)
@@ -374,7 +388,9 @@ def hirshfeld_ratios(params, x, species, dtype):
     return jnp.abs(v0 + (u * k).sum(-1) / math.sqrt(u.shape[-1]))
 
 
-def features(params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype, arch: Architecture = PUBLISHED):
+def features(
+    params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype, arch: Architecture = PUBLISHED
+):
     """Final invariant features x (N, F) after embedding and the T layers."""
     import jax.numpy as jnp
 

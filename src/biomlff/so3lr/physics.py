@@ -120,11 +120,7 @@ def coulomb_kernel(r, lr_cutoff: float | None, sigma: float = ELECTROSTATIC_SIGM
     rc = float(lr_cutoff)
     v_c = float(_np_erf(rc / sigma) / rc)
     dv_c = float(
-        (
-            2.0 * rc * np.exp(-(rc**2) / sigma**2) / (np.sqrt(np.pi) * sigma)
-            - _np_erf(rc / sigma)
-        )
-        / rc**2
+        (2.0 * rc * np.exp(-(rc**2) / sigma**2) / (np.sqrt(np.pi) * sigma) - _np_erf(rc / sigma)) / rc**2
     )
     f = switch(r, ELEC_SWITCH_ON_FRACTION * rc, rc)
     shifted = v - v_c
@@ -160,7 +156,13 @@ def free_atom_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def dispersion_pair_energy(
-    r, alpha_i, alpha_j, c6_i, c6_j, lr_cutoff: float | None, damping: float | None,
+    r,
+    alpha_i,
+    alpha_j,
+    c6_i,
+    c6_j,
+    lr_cutoff: float | None,
+    damping: float | None,
     beta: float = DISPERSION_BETA,
 ):
     """Dispersion energy (eV) of each unordered LR pair (spec §1.9).

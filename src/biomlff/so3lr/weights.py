@@ -125,7 +125,9 @@ def validate_tree(params, source: str = "weights", arch=None) -> dict:
     bad = tree_mismatches(params, PUBLISHED if arch is None else arch)
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-        raise WeightsError(f"{source}: parameter tree does not match the architecture: {'; '.join(bad[:5])}{more}")
+        raise WeightsError(
+            f"{source}: parameter tree does not match the architecture: {'; '.join(bad[:5])}{more}"
+        )
     for name, val in flat.items():
         if not isinstance(val, np.ndarray) or val.dtype != np.float32:
             raise WeightsError(f"{source}: leaf {name} is not a float32 array")
