@@ -23,6 +23,80 @@ def pair_list(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(np.int32), b.astype(np.int32)
 
 
+def tril_index(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Index of each pair (a_k > b_k) in the full default list: a(a − 1)/2 + b (spec §0)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    return a * (a - 1) // 2 + b
+
+
+def check_pair_list(n_atoms: int, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a descriptor pair list for a molecule of ``n_atoms`` atoms and return it as int32
+    arrays. Raises ModelError unless every pair (a_k, b_k) has 0 ≤ b_k < a_k < N, no pair repeats
+    and the list is not empty."""
+    from ..errors import ModelError
+
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ModelError(
+            f"pair list: a and b must be 1-D arrays of equal length, got {a.shape} and {b.shape}"
+        )
+    if len(a) == 0:
+        raise ModelError("pair list is empty: the descriptor needs at least one atom pair")
+    if not (np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)):
+        raise ModelError("pair list: atom indices must be integers")
+    bad = (a <= b) | (b < 0) | (a >= n_atoms)
+    if bad.any():
+        k = int(np.nonzero(bad)[0][0])
+        raise ModelError(
+            f"pair list does not match the molecule ({n_atoms} atoms): pair {k} is "
+            f"({int(a[k])}, {int(b[k])}); every pair needs 0 ≤ b < a < {n_atoms}"
+        )
+    idx = tril_index(a, b)
+    if len(np.unique(idx)) != len(idx):
+        raise ModelError("pair list contains a pair twice")
+    return a.astype(np.int32), b.astype(np.int32)
+
+
+def pairs_from_removed(n_atoms: int, removed) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced pair list = the default list without the pairs at indices ``removed`` (the rGDML
+    ``rm_arr`` / index-file convention: indices into the full tril order of spec §0)."""
+    from ..errors import ModelError
+
+    a, b = pair_list(n_atoms)
+    rm = np.asarray(removed).reshape(-1)
+    if rm.size and not np.issubdtype(rm.dtype, np.integer):
+        if not np.all(rm == np.round(rm)):
+            raise ModelError("removed pair indices must be integers")
+    rm = rm.astype(np.int64)
+    d = len(a)
+    if rm.size and (rm.min() < 0 or rm.max() >= d):
+        raise ModelError(
+            f"removed pair indices out of range for {n_atoms} atoms (D = {d}): "
+            f"min {int(rm.min())}, max {int(rm.max())}"
+        )
+    if len(np.unique(rm)) != len(rm):
+        raise ModelError("removed pair indices contain duplicates")
+    if len(rm) >= d:
+        raise ModelError(f"all {d} descriptor pairs would be removed")
+    keep = np.setdiff1d(np.arange(d), rm)
+    return a[keep], b[keep]
+
+
+def removed_from_pairs(n_atoms: int, a, b) -> np.ndarray:
+    """Indices (tril order) of the default pairs that are absent from the pair list (a, b); raises
+    ModelError if the list is not a subset of the default list in its order (sgdml ``desc_type=2``
+    files can only express such lists)."""
+    from ..errors import ModelError
+
+    a, b = check_pair_list(n_atoms, a, b)
+    idx = tril_index(a, b)
+    if np.any(np.diff(idx) <= 0):
+        raise ModelError("pair list is not in the default (tril) order; sgdml files need that order")
+    return np.setdiff1d(np.arange(n_atoms * (n_atoms - 1) // 2), idx).astype(np.int64)
+
+
 def pair_index_matrix(n_atoms: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, N) matrix whose entry [p, q] is the index k of the pair {p, q} (−1 if absent)."""
     idx = -np.ones((n_atoms, n_atoms), dtype=np.int64)

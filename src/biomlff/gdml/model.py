@@ -28,7 +28,13 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
-from .descriptor import descriptor_and_jacobian, pair_list
+from .descriptor import (
+    check_pair_list,
+    descriptor_and_jacobian,
+    pair_list,
+    pairs_from_removed,
+    removed_from_pairs,
+)
 from .perms import descriptor_perms, tril_perms_lin
 
 FORMAT = "biomlff-gdml"
@@ -67,6 +73,18 @@ class GDMLModel:
                 )
         if self.pairs is None:
             self.pairs = pair_list(len(self.z))
+        else:
+            self.pairs = check_pair_list(len(self.z), *self.pairs)
+        d = len(self.pairs[0])
+        if (
+            self.R_desc.ndim != 2
+            or self.R_desc.shape[1] != d
+            or self.R_d_desc_alpha.shape != self.R_desc.shape
+        ):
+            raise ModelError(
+                f"descriptor arrays do not match the pair list: R_desc {self.R_desc.shape}, "
+                f"R_d_desc_alpha {self.R_d_desc_alpha.shape}, {d} pairs (M, D) expected"
+            )
         if not (self.sigma > 0):
             raise ModelError(f"model σ must be > 0, got {self.sigma}")
         self._cache: dict = {}
@@ -83,6 +101,16 @@ class GDMLModel:
     @property
     def n_perms(self) -> int:
         return self.perms.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        """Descriptor length D (number of atom pairs in the pair list)."""
+        return len(self.pairs[0])
+
+    @property
+    def is_reduced(self) -> bool:
+        """True if the pair list is not the full default list (an rGDML model)."""
+        return self.n_features != self.n_atoms * (self.n_atoms - 1) // 2
 
     def q(self) -> np.ndarray:
         """Descriptor index maps (P, D)."""
@@ -299,8 +327,8 @@ class GDMLModel:
     def to_sgdml_arrays(self, energy_unit: str = "kcal/mol") -> dict[str, Any]:
         """The sgdml 1.0.3 model arrays (spec §9), energies in ``energy_unit``, lengths in Å."""
         a, b = self.pairs
-        if not np.array_equal(np.stack([a, b]), np.stack(pair_list(self.n_atoms))):
-            raise ModelError("sgdml model files need the full default pair list")
+        # a reduced pair list is written as rGDML's desc_type = 2 + rm_arr (removed tril indices)
+        rm = removed_from_pairs(self.n_atoms, a, b) if self.is_reduced else None
         if self.alphas is None:
             raise ModelError("this model has no alphas (needed by the sgdml format)")
         fe = units.energy_factor(energy_unit)  # eV per unit
@@ -338,6 +366,9 @@ class GDMLModel:
         }
         if self.lattice is not None:
             out["lattice"] = np.asarray(self.lattice)
+        if rm is not None:
+            out["desc_type"] = 2
+            out["rm_arr"] = rm
         if self.alphas_E is not None:
             out["alphas_E"] = self.alphas_E  # dimensionless, like alphas_F
         for key in ("solver_tol", "solver_iters", "solver_resid", "norm_y_train"):
@@ -384,10 +415,35 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
         "use_E": bool(f.get("use_E", True)),
     }
     lattice = np.asarray(f["lattice"]) if "lattice" in f and f["lattice"] is not None else None
+    R_desc = np.asarray(f["R_desc"])
+    u = np.asarray(f["R_d_desc_alpha"])
+    pairs = None
+    d_full = n * (n - 1) // 2
+    if "desc_type" in f and f["desc_type"] is not None and int(f["desc_type"]) == 2:
+        # rGDML: descriptor without the pairs in rm_arr (spec §13)
+        if "rm_arr" not in f:
+            raise DataError(f"{source}: desc_type = 2 (reduced descriptor) but no rm_arr")
+        try:
+            pairs = pairs_from_removed(n, f["rm_arr"])
+        except ModelError as exc:
+            raise DataError(f"{source}: rm_arr does not match the molecule ({n} atoms): {exc}") from exc
+        d = len(pairs[0])
+        if R_desc.shape[0] == d_full and d != d_full:  # full-length arrays: drop the removed rows
+            keep = np.setdiff1d(np.arange(d_full), np.asarray(f["rm_arr"]).astype(np.int64))
+            R_desc = R_desc[keep]
+            u = u[:, keep]
+        info["rm_arr"] = np.asarray(f["rm_arr"]).astype(np.int64).tolist()
+    else:
+        d = d_full
+    if R_desc.shape[0] != d or u.shape != (m, d):
+        raise DataError(
+            f"{source}: R_desc {R_desc.shape} / R_d_desc_alpha {u.shape} do not match the "
+            f"descriptor of {n} atoms with {d} pairs"
+        )
     return GDMLModel(
         z=z,
-        R_desc=np.asarray(f["R_desc"]).T,
-        R_d_desc_alpha=np.asarray(f["R_d_desc_alpha"]),
+        R_desc=R_desc.T,
+        R_d_desc_alpha=u,
         sigma=float(f["sig"]),
         std=float(f["std"]) * fe,
         c=float(f["c"]) * fe,
@@ -396,6 +452,7 @@ def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:
         alphas=alphas,
         alphas_E=alphas_E,
         lattice=lattice,
+        pairs=pairs,
         info=info,
     )
 

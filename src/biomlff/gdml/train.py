@@ -18,7 +18,7 @@ import numpy as np
 from .. import units
 from ..errors import ConfigError, DataError
 from .data import Frames, check_frames
-from .descriptor import descriptor_and_jacobian, jvp, pair_list
+from .descriptor import check_pair_list, descriptor_and_jacobian, jvp, pair_list
 from .kernel import KernelAssembler, internal_basis
 from .model import GDMLModel
 from .perms import check_group, descriptor_perms, find_perms, identity, sort_group
@@ -58,6 +58,9 @@ class TrainConfig:
     #: energy constraints (sgdml's use_E_cstr, spec §3): energies enter the kernel system as M extra
     #: observations (closed form only); c is then the mean training energy
     energy_constraints: bool = False
+    #: descriptor pair list (a, b) (rGDML: a reduced list, see :mod:`biomlff.gdml.reduce`); None = all
+    #: pairs. With symmetries it must be a union of orbits of the permutation group.
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -126,11 +129,17 @@ def check_sigmas(sigmas) -> list[float]:
 class TrainingSet:
     """Descriptors, Jacobians and symmetries of the training geometries (float64)."""
 
-    def __init__(self, frames: Frames, perms: np.ndarray):
+    def __init__(self, frames: Frames, perms: np.ndarray, pairs=None):
         self.frames = frames
         self.z = frames.z
         self.n_atoms = len(frames.z)
-        self.a, self.b = pair_list(self.n_atoms)
+        if pairs is None:
+            self.a, self.b = pair_list(self.n_atoms)
+        else:
+            from .reduce import check_orbit_closed
+
+            self.a, self.b = check_pair_list(self.n_atoms, *pairs)
+            check_orbit_closed(perms, self.a, self.b, self.n_atoms)
         self.X, self.C = descriptor_and_jacobian(frames.R, self.a, self.b, frames.lattice)
         self.perms = perms
         self.q = descriptor_perms(perms, self.a, self.b, self.n_atoms)
@@ -308,6 +317,7 @@ def _model_from_solution(
         alphas=alphas,
         alphas_E=None if a_e is None else np.asarray(a_e),
         lattice=ts.frames.lattice,
+        pairs=(ts.a, ts.b),
     )
 
 
@@ -547,7 +557,7 @@ def train(frames: Frames, cfg: TrainConfig, valid: Frames | None = None) -> tupl
     report.timings["symmetry_s"] = time.perf_counter() - t0
     log.info("%d permutation(s)", len(perms))
 
-    ts = TrainingSet(train_frames, perms)
+    ts = TrainingSet(train_frames, perms, cfg.pairs)
     max_mem = cfg.max_memory_gb if cfg.max_memory_gb is not None else default_max_memory_gb()
     n_closed = ts.closed_size(cfg.reduce) if cfg.solver != "cg" else ts.n
     if cfg.energy_constraints:
