@@ -1,0 +1,187 @@
+"""Self-describing model files of trained or fine-tuned SO3krates/SO3LR models.
+
+One ``.npz`` file (loaded with ``allow_pickle=False``, written atomically) holds
+
+* every parameter leaf as a float32 array under ``params/<flax path>``, and
+* ``__meta__``: UTF-8 JSON with the format name and version, the architecture
+  (:class:`~biomlff.so3lr.architecture.Architecture`), the elements trained on, units (eV, Å, e),
+  the per-element reference energies (eV; also folded into the ``energy_offset`` leaf), default
+  inference settings (long-range cutoff, dispersion switch), provenance (dataset content hashes,
+  split indices, training configuration, package version) and a SHA-256 checksum of the weights,
+  verified on load.
+
+:func:`load_model` returns a :class:`SO3LRModel`; everything that takes a model (``--model PATH`` in
+``biomlff eval``, ``md``, ``bind``; :class:`biomlff.calculators.SO3LRCalculator` via ``model=``) builds
+its :class:`~biomlff.potential.Potential` through :meth:`SO3LRModel.potential`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from .architecture import PUBLISHED, Architecture
+
+FORMAT = "biomlff-so3krates-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SO3LRModel:
+    """A parameterised SO3krates/SO3LR model: architecture, weights (nested dict of float32 arrays),
+    elements it knows (atomic numbers) and metadata (units, provenance, reference energies)."""
+
+    arch: Architecture
+    params: dict
+    elements: tuple[int, ...]
+    meta: dict = field(default_factory=dict)
+    name: str = "so3krates"
+
+    @classmethod
+    def published(cls, params=None) -> SO3LRModel:
+        """The pretrained SO3LR (weights from the user cache unless ``params`` is given)."""
+        from .model import TRAINED_ELEMENTS
+        from .weights import load_params
+
+        return cls(PUBLISHED, load_params() if params is None else params, TRAINED_ELEMENTS, {}, "so3lr")
+
+    def potential(
+        self,
+        atomic_numbers,
+        *,
+        charge: float = 0.0,
+        multiplicity: int = 1,
+        lr_cutoff: float | None | str = "default",
+        dispersion_damping: float | None = 2.0,
+        precision: str = "float32",
+        fragments=None,
+        **kwargs: Any,
+    ):
+        """:class:`~biomlff.potential.Potential` of this model for one system (see
+        :func:`biomlff.so3lr.so3lr_potential`); ``lr_cutoff="default"`` takes the model file's
+        setting (12 Å unless stated). ModelError naming any element the model was not trained on."""
+        from .model import so3lr_potential
+
+        if lr_cutoff == "default":
+            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", 12.0)
+        return so3lr_potential(
+            atomic_numbers,
+            charge=charge,
+            multiplicity=multiplicity,
+            lr_cutoff=lr_cutoff,
+            dispersion_damping=dispersion_damping,
+            precision=precision,
+            params=self.params,
+            fragments=fragments,
+            arch=self.arch,
+            elements=self.elements,
+            name=self.name,
+            **kwargs,
+        )
+
+    def save(self, path) -> Path:
+        """Write the model file atomically; returns its path."""
+        return save_model(path, self)
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
+    return out
+
+
+def _to_jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_to_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def save_model(path, model: SO3LRModel) -> Path:
+    """Write ``model`` to ``path`` (.npz) atomically (temporary file + rename)."""
+    from .. import __version__
+    from ..data.io import atomic_path
+    from .weights import checksum, unflatten, validate_tree
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    flat = _flatten(model.params)
+    validate_tree(unflatten(dict(flat)), str(path), model.arch)
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "name": model.name,
+        "architecture": model.arch.to_dict(),
+        "elements": [int(z) for z in model.elements],
+        "units": {"energy": "eV", "length": "Angstrom", "charge": "e", "dipole": "e*Angstrom"},
+        "sha256": checksum(flat),
+        "package_version": __version__,
+        **{k: v for k, v in model.meta.items() if k not in ("format", "version", "sha256")},
+    }
+    blob = np.frombuffer(json.dumps(_to_jsonable(meta), indent=1).encode(), dtype=np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=blob, **{f"params/{k}": v for k, v in flat.items()})
+    return path
+
+
+def is_model_file(path) -> bool:
+    """True if ``path`` is a biomlff SO3krates model file."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".npz":
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "__meta__" in z.files and any(k.startswith("params/") for k in z.files)
+    except (OSError, ValueError):
+        return False
+
+
+def load_model(path) -> SO3LRModel:
+    """Read a model file written by :func:`save_model` (checksum verified). ``path`` may also be
+    ``"so3lr"``: the pretrained SO3LR from the user cache."""
+    import zipfile
+
+    from .weights import checksum, unflatten, validate_tree
+
+    if str(path).lower() == "so3lr":
+        return SO3LRModel.published()
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                raise ModelError(f"{path}: not a biomlff SO3krates model file (no __meta__ entry)")
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            flat = {k[len("params/") :]: z[k] for k in z.files if k.startswith("params/")}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path}: unreadable model file ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if int(meta.get("version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"{path}: model format version {meta['version']} is newer than this biomlff")
+    if checksum(flat) != meta.get("sha256"):
+        raise ModelError(f"{path}: weights checksum mismatch (corrupt file)")
+    arch = Architecture.from_dict(meta["architecture"])
+    params = validate_tree(unflatten(flat), str(path), arch)
+    return SO3LRModel(
+        arch, params, tuple(int(z) for z in meta["elements"]), meta, meta.get("name", "so3krates")
+    )

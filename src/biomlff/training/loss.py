@@ -1,0 +1,123 @@
+"""Predictions of an SO3krates/SO3LR model on a padded batch, and the training loss.
+
+Loss (thesis Eq. 6.7 plus energies), weighted sum of mean squared errors over the labels present:
+
+    L = w_F · Σ|F − F̂|² / (3 N_F) + w_μ · Σ|μ − μ̂|² / (3 M_μ) + w_h · Σ(h − ĥ)² / N_h
+        + w_E · Σ((E − Ê)/N_atoms)² / M_E
+
+N_F, N_h: labelled atoms in the batch; M_μ, M_E: labelled frames. Forces are thus normalised per
+atom (mean over components), energies per atom. A frame without a label (mask False) or a filler
+frame (weight 0) contributes nothing; a batch without any label of a kind gives 0 for that term.
+Optionally every residual x is passed through Barron's general robust loss at α = 1,
+ρ(x) = 2c²(√((x/c)² + 1) − 1) (≈ x² for |x| ≪ c, ≈ 2c|x| beyond), with scale c (label units).
+Units: eV, eV/Å, e·Å.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: default loss weights F : μ : h : E of the thesis's QCell models
+DEFAULT_WEIGHTS = {"forces": 100.0, "dipole": 10.0, "hirshfeld_ratios": 10.0, "energy": 1.0}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Loss weights per label and the optional robust loss (scale c in label units)."""
+
+    forces: float = 100.0
+    dipole: float = 10.0
+    hirshfeld_ratios: float = 10.0
+    energy: float = 1.0
+    robust: bool = False
+    robust_scale: float = 0.1
+
+    def weights(self) -> dict:
+        return {
+            "forces": self.forces,
+            "dipole": self.dipole,
+            "hirshfeld_ratios": self.hirshfeld_ratios,
+            "energy": self.energy,
+        }
+
+    def scaled(self, factor: float) -> LossSpec:
+        return LossSpec(
+            self.forces * factor,
+            self.dipole * factor,
+            self.hirshfeld_ratios * factor,
+            self.energy * factor,
+            self.robust,
+            self.robust_scale,
+        )
+
+
+def structure_predictions(params, s: dict, config) -> dict:
+    """Energy (eV), forces (eV/Å), dipole (e·Å) and Hirshfeld ratios of one padded structure ``s``
+    (a row of a batch dict, see :mod:`biomlff.training.batching`) for ``config`` (SO3LRConfig)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ..potential import Pairs
+    from ..so3lr.model import _EnergyFunction
+
+    efn = _EnergyFunction(config, outputs=True)
+    species = s["species"]
+    n = species.shape[0]
+    pairs = {k: Pairs(*v) for k, v in s["pairs"].items()}
+    cell = s.get("cell")
+    frag_ids = jnp.zeros((n,), jnp.int32)
+    frag_charges = jnp.reshape(s["charge"], (1,))
+
+    def energy(x):
+        out = efn(params, species, s["charge"], s["spin"], frag_ids, frag_charges, x, pairs, cell)
+        return out["energy"], out
+
+    (e, out), g = jax.value_and_grad(energy, has_aux=True)(s["positions"])
+    return {"energy": e, "forces": -g, "dipole": out["dipole"], "hirshfeld_ratios": out["hirshfeld_ratios"]}
+
+
+def batch_predictions(params, batch: dict, config) -> dict:
+    """:func:`structure_predictions` over the leading (frame) axis of a batch."""
+    import jax
+
+    row = {k: v for k, v in batch.items() if k in ("species", "positions", "charge", "spin", "pairs", "cell")}
+    return jax.vmap(lambda s: structure_predictions(params, s, config))(row)
+
+
+def _rho(x, spec: LossSpec):
+    import jax.numpy as jnp
+
+    if not spec.robust:
+        return x * x
+    c = spec.robust_scale
+    return 2.0 * c * c * (jnp.sqrt((x / c) ** 2 + 1.0) - 1.0)
+
+
+def batch_loss(params, batch: dict, config, spec: LossSpec):
+    """Scalar loss of a batch (see module docstring) and a dict of its terms."""
+    import jax.numpy as jnp
+
+    pred = batch_predictions(params, batch, config)
+    lab, msk = batch["labels"], batch["masks"]
+    real = (batch["species"] > 0).astype(pred["energy"].dtype)  # (B, n)
+    n_atoms = jnp.maximum(real.sum(-1), 1.0)
+    terms = {}
+
+    def frame_mask(name):
+        return msk[name].astype(real.dtype)
+
+    m = frame_mask("forces")[:, None] * real
+    r = _rho(pred["forces"] - lab["forces"], spec).sum(-1)
+    terms["forces"] = (r * m).sum() / jnp.maximum(3.0 * m.sum(), 1.0)
+    m = frame_mask("hirshfeld_ratios")[:, None] * real
+    r = _rho(pred["hirshfeld_ratios"] - lab["hirshfeld_ratios"], spec)
+    terms["hirshfeld_ratios"] = (r * m).sum() / jnp.maximum(m.sum(), 1.0)
+    m = frame_mask("dipole")
+    r = _rho(pred["dipole"] - lab["dipole"], spec).sum(-1)
+    terms["dipole"] = (r * m).sum() / jnp.maximum(3.0 * m.sum(), 1.0)
+    m = frame_mask("energy")
+    r = _rho((pred["energy"] - lab["energy"]) / n_atoms, spec)
+    terms["energy"] = (r * m).sum() / jnp.maximum(m.sum(), 1.0)
+    w = spec.weights()
+    total = sum(w[k] * terms[k] for k in terms if w[k])
+    return total, terms

@@ -1,0 +1,576 @@
+"""Training and fine-tuning loop for SO3krates/SO3LR models.
+
+:func:`train` takes a :class:`~biomlff.training.config.TrainConfig` and
+
+1. reads the data and makes (or reads) the train/validation split; checks labels;
+2. builds the model: a seeded new one (``model: scratch``), the pretrained SO3LR or a model file;
+3. fits per-element reference energies by least squares (residual of the initial model) and folds
+   them into the ``energy_offset`` leaf;
+4. optionally labels a generic replay set with the initial model (fine-tuning without forgetting);
+5. runs the optimiser over padded, bucketed batches (one compiled program per shape), optionally
+   data-parallel over several devices (the batch is sharded, gradients reduced by XLA);
+6. validates every epoch (MAE/RMSE of every label, eV and kcal/mol), keeps the best parameters,
+   stops early after ``patience`` epochs without improvement, writes ``history.csv`` and
+   ``learning_curves.png`` into the work directory;
+7. checkpoints atomically every ``checkpoint_every`` steps (parameters, optimiser state, EMA, step,
+   position in the epoch; the data order is a function of the seed and epoch), so ``resume=True``
+   continues bit for bit (CPU, float64) — also after the process was killed;
+8. writes the best model as a self-describing model file (:mod:`biomlff.so3lr.modelfile`).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import units
+from ..errors import ConfigError, DataError
+from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
+from .config import TrainConfig
+
+#: kcal/mol per eV
+KCAL = 1.0 / units.kcal_mol
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`: the best model, its validation metrics and the per-epoch history."""
+
+    model: object
+    metrics: dict
+    history: list = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    workdir: Path | None = None
+    stopped: str = ""
+
+
+# ----------------------------------------------------------------------------- data and model
+def _read(path, cfg: TrainConfig, what: str):
+    from ..data.io import read_dataset
+
+    if not Path(path).exists():
+        raise DataError(f"{what} dataset {path} does not exist")
+    return read_dataset(path, **cfg.reader)
+
+
+def load_data(cfg: TrainConfig):
+    """(train, valid, split info) datasets of a config (valid from ``valid_data`` or a split)."""
+    from ..data.splits import make_split
+
+    ds = _read(cfg.data, cfg, "training")
+    if cfg.valid_data:
+        train = ds if cfg.n_train is None else ds.subset(np.arange(min(int(cfg.n_train), len(ds))))
+        valid = _read(cfg.valid_data, cfg, "validation")
+        info = {
+            "train": {"file": cfg.data, "hash": ds.content_hash(), "indices": np.arange(len(train)).tolist()},
+            "valid": {"file": cfg.valid_data, "hash": valid.content_hash()},
+        }
+    else:
+        n_valid = cfg.n_valid if cfg.n_valid is not None else max(1, int(round(0.05 * len(ds))))
+        n_train = cfg.n_train if cfg.n_train is not None else len(ds) - int(n_valid if n_valid >= 1 else 0)
+        split = make_split(ds, n_train, n_valid, 0, seed=cfg.split_seed, source=str(cfg.data))
+        train, valid = split.apply(ds, "train"), split.apply(ds, "valid")
+        info = {
+            "file": cfg.data,
+            "hash": ds.content_hash(),
+            "split_seed": cfg.split_seed,
+            "train_indices": split.train.tolist(),
+            "valid_indices": split.valid.tolist(),
+        }
+    if len(train) == 0:
+        raise DataError(f"{cfg.data}: the training split is empty")
+    if len(valid) == 0:
+        raise DataError(f"{cfg.data}: the validation split is empty (set n_valid ≥ 1 or valid_data)")
+    check_labels(train, cfg.label_weights(), str(cfg.data))
+    return train, valid, info
+
+
+def _elements_of(*datasets) -> tuple[int, ...]:
+    return tuple(sorted({int(z) for ds in datasets for z in np.unique(ds.atomic_numbers)}))
+
+
+def initial_model(cfg: TrainConfig, elements: tuple[int, ...]):
+    """The model training starts from (see module docstring); ModelError for elements unknown to a
+    pretrained model."""
+    from ..so3lr.architecture import Architecture, init_params
+    from ..so3lr.model import check_elements
+    from ..so3lr.modelfile import SO3LRModel, load_model
+
+    if cfg.model == "scratch":
+        arch = Architecture.from_dict(cfg.architecture) if cfg.architecture else Architecture()
+        return SO3LRModel(arch, init_params(arch, cfg.init_seed), elements, {}, "so3krates")
+    if cfg.architecture:
+        raise ConfigError(
+            "config: 'architecture' is only used with model: scratch (a trained model has its own)"
+        )
+    base = load_model(cfg.model)
+    check_elements(np.asarray(elements), base.elements, base.name.upper())
+    return base
+
+
+def _lr_cutoff(cfg: TrainConfig, *datasets) -> float | None:
+    """The long-range cutoff (Å) for training: as configured, or with "auto" none (all pairs, the
+    SO3LR training setting) for free-space data and 12 Å when any frame is periodic."""
+    from .batching import _frame_cell
+
+    if cfg.lr_cutoff != "auto":
+        return None if cfg.lr_cutoff is None else float(cfg.lr_cutoff)
+    periodic = any(_frame_cell(ds.frame(k)) is not None for ds in datasets for k in range(len(ds)))
+    return 12.0 if periodic else None
+
+
+# ------------------------------------------------------------------------------- numerics
+@functools.cache
+def _predict_fn(config):
+    import jax
+
+    from .loss import batch_predictions
+
+    return jax.jit(lambda p, b: batch_predictions(p, b, config))
+
+
+def predict_groups(params, groups, config, batch_size: int, dtype) -> list[dict]:
+    """Predictions (NumPy) for every frame of the groups, per group in frame order."""
+    import jax
+
+    fn = _predict_fn(config)
+    out = [dict() for _ in groups]
+    for g, rows in all_batches(groups, batch_size):
+        b = make_batch(groups[g], rows, dtype)
+        b = {k: v for k, v in b.items() if k not in ("labels", "masks", "weight")}
+        p = jax.tree_util.tree_map(np.asarray, fn(params, b))
+        keep = rows >= 0
+        for k, v in p.items():
+            out[g].setdefault(k, []).append(v[keep])
+    return [{k: np.concatenate(v) for k, v in o.items()} for o in out]
+
+
+def fit_reference_energies(params, groups, config, batch_size, dtype, elements) -> dict[int, float]:
+    """Least-squares per-element energies e_Z (eV) with E_label − E_model ≈ Σ_Z n_Z e_Z."""
+    preds = predict_groups(params, groups, config, batch_size, dtype)
+    rows, rhs = [], []
+    for fr, p in zip(groups, preds, strict=True):
+        m = fr.masks["energy"]
+        for r in np.flatnonzero(m):
+            z = fr.species[r]
+            rows.append([np.sum(z == e) for e in elements])
+            rhs.append(fr.labels["energy"][r] - p["energy"][r])
+    if not rows:
+        return {}
+    sol, *_ = np.linalg.lstsq(np.asarray(rows, float), np.asarray(rhs, float), rcond=None)
+    return {int(e): float(v) for e, v in zip(elements, sol, strict=True)}
+
+
+def metrics_of(groups, preds) -> dict:
+    """MAE/RMSE per label (energy eV and kcal/mol per frame; forces eV/Å and kcal/mol/Å per
+    component; dipole e·Å; Hirshfeld ratios) over the labelled frames/atoms."""
+    acc: dict[str, list] = {}
+    for fr, p in zip(groups, preds, strict=True):
+        real = fr.species > 0
+        for name in ("energy", "forces", "dipole", "hirshfeld_ratios"):
+            m = fr.masks[name]
+            if not m.any():
+                continue
+            d = p[name][m] - fr.labels[name][m]
+            if name in ("forces", "hirshfeld_ratios"):
+                d = d[real[m]]
+            acc.setdefault(name, []).append(np.ravel(d))
+    out = {}
+    for name, parts in acc.items():
+        d = np.concatenate(parts)
+        out[name] = {
+            "mae": float(np.mean(np.abs(d))),
+            "rmse": float(np.sqrt(np.mean(d * d))),
+            "n": int(d.size),
+        }
+        if name in ("energy", "forces"):
+            out[name]["mae_kcal"] = out[name]["mae"] * KCAL
+            out[name]["rmse_kcal"] = out[name]["rmse"] * KCAL
+    return out
+
+
+def validation_score(m: dict, spec) -> float:
+    """Weighted sum of validation MSEs, the quantity early stopping and 'best' refer to."""
+    w = spec.weights()
+    return float(sum(w[k] * m[k]["rmse"] ** 2 for k in m if w.get(k)))
+
+
+# ------------------------------------------------------------------------------ the loop
+def _cast(tree, dtype):
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), tree)
+
+
+def _make_step(config, spec, replay_spec, tx, ema_decay: float):
+    import jax
+    import optax
+
+    from .loss import batch_loss
+
+    def loss_fn(params, batch, rbatch):
+        total, terms = batch_loss(params, batch, config, spec)
+        if rbatch is not None:
+            rl, _ = batch_loss(params, rbatch, config, replay_spec)
+            total = total + rl
+            terms = dict(terms, replay=rl)
+        return total, terms
+
+    def step(state, batch, rbatch):
+        (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rbatch)
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new = dict(state, params=params, opt=opt)
+        if ema_decay:
+            new["ema"] = jax.tree_util.tree_map(
+                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params
+            )
+        return new, loss, terms
+
+    return jax.jit(step)
+
+
+def _shard(batch, n_devices: int):
+    """Place a batch on ``n_devices`` devices split along the frame axis (data parallelism)."""
+    if n_devices <= 1 or batch is None:
+        return batch
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), batch)
+
+
+def _replicate(tree, n_devices: int):
+    if n_devices <= 1:
+        return tree
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, NamedSharding(mesh, PartitionSpec())), tree)
+
+
+def _strip(batch):
+    return {k: v for k, v in batch.items() if k != "weight"}
+
+
+def _save_checkpoint(path: Path, state, best, info: dict) -> None:
+    import jax
+
+    from ..data.io import atomic_path
+
+    leaves = jax.tree_util.tree_leaves(state)
+    best_leaves = jax.tree_util.tree_leaves(best) if best is not None else []
+    arrays = {f"s{k:05d}": np.asarray(a) for k, a in enumerate(leaves)}
+    arrays.update({f"b{k:05d}": np.asarray(a) for k, a in enumerate(best_leaves)})
+    blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __info__=blob, **arrays)
+
+
+def _load_checkpoint(path: Path, state, best):
+    import jax
+
+    with np.load(path, allow_pickle=False) as z:
+        info = json.loads(bytes(z["__info__"]).decode())
+        s_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("s"))]
+        b_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("b"))]
+    treedef = jax.tree_util.tree_structure(state)
+    if len(s_leaves) != treedef.num_leaves:
+        raise ConfigError(
+            f"{path}: checkpoint does not match this configuration (different model or optimiser)"
+        )
+    state = jax.tree_util.tree_unflatten(treedef, s_leaves)
+    if b_leaves:
+        best = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(best), b_leaves)
+    return state, best, info
+
+
+def _write_history(workdir: Path, history: list[dict]) -> None:
+    from ..data.io import atomic_path
+
+    if not history:
+        return
+    keys = list(history[-1].keys())
+    with atomic_path(workdir / "history.csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            for row in history:
+                w.writerow(row)
+
+
+def plot_learning_curves(history: list[dict], path) -> None:
+    """Training loss and validation force MAE per epoch (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..data.io import atomic_path
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].semilogy(ep, [h["train_loss"] for h in history], label="train loss")
+    ax[0].semilogy(ep, [h["valid_score"] for h in history], label="validation (weighted MSE)")
+    ax[0].set_xlabel("epoch")
+    ax[0].legend()
+    for key, lab in (
+        ("valid_forces_mae_kcal", "forces (kcal/mol/Å)"),
+        ("valid_energy_mae_kcal", "energy (kcal/mol)"),
+    ):
+        if key in history[-1]:
+            ax[1].semilogy(ep, [h[key] for h in history], label=lab)
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("validation MAE")
+    ax[1].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _history_row(epoch, step, train_loss, m, score, lr, seconds) -> dict:
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": train_loss,
+        "valid_score": score,
+        "lr": lr,
+        "seconds": round(seconds, 2),
+    }
+    for name, v in m.items():
+        row[f"valid_{name}_mae"] = v["mae"]
+        row[f"valid_{name}_rmse"] = v["rmse"]
+        if "mae_kcal" in v:
+            row[f"valid_{name}_mae_kcal"] = v["mae_kcal"]
+    return row
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, log=print) -> TrainResult:
+    """Train or fine-tune a model as configured (see module docstring); returns a TrainResult."""
+    from ..so3lr.evaluate import precision_context
+
+    with precision_context(cfg.precision):
+        return _train(cfg, resume, log)
+
+
+def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
+    import jax
+    import jax.numpy as jnp
+
+    from .. import __version__
+    from ..so3lr.model import make_config, neighbor_specs
+    from ..so3lr.modelfile import SO3LRModel
+    from .optim import make_optimizer
+
+    t_start = time.perf_counter()
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    if cfg.devices > len(jax.devices()):
+        raise ConfigError(
+            f"config: devices={cfg.devices} but JAX sees {len(jax.devices())} device(s) "
+            "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+        )
+    train_ds, valid_ds, split_info = load_data(cfg)
+    elements = _elements_of(train_ds, valid_ds)
+    base = initial_model(cfg, elements)
+    arch = base.arch
+    out_path = Path(cfg.output)
+    workdir = (
+        Path(cfg.workdir)
+        if cfg.workdir
+        else out_path.with_name(out_path.stem.removesuffix(".model") + ".train")
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = workdir / "checkpoint.npz"
+    if ckpt.exists() and not resume:
+        raise ConfigError(
+            f"{ckpt} exists: pass --resume to continue that run, or choose another output/workdir"
+        )
+
+    lr_cutoff = _lr_cutoff(cfg, train_ds, valid_ds)
+    # exact filters: training differentiates through the radial networks (tables are for inference)
+    config = make_config(lr_cutoff, 2.0, cfg.precision, arch, filters="exact")
+    neighbors = neighbor_specs(lr_cutoff, arch)
+    train_groups = build_frames(train_ds, neighbors, source=str(cfg.data))
+    valid_groups = build_frames(valid_ds, neighbors, source="validation data")
+    params0 = _cast(base.params, dtype)
+    spec = cfg.loss_spec()
+
+    ref = {}
+    if cfg.fit_reference_energies and "energy" in train_ds.frame_data and not resume:
+        ref = fit_reference_energies(params0, train_groups, config, cfg.batch_size, dtype, elements)
+        off = np.array(params0["observables_0"]["energy_offset"], dtype)
+        for z, e in ref.items():
+            off[z] += e
+        params0["observables_0"]["energy_offset"] = off
+        log(f"reference energies (eV): {', '.join(f'Z={z}: {e:.4f}' for z, e in ref.items())}")
+
+    replay_groups, replay_spec = None, None
+    if cfg.replay_weight:
+        from .replay import replay_dataset
+
+        rds = replay_dataset(base, cfg, log=log)
+        replay_groups = build_frames(rds, neighbors, source="replay set")
+        replay_spec = spec.__class__(
+            spec.forces, spec.dipole, spec.hirshfeld_ratios, 0.0, spec.robust, spec.robust_scale
+        ).scaled(cfg.replay_weight)
+
+    n_train_batches = len(epoch_batches(train_groups, cfg.batch_size, cfg.seed, 0))
+    total_steps = cfg.epochs * n_train_batches
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    tx, lr_sched = make_optimizer(cfg, params0, total_steps, arch.num_layers)
+    state = {"params": jax.tree_util.tree_map(jnp.asarray, params0), "step": jnp.zeros((), jnp.int32)}
+    state["opt"] = tx.init(state["params"])
+    if cfg.ema_decay:
+        state["ema"] = state["params"]
+    best = state["params"]
+    info = {
+        "epoch": 0,
+        "batch": 0,
+        "step": 0,
+        "best_score": math.inf,
+        "bad_epochs": 0,
+        "history": [],
+        "seconds": 0.0,
+        "reference_energies": {str(k): v for k, v in ref.items()},
+        "best_epoch": -1,
+    }
+    if resume:
+        if not ckpt.exists():
+            raise ConfigError(f"--resume: no checkpoint at {ckpt}")
+        state, best, info = _load_checkpoint(ckpt, state, best)
+        ref = {int(k): v for k, v in info.get("reference_energies", {}).items()}
+        log(f"resumed from {ckpt} at step {info['step']} (epoch {info['epoch']})")
+    state = _replicate(state, cfg.devices)
+    step_fn = _make_step(config, spec, replay_spec, tx, cfg.ema_decay)
+    history = info["history"]
+
+    def replay_batch(step: int):
+        if replay_groups is None:
+            return None
+        cycle = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, 0)
+        rnd = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, step // len(cycle))
+        g, rows = rnd[step % len(rnd)]
+        return _strip(make_batch(replay_groups[g], rows, dtype))
+
+    def checkpoint(epoch, batch_index, step):
+        info.update(
+            epoch=epoch,
+            batch=batch_index,
+            step=step,
+            seconds=info["seconds"] + time.perf_counter() - t_mark[0],
+        )
+        t_mark[0] = time.perf_counter()
+        _save_checkpoint(ckpt, state, best, info)
+
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=total_steps, initial=int(info["step"]), unit="step", dynamic_ncols=True, mininterval=1.0
+        )
+    t_mark = [time.perf_counter()]
+    step = int(info["step"])
+    epoch, start_batch = int(info["epoch"]), int(info["batch"])
+    stopped = ""
+    losses: list[float] = []
+    deadline = None if cfg.max_time is None else t_start + float(cfg.max_time)
+    while epoch < cfg.epochs and not stopped:
+        batches = epoch_batches(train_groups, cfg.batch_size, cfg.seed, epoch)
+        for k in range(start_batch, len(batches)):
+            g, rows = batches[k]
+            batch = _shard(_strip(make_batch(train_groups[g], rows, dtype)), cfg.devices)
+            state, loss, _ = step_fn(state, batch, _shard(replay_batch(step), cfg.devices))
+            step += 1
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss} at step {step}: lower the lr, tighten clip_norm or check "
+                    "the labels (units?)"
+                )
+            losses.append(loss)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3g}", epoch=epoch)
+            if step % cfg.checkpoint_every == 0:
+                checkpoint(epoch, k + 1, step)
+            if cfg.max_steps and step >= cfg.max_steps:
+                stopped = "max_steps"
+            elif deadline is not None and time.perf_counter() > deadline:
+                stopped = "max_time"
+            if stopped:
+                start_batch = k + 1
+                break
+        else:
+            start_batch = 0
+        # ---- validation (also after an interrupted epoch, so the last state is scored)
+        eval_params = state["ema"] if cfg.ema_decay else state["params"]
+        preds = predict_groups(eval_params, valid_groups, config, cfg.batch_size, dtype)
+        m = metrics_of(valid_groups, preds)
+        score = validation_score(m, spec)
+        lr_now = float(lr_sched(step))
+        elapsed = info["seconds"] + time.perf_counter() - t_mark[0]
+        history.append(
+            _history_row(
+                epoch, step, float(np.mean(losses)) if losses else float("nan"), m, score, lr_now, elapsed
+            )
+        )
+        losses = []
+        if score < info["best_score"]:
+            info.update(best_score=score, bad_epochs=0, best_epoch=epoch, best_metrics=m)
+            best = jax.tree_util.tree_map(lambda a: a, eval_params)
+        else:
+            info["bad_epochs"] += 1
+        if bar is not None and "forces" in m:
+            bar.set_postfix(
+                loss=f"{history[-1]['train_loss']:.3g}", F_mae=f"{m['forces']['mae']:.4f} eV/Å", epoch=epoch
+            )
+        if cfg.patience and info["bad_epochs"] >= cfg.patience and not stopped:
+            stopped = "early_stopping"
+        if start_batch == 0:
+            epoch += 1
+        checkpoint(epoch, start_batch, step)
+        _write_history(workdir, history)
+    if bar is not None:
+        bar.close()
+    if not stopped:
+        stopped = "epochs"
+    try:
+        plot_learning_curves(history, workdir / "learning_curves.png")
+    except Exception as exc:  # plotting must never lose a trained model
+        log(f"warning: learning curves not plotted ({exc})")
+    meta = {
+        "inference": {"lr_cutoff": 12.0 if lr_cutoff is None else lr_cutoff, "trained_lr_cutoff": lr_cutoff},
+        "reference_energies": {str(k): v for k, v in ref.items()},
+        "training": {
+            "config": cfg.to_dict(),
+            "data": split_info,
+            "steps": step,
+            "stopped": stopped,
+            "best_epoch": info.get("best_epoch"),
+            "valid_metrics": info.get("best_metrics", {}),
+            "package_version": __version__,
+            "base_model": cfg.model,
+        },
+    }
+    best_np = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), best)
+    name = "so3lr-finetuned" if cfg.model != "scratch" else "so3krates"
+    model = SO3LRModel(arch, best_np, base.elements if cfg.model != "scratch" else elements, meta, name)
+    model.save(out_path)
+    seconds = info["seconds"] + time.perf_counter() - t_mark[0]
+    log(f"model written to {out_path} ({step} steps, {seconds:.0f} s, stopped: {stopped})")
+    return TrainResult(model, info.get("best_metrics", {}), history, step, seconds, workdir, stopped)
