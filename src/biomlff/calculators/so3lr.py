@@ -29,6 +29,12 @@ class SO3LRCalculator(PotentialCalculator):
         weights: path to a weights file (canonical npz, params.pkl or so3krates-torch model) instead.
         capacity_margin: head-room factor of the pair-list capacities.
         charge, multiplicity: defaults for atoms without ``info["charge"]`` / ``info["multiplicity"]``.
+        filters: radial filters "exact" or "tabulated" (tables built once per calculator from the
+            weights, :mod:`biomlff.so3lr.tabulate`); None: tabulated in float32, exact in float64.
+        electrostatics: "cutoff" (default, SO3LR's shifted cutoff) or "ewald" / "pme" (periodic
+            cells: the damped Coulomb interaction summed over the lattice, :mod:`biomlff.so3lr.lattice`),
+            tuned for the atoms' cell to the relative force accuracy ``ewald_accuracy``; a cell that
+            needs a different wave-vector set or mesh rebuilds the model. pme_order: B-spline order.
     """
 
     implemented_properties = [
@@ -54,6 +60,10 @@ class SO3LRCalculator(PotentialCalculator):
         capacity_margin: float = 1.25,
         charge: float = 0.0,
         multiplicity: int = 1,
+        filters: str | None = None,
+        electrostatics: str = "cutoff",
+        ewald_accuracy: float = 1e-4,
+        pme_order: int = 6,
         **kwargs,
     ):
         super().__init__(None, precision=precision, capacity_margin=capacity_margin, **kwargs)
@@ -63,6 +73,22 @@ class SO3LRCalculator(PotentialCalculator):
         self._weights = weights
         self.default_charge = float(charge)
         self.default_multiplicity = int(multiplicity)
+        from ..so3lr.lattice import ELECTROSTATICS
+
+        if electrostatics not in ELECTROSTATICS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"electrostatics must be one of {ELECTROSTATICS}, got {electrostatics!r}")
+        self.electrostatics = electrostatics
+        self.ewald_accuracy = float(ewald_accuracy)
+        self.pme_order = int(pme_order)
+        from ..so3lr.model import FILTERS, default_filters
+
+        self.filters = default_filters(self.precision) if filters is None else filters
+        if self.filters not in FILTERS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"filters must be one of {FILTERS}, got {filters!r}")
 
     @property
     def params(self):
@@ -86,12 +112,30 @@ class SO3LRCalculator(PotentialCalculator):
                 )
             ids = tuple(int(v) for v in atoms.arrays["fragment_ids"])
             frag = (ids, tuple(float(v) for v in np.atleast_1d(atoms.info["fragment_charges"])))
-        return (tuple(int(z) for z in atoms.numbers), charge, mult, frag)
+        key = (tuple(int(z) for z in atoms.numbers), charge, mult, frag)
+        if self.electrostatics != "cutoff":  # lattice sums: the tuned static settings depend on the cell
+            from ..so3lr import check_cell
+            from ..so3lr.lattice import lattice_settings
+            from ..so3lr.physics import ELECTROSTATIC_SIGMA
+
+            cell = cell_of(atoms)
+            check_cell(cell, self.lr_cutoff)
+            key += (
+                lattice_settings(
+                    self.electrostatics,
+                    cell,
+                    self.lr_cutoff,
+                    ELECTROSTATIC_SIGMA,
+                    self.ewald_accuracy,
+                    self.pme_order,
+                ),
+            )
+        return key
 
     def make_potential(self, atoms):
         from ..so3lr import so3lr_potential
 
-        _, charge, mult, frag = self.system_key(atoms)
+        _, charge, mult, frag = self.system_key(atoms)[:4]
         return so3lr_potential(
             atoms.numbers,
             charge=charge,
@@ -101,6 +145,11 @@ class SO3LRCalculator(PotentialCalculator):
             precision=self.precision,
             params=self.params,
             fragments=None if frag is None else (np.asarray(frag[0]), np.asarray(frag[1])),
+            filters=self.filters,
+            electrostatics=self.electrostatics,
+            cell=cell_of(atoms) if self.electrostatics != "cutoff" else None,
+            ewald_accuracy=self.ewald_accuracy,
+            pme_order=self.pme_order,
         )
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):

@@ -45,6 +45,19 @@ def _model_options(p, lr_default: str) -> None:
         help="width of the dispersion switch before the lr cutoff (2 Å)",
     )
     g.add_argument("--weights", metavar="PATH", help="weights file (default: the installed weights)")
+    add_filters_option(g)
+
+
+def add_filters_option(g) -> None:
+    """``--filters exact|tabulated`` (shared with ``biomlff md``)."""
+    g.add_argument(
+        "--filters",
+        choices=("exact", "tabulated"),
+        default=None,
+        help="radial filters: 'exact' networks per pair or 'tabulated' (piecewise-quintic tables "
+        "built once from the weights; error below float32 rounding). Default: tabulated in float32, "
+        "exact in float64",
+    )
 
 
 def register(sub) -> None:
@@ -202,6 +215,7 @@ def _eval(args) -> int:
             batch_size=args.batch_size,
             params=params,
             progress=bar.update,
+            filters=args.filters,
         )
     if args.out:
         write_dataset(predictions_dataset(ds, preds), args.out)
@@ -298,6 +312,7 @@ def _bind(args) -> int:
             separation=args.separation,
             multiplicity=int(atoms.info.get("multiplicity", 1)),
             params=params,
+            filters=args.filters,
         )
         t = res["terms"]
         e = res["binding_energy"]

@@ -46,6 +46,7 @@ def binding_energy(
     separation: float = 1000.0,
     multiplicity: int = 1,
     params=None,
+    filters: str | None = None,
 ) -> dict:
     """Binding energy (eV) of a complex made of fragments (negative = bound).
 
@@ -53,6 +54,7 @@ def binding_energy(
         atomic_numbers (N,), positions (N, 3) Å of the complex; fragment_ids (N,) fragment index per
         atom (0..F−1); fragment_charges (F,) in e (default 0 each); lr_cutoff Å (1000 as in the paper);
         separation: minimal distance (Å) between fragments in the separated complex.
+        filters: radial filters "exact" | "tabulated" (None: tabulated in float32, exact in float64).
 
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
@@ -71,6 +73,7 @@ def binding_energy(
         dispersion_damping=dispersion_damping,
         precision=precision,
         params=params,
+        filters=filters,
     )
     complex_pot = so3lr_potential(atomic_numbers, **common)
     sep_pot = so3lr_potential(atomic_numbers, fragments=(ids, q), **common)

@@ -93,7 +93,8 @@ def evaluate_systems(
 ) -> list[dict]:
     """Energy (eV), forces (eV/Å) and all SO3LR outputs for structures of any sizes.
 
-    ``config``: a :class:`biomlff.so3lr.SO3LRConfig`; all systems must be either free-space or
+    ``config``: a :class:`biomlff.so3lr.SO3LRConfig` (with ``filters="tabulated"`` the radial tables
+    are added to ``params`` once, cached per weights); all systems must be either free-space or
     periodic (mixed lists are split by the caller). Systems are grouped by atom-count bucket and
     evaluated ``batch_size`` at a time (the last batch of a group is padded with copies).
     ``progress(n)`` is called after each batch with the number of real structures in it.
@@ -101,7 +102,7 @@ def evaluate_systems(
     import jax
 
     from ..errors import ConfigError
-    from .model import _fragment_arrays, neighbor_specs
+    from .model import _fragment_arrays, neighbor_specs, prepare_params
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
@@ -110,6 +111,7 @@ def evaluate_systems(
     if len({s.cell is None for s in systems}) > 1:
         raise ConfigError("evaluate_systems: mix of periodic and free-space structures; split them")
     neighbors = neighbor_specs(config.lr_cutoff, config.arch)
+    params = prepare_params(params, config)  # radial tables when config.filters == "tabulated"
     dtype = config.dtype
     kernel = _kernel(config)
     results: list[dict | None] = [None] * len(systems)

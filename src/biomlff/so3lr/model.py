@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..ewald import EwaldSettings
 from ..potential import NeighborSpec, Pairs, Potential
 from . import network, physics
 from .architecture import PUBLISHED, Architecture
@@ -74,12 +75,22 @@ def check_cell(cell, lr_cutoff: float | None, sr_cutoff: float = physics.SR_CUTO
 class SO3LRConfig:
     """Static settings of an SO3LR energy function (hashable: equal configs share compiled code):
     long-range cutoff (Å, None = all pairs), dispersion switch width (Å), precision and the network
-    :class:`~biomlff.so3lr.architecture.Architecture` (default: the published SO3LR)."""
+    :class:`~biomlff.so3lr.architecture.Architecture` (default: the published SO3LR).
+
+    ``filters``: "exact" evaluates the radial filter networks per pair; "tabulated" reads them from
+    piecewise-polynomial tables of r that travel in ``params["radial_tables"]``
+    (:mod:`biomlff.so3lr.tabulate`, built by :func:`so3lr_potential`)."""
 
     lr_cutoff: float | None = 12.0
     dispersion_damping: float | None = 2.0
     precision: str = "float32"
     arch: Architecture = PUBLISHED
+    filters: str = "exact"
+    #: "cutoff" (SO3LR's shifted cutoff, the default) or "ewald" / "pme": the same damped Coulomb
+    #: interaction summed over the periodic lattice (:mod:`biomlff.so3lr.lattice`) with the tuned
+    #: static parameters in ``ewald`` (:func:`biomlff.so3lr.lattice.lattice_settings`)
+    electrostatics: str = "cutoff"
+    ewald: EwaldSettings | None = None
 
     @property
     def dtype(self):
@@ -130,7 +141,11 @@ def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
 
     def block(i, j, mask):
         _, r, m = _pair_geometry(positions, Pairs(i, j, mask), cell)
-        if arch.electrostatics:
+        if arch.electrostatics and config.electrostatics != "cutoff":
+            from .lattice import real_space_pair_energy  # lattice sum: real-space part on the LR list
+
+            e_el = real_space_pair_energy(r, q[i], q[j], config.ewald)
+        elif arch.electrostatics:
             e_el = physics.electrostatic_pair_energy(
                 r, q[i], q[j], config.lr_cutoff, arch.electrostatic_sigma
             )
@@ -222,10 +237,22 @@ def so3lr_terms(
         "i": sr.i,
         "j": sr.j,
         "n": n,
-        "rbf": network.bernstein_basis(r, dtype, arch.num_rbf),
         "ylm": ylm,
         "phi": phi,
     }
+    tables = None
+    if config.filters == "tabulated":
+        from .tabulate import TABLES_KEY
+
+        tables = params.get(TABLES_KEY)
+        if tables is None:
+            raise ModelError(
+                "filters='tabulated' needs the radial tables in params['radial_tables']: "
+                "build them once with biomlff.so3lr.tabulate.with_tables(params, arch, dtype)"
+            )
+        geom["r"] = r
+    else:
+        geom["rbf"] = network.bernstein_basis(r, dtype, arch.num_rbf)
     x = network.features(
         params,
         species,
@@ -236,6 +263,7 @@ def so3lr_terms(
         geom,
         dtype,
         arch,
+        tables,
     )
     e_nn = jnp.where(real, network.atomic_energy(params, x, species, dtype), 0.0)
     if arch.zbl:
@@ -268,6 +296,10 @@ def so3lr_terms(
         alpha = jnp.asarray(alpha0, dtype)[z_table] * h
         c6 = jnp.asarray(c60, dtype)[z_table] * h * h
         e_el, e_disp = _long_range(positions, q, alpha, c6, pairs["lr"], cell, config)
+        if arch.electrostatics and config.electrostatics != "cutoff":
+            from .lattice import reciprocal_atom_energies
+
+            e_el = e_el + reciprocal_atom_energies(positions, q, cell, config.ewald)
     else:
         e_el = e_disp = jnp.zeros((n,), dtype)
     return {
@@ -335,17 +367,36 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
+#: radial filter modes of :class:`SO3LRConfig`
+FILTERS = ("exact", "tabulated")
+
+
+def default_filters(precision: str) -> str:
+    """Default radial filters: tabulated in float32 (table error below float32 rounding; measured
+    against the float64 references in tests/test_so3lr_tabulate.py), exact in float64."""
+    return "tabulated" if precision == "float32" else "exact"
+
+
 def make_config(
-    lr_cutoff: float | None, dispersion_damping: float | None, precision: str, arch: Architecture = PUBLISHED
+    lr_cutoff: float | None,
+    dispersion_damping: float | None,
+    precision: str,
+    arch: Architecture = PUBLISHED,
+    filters: str | None = None,
 ) -> SO3LRConfig:
     """Validated :class:`SO3LRConfig`: lr cutoff in Å (> 0, or None = all pairs, in which case the
     damping is dropped), dispersion damping width in Å in (0, lr cutoff), precision float32/float64,
-    network architecture."""
+    network architecture, radial filters "exact" | "tabulated" (None: :func:`default_filters`)."""
     if precision not in ("float32", "float64"):
         raise ConfigError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    filters = default_filters(precision) if filters is None else filters
+    if filters not in FILTERS:
+        raise ConfigError(f"filters must be one of {FILTERS}, got {filters!r}")
     arch = arch.validate()
     if lr_cutoff is None:
-        return SO3LRConfig(lr_cutoff=None, dispersion_damping=None, precision=precision, arch=arch)
+        return SO3LRConfig(
+            lr_cutoff=None, dispersion_damping=None, precision=precision, arch=arch, filters=filters
+        )
     lr_cutoff = float(lr_cutoff)
     if lr_cutoff <= 0:
         raise ConfigError(f"lr_cutoff must be positive or None, got {lr_cutoff}")
@@ -354,7 +405,23 @@ def make_config(
             f"dispersion_damping must be in (0, lr_cutoff={lr_cutoff}) Å, got {dispersion_damping}"
         )
     return SO3LRConfig(
-        lr_cutoff=lr_cutoff, dispersion_damping=float(dispersion_damping), precision=precision, arch=arch
+        lr_cutoff=lr_cutoff,
+        dispersion_damping=float(dispersion_damping),
+        precision=precision,
+        arch=arch,
+        filters=filters,
+    )
+
+
+def prepare_params(params, config: SO3LRConfig):
+    """``params`` ready for ``config``: with the radial tables of :mod:`biomlff.so3lr.tabulate`
+    added when ``config.filters == "tabulated"`` (built once per weights, cached), else unchanged."""
+    if config.filters != "tabulated":
+        return params
+    from . import tabulate
+
+    return tabulate.with_tables(
+        params, config.arch, config.dtype, tabulate.default_cells(config.precision)
     )
 
 
@@ -374,6 +441,21 @@ def neighbor_specs(lr_cutoff: float | None, arch: Architecture = PUBLISHED) -> d
     return specs
 
 
+def _with_lattice_sum(config: SO3LRConfig, electrostatics, cell, accuracy, order, charge) -> SO3LRConfig:
+    """``config`` with the electrostatics mode and its tuned lattice-sum settings (None for "cutoff")."""
+    from dataclasses import replace
+
+    from .lattice import lattice_settings, warn_if_charged
+
+    if electrostatics != "cutoff" and cell is not None:
+        check_cell(cell, config.lr_cutoff, config.arch.sr_cutoff)
+    settings = lattice_settings(
+        electrostatics, cell, config.lr_cutoff, config.arch.electrostatic_sigma, accuracy, order
+    )
+    warn_if_charged(electrostatics, charge)
+    return replace(config, electrostatics=electrostatics, ewald=settings)
+
+
 def so3lr_potential(
     atomic_numbers,
     *,
@@ -387,6 +469,11 @@ def so3lr_potential(
     arch: Architecture | None = None,
     elements=None,
     name: str = "so3lr",
+    filters: str | None = None,
+    electrostatics: str = "cutoff",
+    cell=None,
+    ewald_accuracy: float = 1e-4,
+    pme_order: int = 6,
 ) -> Potential:
     """SO3LR bound to one system.
 
@@ -404,6 +491,15 @@ def so3lr_potential(
         arch: network :class:`~biomlff.so3lr.architecture.Architecture` of ``params`` (default: the
             published SO3LR); elements: atomic numbers the model knows (default SO3LR's eight);
             name: model name used in messages (trained models: see :func:`biomlff.so3lr.load_model`).
+        filters: radial filters, "exact" (the networks per pair) or "tabulated" (piecewise-quintic
+            tables of r built once from ``params``, :mod:`biomlff.so3lr.tabulate`); None: tabulated
+            in float32, exact in float64 (:func:`default_filters`).
+        electrostatics: "cutoff" (default: SO3LR's shifted cutoff at lr_cutoff) or "ewald" / "pme":
+            the damped Coulomb interaction summed over the periodic lattice (:mod:`biomlff.so3lr.lattice`),
+            with parameters tuned for ``cell`` ((3, 3) Å, needed then; the integer wave-vector set or
+            mesh stays fixed if the cell later changes, e.g. in NPT) to the relative force accuracy
+            ``ewald_accuracy``; ``pme_order``: PME B-spline order (4, 6, 8, 10). A charged system gets
+            a neutralising background (with a warning).
 
     Returns a Potential with ``energy_fn(positions Å, pairs, cell Å | None) -> eV`` (a
     :class:`jax.tree_util.Partial` whose leaves are the weights and system arrays), neighbours
@@ -417,14 +513,17 @@ def so3lr_potential(
     from .weights import load_params
 
     arch = PUBLISHED if arch is None else arch
-    config = make_config(lr_cutoff, dispersion_damping, precision, arch)
+    config = make_config(lr_cutoff, dispersion_damping, precision, arch, filters)
     lr_cutoff, dispersion_damping = config.lr_cutoff, config.dispersion_damping
+    if electrostatics != "cutoff":
+        config = _with_lattice_sum(config, electrostatics, cell, ewald_accuracy, pme_order, charge)
     z = check_elements(atomic_numbers, TRAINED_ELEMENTS if elements is None else elements, name.upper())
     spin_of(multiplicity)
     if params is None:
         if arch != PUBLISHED:
             raise ConfigError("params must be given for a non-published architecture")
         params = load_params()
+    params = prepare_params(params, config)
     ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
     leaves = (
         params,
@@ -443,6 +542,9 @@ def so3lr_potential(
         "lr_cutoff": lr_cutoff,
         "dispersion_damping": dispersion_damping,
         "precision": precision,
+        "filters": config.filters,
+        "electrostatics": config.electrostatics,
+        "ewald": config.ewald,
     }
     return Potential(
         energy_fn=energy_fn,

@@ -258,15 +258,22 @@ def _both_directions(q, k, w, i, j, scale):
     return jnp.concatenate([a_ij, a_ji], axis=0) * jnp.concatenate([scale, scale], axis=0)
 
 
-def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture = PUBLISHED):
+def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture = PUBLISHED, table=None):
     """Attention updates (Δx (n, F), Δev (n, Σ(2l+1))) from one block of unordered pairs ``g`` (dict of
-    per-pair ``i``, ``j``, ``rbf``, ``ylm``, ``phi``); ``heads`` = (q1, k1, v1, q2, k2) per atom."""
+    per-pair ``i``, ``j``, ``rbf``, ``ylm``, ``phi``); ``heads`` = (q1, k1, v1, q2, k2) per atom.
+    ``table``: tabulated radial filters of this layer (:mod:`biomlff.so3lr.tabulate`, then ``g`` holds
+    the distances ``r`` instead of ``rbf``); None: the exact filter networks."""
     import jax
     import jax.numpy as jnp
 
     q1, k1, v1, q2, k2 = heads
     i, j = g["i"], g["j"]
-    radial = radial_filters(ab, g["rbf"], dtype)
+    if table is None:
+        radial = radial_filters(ab, g["rbf"], dtype)
+    else:
+        from .tabulate import evaluate
+
+        radial = evaluate(table, g["r"], arch.sr_cutoff, dtype)
     if first:  # ev = 0 → C(ev_j − ev_i) = 0: the spherical filter is the same constant for all pairs
         inv = jnp.zeros((1, arch.max_degree), dtype)
     else:
@@ -288,7 +295,7 @@ def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture =
     return dx, dev
 
 
-def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architecture = PUBLISHED):
+def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architecture = PUBLISHED, table=None):
     """One SO3krates layer (spec §1.5): attention → add → LN1 → residual MLP → exchange → LN2.
 
     Works on a *half* pair list (each unordered pair once): the filters w1, w2 depend on d_ij and on
@@ -300,7 +307,8 @@ def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architectu
     geom: dict with per-pair ``i``, ``j`` (P,), ``rbf`` (P, 32), ``ylm`` (P, 24) of r̂_ij, ``phi`` (P,)
     (cutoff times mask, 0 for padded pairs) and ``n`` (number of atoms); with ``blocks`` the per-pair
     arrays have a leading block axis and are processed block by block (lax.scan). ``first``: ev is
-    known to be 0 (layer 1)."""
+    known to be 0 (layer 1). ``table``: tabulated radial filters of this layer (geom then carries the
+    distances ``r`` (P,) Å instead of ``rbf``), None for the exact networks."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -308,18 +316,18 @@ def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architectu
     n = geom["n"]
     ab = p["attention_block"]
     heads = tuple(_heads(ab[w], x, dtype) for w in ("Wq1", "Wk1", "Wv1", "Wq2", "Wk2"))
-    pair_keys = ("i", "j", "rbf", "ylm", "phi")
+    pair_keys = ("i", "j", "rbf", "ylm", "phi") if table is None else ("i", "j", "r", "ylm", "phi")
     if geom.get("blocks"):
 
         @jax.checkpoint
         def body(acc, g):
-            dx, dev = _messages(ab, heads, ev, g, n, dtype, first, arch)
+            dx, dev = _messages(ab, heads, ev, g, n, dtype, first, arch, table)
             return (acc[0] + dx, acc[1] + dev), None
 
         init = (jnp.zeros((n, arch.num_features), dtype), jnp.zeros((n, arch.num_components), dtype))
         (dx, dev), _ = lax.scan(body, init, {k: geom[k] for k in pair_keys})
     else:
-        dx, dev = _messages(ab, heads, ev, {k: geom[k] for k in pair_keys}, n, dtype, first, arch)
+        dx, dev = _messages(ab, heads, ev, {k: geom[k] for k in pair_keys}, n, dtype, first, arch, table)
     x = x + dx
     ev = ev + dev
     x = layer_norm(p["layer_normalization_1"], x, dtype)
@@ -347,9 +355,11 @@ def blocked_geometry(geom, block: int = PAIR_BLOCK):
     nb = -(-p // block)
     pad = nb * block - p
     out = dict(geom, blocks=nb)
-    for k in ("i", "j", "rbf", "ylm", "phi"):
+    for k in ("i", "j", "rbf", "ylm", "phi", "r"):
+        if k not in geom:  # "rbf" (exact filters) or "r" (tabulated filters)
+            continue
         a = geom[k]
-        if k == "rbf":  # any finite row: φ = 0 removes padded pairs
+        if k in ("rbf", "r"):  # any finite row: φ = 0 removes padded pairs
             a = jnp.concatenate([a, jnp.broadcast_to(a[:1], (pad,) + a.shape[1:])]) if pad else a
         elif pad:
             a = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
@@ -389,9 +399,20 @@ def hirshfeld_ratios(params, x, species, dtype):
 
 
 def features(
-    params, species, charge, spin, graph_ids, n_graphs: int, geom, dtype, arch: Architecture = PUBLISHED
+    params,
+    species,
+    charge,
+    spin,
+    graph_ids,
+    n_graphs: int,
+    geom,
+    dtype,
+    arch: Architecture = PUBLISHED,
+    tables=None,
 ):
-    """Final invariant features x (N, F) after embedding and the T layers."""
+    """Final invariant features x (N, F) after embedding and the T layers. ``tables``: tabulated
+    radial filters ``{"layers_k": coeffs}`` (:mod:`biomlff.so3lr.tabulate`; geom then has ``r``
+    instead of ``rbf``), None for the exact filter networks."""
     import jax.numpy as jnp
 
     x = embed(params, species, charge, spin, graph_ids, n_graphs, dtype, arch)
@@ -400,5 +421,8 @@ def features(
     # unrolled: a lax.scan over stacked layer weights was measured to compile no faster and to run
     # ~40 % slower on CPU
     for k in range(arch.num_layers):
-        x, ev = so3krates_layer(params[f"layers_{k}"], x, ev, geom, dtype, first=k == 0, arch=arch)
+        table = None if tables is None else tables[f"layers_{k}"]
+        x, ev = so3krates_layer(
+            params[f"layers_{k}"], x, ev, geom, dtype, first=k == 0, arch=arch, table=table
+        )
     return x

@@ -22,6 +22,7 @@ def predict_dataset(
     batch_size: int = 16,
     params=None,
     progress: Callable[[int], None] | None = None,
+    filters: str | None = None,
 ) -> list[dict]:
     """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset` (any mix of molecules).
 
@@ -29,7 +30,8 @@ def predict_dataset(
     Frames of different sizes share compiled programs through atom-count buckets (see
     :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy eV,
     forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)`` is
-    called after each batch of n frames."""
+    called after each batch of n frames. ``filters``: radial filters "exact" | "tabulated" (None:
+    tabulated in float32, exact in float64; tables built once, see :mod:`biomlff.so3lr.tabulate`)."""
     from ..errors import ConfigError
     from .evaluate import System, evaluate_systems
     from .model import check_cell, check_elements, make_config, spin_of
@@ -45,7 +47,7 @@ def predict_dataset(
         periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
         cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
         lr = (12.0 if periodic else None) if lr_cutoff == "auto" else lr_cutoff
-        config = make_config(lr, dispersion_damping, precision)
+        config = make_config(lr, dispersion_damping, precision, filters=filters)
         if cell is not None:
             check_cell(cell, config.lr_cutoff)
         charge = f.get("charge")
