@@ -1,4 +1,5 @@
-"""Subcommands of the ``md`` pillar: ``biomlff opt`` and ``biomlff md nve|nvt|npt``.
+"""Subcommands of the ``md`` pillar: ``biomlff opt``, ``biomlff md nve|nvt|npt|pimd`` and
+``biomlff ipi`` (an i-PI client).
 
 Every option can also come from ``--config FILE.yaml`` (same names, ``-`` or ``_``); flags given
 on the command line override the file. Heavy modules are imported inside the handlers.
@@ -12,6 +13,7 @@ import argparse
 DEFAULTS = {
     "model": "so3lr",
     "precision": "float32",
+    "filters": None,
     "charge": None,
     "multiplicity": None,
     "lr_cutoff": None,
@@ -56,6 +58,15 @@ DEFAULTS = {
     "force": None,
     "tether": None,
     "remove_com": True,
+    # pimd
+    "beads": 16,
+    "trpmd": False,
+    "pile_lambda": 1.0,
+    "bead_traj": True,
+    # ipi
+    "address": None,
+    "max_requests": None,
+    "connect_timeout": 60.0,
 }
 
 DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
@@ -75,6 +86,12 @@ def _model_args(p):
         help="SO3LR long-range cutoff in Å (default: none in gas phase, 12 Å for periodic systems)",
     )
     g.add_argument("--dispersion-damping", type=float, help="SO3LR dispersion switch width in Å (2)")
+    g.add_argument(
+        "--filters",
+        choices=["exact", "tabulated"],
+        help="SO3LR radial filters: exact networks or tabulated (default: tabulated in float32, "
+        "exact in float64)",
+    )
     g.add_argument(
         "--free-space",
         action="store_true",
@@ -104,14 +121,15 @@ def register(sub) -> None:
 
     pm = sub.add_parser(
         "md",
-        help="molecular dynamics (NVE, NVT, NPT)",
+        help="molecular dynamics (NVE, NVT, NPT, path-integral PIMD)",
         description="Molecular dynamics with any biomlff model. Units: fs, K, atm, Å, eV.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  biomlff md nvt peptide.xyz --temperature 300 --steps 2000 "
         "--output traj.h5\n  biomlff md nvt peptide.xyz --restart-from traj.chk.npz "
-        "--steps 4000 --output traj.h5",
+        "--steps 4000 --output traj.h5\n  biomlff md pimd water.xyz --beads 16 --temperature 300 "
+        "--steps 2000 --output pimd.h5",
     )
-    pm.add_argument("ensemble", help="nve | nvt | npt")
+    pm.add_argument("ensemble", help="nve | nvt | npt | pimd (ring-polymer MD, see --beads)")
     pm.add_argument(
         "input",
         help="structure file (any ASE-readable format; cell and pbc from the file), "
@@ -149,6 +167,25 @@ def register(sub) -> None:
         default=None,
         help="do not hold the centre-of-mass momentum at zero",
     )
+    g = pm.add_argument_group("path integrals (md pimd)")
+    g.add_argument("--beads", type=int, help="number of ring-polymer beads P (16)")
+    g.add_argument(
+        "--trpmd",
+        action="store_true",
+        default=None,
+        help="thermostatted RPMD: no centroid thermostat (dynamics); default PILE-L with the centroid "
+        "coupled with time constant --tau-t",
+    )
+    g.add_argument(
+        "--pile-lambda", type=float, help="internal-mode friction γ_k = 2 λ ω_k (1 = critical damping)"
+    )
+    g.add_argument(
+        "--no-bead-traj",
+        dest="bead_traj",
+        action="store_false",
+        default=None,
+        help="do not write the bead trajectory <output>.beads.h5",
+    )
     g = pm.add_argument_group("steering")
     g.add_argument(
         "--pull",
@@ -178,6 +215,37 @@ def register(sub) -> None:
     g.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     _model_args(pm)
     pm.set_defaults(func=_cmd_md)
+    register_ipi(sub)
+
+
+def register_ipi(sub) -> None:
+    """Add ``ipi``: serve a biomlff model to an i-PI server over its socket protocol."""
+    pi = sub.add_parser(
+        "ipi",
+        help="i-PI client: compute energies/forces for an i-PI server (PIMD, PIGLET, REMD, ...)",
+        description="Connect to a running i-PI server and answer its force requests with a biomlff "
+        "model. i-PI sends only positions and the cell, so --structure gives the elements (and "
+        "whether the system is periodic) in i-PI's atom order.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  i-pi input.xml &\n  biomlff ipi --address unix:water --structure init.xyz "
+        "--model so3lr",
+    )
+    pi.add_argument(
+        "--address",
+        required=True,
+        help="HOST:PORT (TCP, e.g. localhost:31415) or unix:NAME (UNIX socket /tmp/ipi_NAME, as i-PI "
+        "names it; a NAME containing '/' is taken as the socket path)",
+    )
+    pi.add_argument(
+        "--structure",
+        dest="input",
+        required=True,
+        help="structure file with the atoms in i-PI's order (elements, cell/pbc; positions unused)",
+    )
+    pi.add_argument("--max-requests", type=int, help="stop after this many force evaluations")
+    pi.add_argument("--connect-timeout", type=float, help="seconds to keep trying to connect (60)")
+    _model_args(pi)
+    pi.set_defaults(func=_cmd_ipi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +312,7 @@ def _build_potential(opts, system):
             lr_cutoff=lr,
             dispersion_damping=opts["dispersion_damping"],
             precision=opts["precision"],
+            filters=opts.get("filters"),
         )
     if model.lower() == "lj":
         from ..md.testing import lennard_jones
@@ -363,8 +432,10 @@ def _cmd_md(args) -> int:
 
     opts = resolve_options(args)
     ens_name = str(opts["ensemble"]).lower()
+    if ens_name == "pimd":
+        return _cmd_pimd(opts)
     if ens_name not in ("nve", "nvt", "npt"):
-        raise ConfigError(f"unknown ensemble {opts['ensemble']!r}; choose nve, nvt or npt")
+        raise ConfigError(f"unknown ensemble {opts['ensemble']!r}; choose nve, nvt, npt or pimd")
     kind = "langevin" if ens_name == "nvt" and opts["thermostat"] == "langevin" else ens_name
     dt = float(opts["dt"])
     if not dt > 0:
@@ -442,4 +513,118 @@ def _cmd_md(args) -> int:
         f"checkpoint {chk}"
     )
     sim.run()
+    return 0
+
+
+def _cmd_pimd(opts) -> int:
+    """``biomlff md pimd``: ring-polymer MD (PILE-L or TRPMD) with the same conventions as md nvt."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..md.pimd import PIMD, PIMDSimulation
+    from ..md.simulation import MDSettings
+
+    for key, what in (
+        ("pull", "--pull"),
+        ("force", "--force"),
+        ("tether", "--tether"),
+        ("steering", "steering"),
+        ("observables", "--observables"),
+        ("hmr", "--hmr (it changes the quantum statistics)"),
+    ):
+        if opts.get(key):
+            raise ConfigError(f"{what} is not supported with md pimd")
+    if opts.get("write_forces"):
+        raise ConfigError("--write-forces is not supported with md pimd")
+    if str(opts["thermostat"]) != "nhc":
+        raise ConfigError("--thermostat applies to md nvt; md pimd uses PILE-L (default) or --trpmd")
+    dt = float(opts["dt"])
+    if not dt > 0:
+        raise ConfigError(f"--dt must be positive, got {dt} fs")
+    temp = float(opts["temperature"])
+    if not temp > 0:
+        raise ConfigError(f"--temperature must be positive for PIMD, got {temp} K")
+    pimd = PIMD(
+        beads=int(opts["beads"]),
+        temperature_K=temp,
+        dt_fs=dt,
+        thermostat="trpmd" if opts["trpmd"] else "pile_l",
+        tau_centroid_fs=float(opts["tau_t"]) if opts["tau_t"] is not None else 100.0 * dt,
+        pile_lambda=float(opts["pile_lambda"]),
+        remove_com=bool(opts["remove_com"]),
+    ).validate()
+    system = _read_system(opts)
+    if opts["new_velocities"]:
+        system.velocities = None
+    stem = Path(str(opts["input"]).split(":", 1)[-1])
+    output = opts["output"] or str(stem.with_name(stem.stem + "_pimd.h5"))
+    settings = MDSettings(
+        steps=int(opts["steps"]),
+        log_every=int(opts["log_every"]),
+        traj_every=int(opts["traj_every"]),
+        checkpoint_every=int(opts["checkpoint_every"]),
+        output=output,
+        log_file=opts["log_file"],
+        checkpoint=opts["checkpoint"],
+        seed=int(opts["seed"]),
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+        progress=opts["progress"],
+    ).validate()
+    pot = _build_potential(opts, system)
+    if opts["restart_from"]:
+        sim = PIMDSimulation.resume(opts["restart_from"], pot, pimd, settings, system=system)
+    else:
+        if opts["relax"]:
+            from ..md.optimize import optimize
+
+            res = optimize(
+                pot,
+                system,
+                fmax=float(opts["relax_fmax"]),
+                max_steps=int(opts["max_steps"]),
+                precision=opts["precision"],
+                skin=float(opts["skin"]),
+            )
+            system.positions = res.positions
+        sim = PIMDSimulation(pot, system, pimd, settings)
+    sim.write_beads = bool(opts["bead_traj"])
+    traj, log, chk = settings.paths()
+    beads = sim.bead_trajectory_path() if sim.write_beads else None
+    print(
+        f"# PIMD ({pimd.thermostat.upper()}, {pimd.beads} beads) of {system.name}: {system.n_atoms} atoms, "
+        f"{'periodic' if system.periodic else 'gas phase'}, dt = {dt} fs, T = {temp} K, model "
+        f"{opts['model']} ({opts['precision']}); centroid trajectory {traj}, beads {beads}, log {log}, "
+        f"checkpoint {chk}"
+    )
+    sim.run()
+    return 0
+
+
+def _cmd_ipi(args) -> int:
+    """``biomlff ipi``: answer an i-PI server's force requests with a biomlff model."""
+    from ..md.ipi import IPIClient
+
+    opts = resolve_options(args)
+    system = _read_system(opts)
+    pot = _build_potential(opts, system)
+    client = IPIClient(
+        pot,
+        periodic=system.periodic,
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+    )
+    print(
+        f"# i-PI client: {system.n_atoms} atoms ({'periodic' if system.periodic else 'gas phase'}), model "
+        f"{opts['model']} ({opts['precision']}), connecting to {opts['address']}",
+        flush=True,
+    )
+    n = client.serve(
+        opts["address"],
+        connect_timeout=float(opts["connect_timeout"]),
+        max_requests=None if opts["max_requests"] is None else int(opts["max_requests"]),
+    )
+    print(f"# i-PI client: {n} force evaluations, server closed the connection")
     return 0
