@@ -1,8 +1,10 @@
 """biomlff.md — geometry optimisation and molecular dynamics for any biomlff Potential.
 
 FIRE (:func:`optimize`), NVE / Nosé–Hoover-chain NVT / Langevin NVT / MTK NPT (:class:`Simulation`
-with an :class:`Ensemble`), steered MD (:class:`Steering`), pair lists inside the compiled step
-(JAX-MD), extxyz / H5MD trajectories, checkpoints and exact restarts. See ``docs/md.md``.
+with an :class:`Ensemble`), path-integral (ring-polymer) MD (:class:`PIMDSimulation` with
+:class:`PIMD`), an i-PI socket client (:class:`IPIClient`), steered MD (:class:`Steering`),
+pair lists inside the compiled step (JAX-MD), extxyz / H5MD trajectories, checkpoints and exact
+restarts. See ``docs/md.md``.
 
 Importing this package is cheap: JAX and JAX-MD are imported when a function needs them.
 """
@@ -22,6 +24,9 @@ _EXPORTS = {
     "optimize": "optimize",
     "OptResult": "optimize",
     "PairLists": "neighborlist",
+    "PIMD": "pimd",
+    "PIMDSimulation": "pimd",
+    "IPIClient": "ipi",
 }
 
 __all__ = sorted(_EXPORTS)
