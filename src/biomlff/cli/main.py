@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import BiomlffError
 
 #: modules under biomlff.cli that contribute subcommands, in help order
-COMMAND_MODULES = ("data", "so3lr", "gdml", "md", "labels", "analysis")
+COMMAND_MODULES = ("data", "so3lr", "training", "gdml", "md", "labels", "analysis")
 
 EPILOG = """\
 examples:

@@ -69,23 +69,24 @@ def _frame_cell(f) -> np.ndarray | None:
     return np.asarray(f["cell"], float).reshape(3, 3)
 
 
-def check_labels(ds, weights: dict, source: str = "dataset") -> None:
-    """DataError if the dataset lacks a label that has a non-zero loss weight in every frame
-    (forces are always required), or holds NaN labels."""
+def check_labels(ds, weights: dict, source: str = "dataset") -> list[str]:
+    """Check the labels of a training set: DataError without forces (always required) or when a
+    weighted label is NaN in every frame. Returns the weighted labels the dataset lacks entirely
+    (their terms are masked out, e.g. dipoles of rMD17), for the caller to report."""
     if "forces" not in ds.atom_data:
         raise DataError(f"{source}: no forces; SO3krates/SO3LR training needs force labels")
+    missing = []
     for name, w in weights.items():
         if not w:
             continue
         store = ds.atom_data if name in ("forces", "hirshfeld_ratios") else ds.frame_data
         if name not in store:
-            raise DataError(
-                f"{source}: loss weight for {name!r} is {w} but the dataset has no {name!r} labels "
-                f"(set its weight to 0 or add the labels)"
-            )
+            missing.append(name)
+            continue
         arr = np.asarray(store[name], float)
         if np.isnan(arr).all():
             raise DataError(f"{source}: every {name!r} label is NaN")
+    return missing
 
 
 def build_frames(ds, neighbors: dict, *, source: str = "dataset") -> list[Frames]:

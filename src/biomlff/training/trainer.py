@@ -89,7 +89,9 @@ def load_data(cfg: TrainConfig):
         raise DataError(f"{cfg.data}: the training split is empty")
     if len(valid) == 0:
         raise DataError(f"{cfg.data}: the validation split is empty (set n_valid ≥ 1 or valid_data)")
-    check_labels(train, cfg.label_weights(), str(cfg.data))
+    missing = check_labels(train, cfg.label_weights(), str(cfg.data))
+    if missing:
+        info["missing_labels"] = missing
     return train, valid, info
 
 
@@ -111,6 +113,10 @@ def initial_model(cfg: TrainConfig, elements: tuple[int, ...]):
         raise ConfigError(
             "config: 'architecture' is only used with model: scratch (a trained model has its own)"
         )
+    if str(cfg.model).lower() == "so3lr":  # known without reading the weights
+        from ..so3lr.model import TRAINED_ELEMENTS
+
+        check_elements(np.asarray(elements), TRAINED_ELEMENTS, "SO3LR")
     base = load_model(cfg.model)
     check_elements(np.asarray(elements), base.elements, base.name.upper())
     return base
@@ -383,6 +389,8 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
             "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)"
         )
     train_ds, valid_ds, split_info = load_data(cfg)
+    if split_info.get("missing_labels"):
+        log(f"note: the training data have no {', '.join(split_info['missing_labels'])} labels; those loss terms are off")
     elements = _elements_of(train_ds, valid_ds)
     base = initial_model(cfg, elements)
     arch = base.arch
@@ -428,10 +436,12 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
         ).scaled(cfg.replay_weight)
 
     n_train_batches = len(epoch_batches(train_groups, cfg.batch_size, cfg.seed, 0))
+    # the schedule spans the configured epochs (not max_steps / max_time), so that a resumed run
+    # with a larger step budget keeps the same learning rates
+    tx, lr_sched = make_optimizer(cfg, params0, cfg.epochs * n_train_batches, arch.num_layers)
     total_steps = cfg.epochs * n_train_batches
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    tx, lr_sched = make_optimizer(cfg, params0, total_steps, arch.num_layers)
     state = {"params": jax.tree_util.tree_map(jnp.asarray, params0), "step": jnp.zeros((), jnp.int32)}
     state["opt"] = tx.init(state["params"])
     if cfg.ema_decay:
@@ -574,3 +584,20 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     seconds = info["seconds"] + time.perf_counter() - t_mark[0]
     log(f"model written to {out_path} ({step} steps, {seconds:.0f} s, stopped: {stopped})")
     return TrainResult(model, info.get("best_metrics", {}), history, step, seconds, workdir, stopped)
+
+
+def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", batch_size: int = 16) -> dict:
+    """Errors of a model (SO3LRModel) on a labelled dataset: MAE/RMSE per label as in
+    :func:`metrics_of` (eV, eV/Å, e·Å; energies also kcal/mol). ``lr_cutoff="auto"``: all pairs in
+    free space, 12 Å for periodic frames. Exact radial filters."""
+    from ..so3lr.evaluate import precision_context
+    from ..so3lr.model import make_config, neighbor_specs
+
+    cfg = TrainConfig(data="-", lr_cutoff=lr_cutoff)
+    lr = _lr_cutoff(cfg, ds)
+    dtype = np.float64 if precision == "float64" else np.float32
+    with precision_context(precision):
+        config = make_config(lr, 2.0, precision, model.arch, filters="exact")
+        groups = build_frames(ds, neighbor_specs(lr, model.arch))
+        preds = predict_groups(_cast(model.params, dtype), groups, config, batch_size, dtype)
+    return metrics_of(groups, preds)
