@@ -59,6 +59,8 @@ METHODS = ("ewald", "pme")
 PME_ORDERS = (4, 6, 8, 10)
 #: default requested relative force accuracy of the lattice sum
 DEFAULT_ACCURACY = 1e-4
+#: with σ > 0, the smearing is raised above σ/√2 (adding real-space terms) only by at least this factor
+MIN_SMEARING_GAIN = 1.05
 #: default PME B-spline order
 DEFAULT_ORDER = 6
 #: empirical PME error constants C_p: RMS relative force error ≈ C_p (h/s)^(p−1) for mesh spacing h,
@@ -286,19 +288,18 @@ def reciprocal_potential(positions, charges, cell, settings: EwaldSettings):
 
 
 def image_shifts(cell, r_cut: float, positions=None) -> np.ndarray:
-    """Integer lattice translations n (int array (M, 3)) that can bring any pair of atoms in the cell
-    within r_cut (Å): all n with |n_a| ≤ ceil((r_cut + extent)/d_a), d_a the spacing of lattice planes
-    (numpy, from a concrete cell). ``positions`` (Å) tighten the bound to the atoms' extent."""
+    """Integer lattice translations n (int array (M, 3)) that can bring a pair of atoms within r_cut
+    (Å): |r| ≥ |s_a| d_a for r = Σ s_a a_a (d_a: spacing of the lattice planes), so all n with
+    |n_a| ≤ r_cut/d_a + Δs_a, Δs_a the atoms' extent in fractional coordinate a — from ``positions``
+    (Å) when given, else 1 (atoms inside the cell). numpy, from a concrete cell."""
     cell = np.asarray(cell, float)
     d = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)  # distance between lattice planes
     if positions is None:
-        extent = np.linalg.norm(cell.sum(axis=0)) + np.abs(cell).sum()
         frac_extent = np.ones(3)
     else:
         s = np.asarray(positions, float) @ np.linalg.inv(cell)
         frac_extent = s.max(axis=0) - s.min(axis=0)
-        extent = 0.0
-    nmax = np.ceil((r_cut + extent) / d + frac_extent).astype(int)
+    nmax = np.ceil(r_cut / d + frac_extent).astype(int)
     axes = [np.arange(-m, m + 1) for m in nmax]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
@@ -324,13 +325,18 @@ def real_space_energy(positions, charges, cell, shifts, smearing: float, sigma: 
 def lattice_energy(positions, charges, cell, settings: EwaldSettings, shifts=None):
     """Total lattice energy (e²/Å) of the kernel erf(r/σ)/r (σ = settings.sigma; 0 = point charges):
     reciprocal sum + self + background, plus the real-space sum over explicit images when the
-    real-space kernel is non-zero (``shifts`` default: :func:`image_shifts` of the concrete cell)."""
+    real-space kernel is non-zero (``shifts`` default: :func:`image_shifts` of the concrete cell;
+    pass them explicitly when differentiating with respect to the cell)."""
+    import jax
     import jax.numpy as jnp
 
     e = 0.5 * jnp.sum(charges * reciprocal_potential(positions, charges, cell, settings))
     if settings.real_space:
         if shifts is None:
-            shifts = image_shifts(np.asarray(cell), settings.r_cut)
+            try:  # a tight image set from concrete positions; a looser bound when traced
+                shifts = image_shifts(np.asarray(cell), settings.r_cut, np.asarray(positions))
+            except jax.errors.TracerArrayConversionError:
+                shifts = image_shifts(np.asarray(cell), settings.r_cut)
         e = e + real_space_energy(
             positions, charges, cell, shifts, settings.smearing, settings.sigma, settings.r_cut
         )
@@ -367,8 +373,9 @@ def tune(
     Formulas (each truncation error kept ≤ ε relative to the interaction it truncates):
 
     * smearing s: with σ > 0, the largest s ≥ σ/√2 whose real-space force tail at the cutoff,
-      r_c²|g′(r_c)| = |T(r_c/(√2 s)) − T(r_c/σ)| with T(x) = erfc(x) + (2x/√π) e^{−x²}, is ≤ ε
-      (s = σ/√2, where g ≡ 0, when r_cut is None); for point charges (σ = 0) the s with
+      r_c²|g′(r_c)| = |T(r_c/(√2 s)) − T(r_c/σ)| with T(x) = erfc(x) + (2x/√π) e^{−x²}, is ≤ ε,
+      if it exceeds 1.05 σ/√2; otherwise (and when r_cut is None) s = σ/√2, where g ≡ 0 and there
+      is no real-space part at all; for point charges (σ = 0) the s with
       T(r_c/(√2 s)) = ε. A given ``smearing`` overrides this.
     * Ewald wave vectors: the reciprocal weights fall as exp(−s²k²/2), so k_max = √(2 ln(1/ε))/s and
       nmax_a = ceil(k_max |a_a|/(2π)) (a box in n that contains the sphere |k| ≤ k_max for any cell).
@@ -388,12 +395,13 @@ def tune(
         if sigma > 0:
             s0 = sigma / math.sqrt(2.0)
             smearing = s0
-            if r_cut is not None and _real_space_force_tail(r_cut, 1.0001 * s0, sigma) <= accuracy:
+            if r_cut is not None:
                 lo, hi = s0, float(r_cut)  # the tail grows with s: bisect for the largest admissible s
                 for _ in range(60):
                     mid = 0.5 * (lo + hi)
                     lo, hi = (mid, hi) if _real_space_force_tail(r_cut, mid, sigma) <= accuracy else (lo, mid)
-                smearing = lo
+                # a real-space part pays only when it lets s grow noticeably (k-space cost ∝ s⁻³)
+                smearing = lo if lo >= MIN_SMEARING_GAIN * s0 else s0
         else:
             if r_cut is None:
                 raise ConfigError("point charges (sigma = 0) need a real-space cutoff r_cut")
