@@ -149,6 +149,19 @@ def test_selection_rules(sgdml_model, ethanol):
         assert lf[removed].max() <= lf[kept].min()
     kept = percentile_selection(imp, 50)
     assert np.all(lf[kept] >= np.percentile(lf, 50)) and len(kept) < 36
+    # the alternative ranking by mean pair force contribution, summed per orbit
+    from biomlff.gdml.contributions import average_contributions
+    from biomlff.gdml.reduce import rank_features
+
+    imp_f = rank_features(sgdml_model, ethanol[1].R[:8], "force")
+    avg = average_contributions(sgdml_model, ethanol[1].R[:8])
+    g = imp_f.groups[3]
+    assert imp_f.loss_F[3] == pytest.approx(avg["pair_force_norm"][g].sum(), rel=1e-12)
+    kept = select_features(imp_f, 0.5)
+    a, b = sgdml_model.pairs
+    check_orbit_closed(sgdml_model.perms, a[kept], b[kept], 9)
+    with pytest.raises(ConfigError):
+        rank_features(sgdml_model, ethanol[1].R[:8], "bogus")
 
 
 # ------------------------------------------------------------------ retraining and symmetry
@@ -344,6 +357,7 @@ def test_cli_reduce_and_heatmap(shared, gdml_model, tmp_path, capsys):
     out = tmp_path / "red.npz"
     rc = main(
         ["gdml", "reduce", str(src), str(data), "--keep", "50%", "--scan", "25%", "--n-configs", "20",
+         "--rank", "force",
          "--n-test", "40", "--sigma", "20", "--index-file", str(tmp_path / "idx.npz"), "--no-progress",
          "-o", str(out), *keys]
     )  # fmt: skip

@@ -329,6 +329,39 @@ def feature_importance(
     )
 
 
+def contribution_importance(
+    model: GDMLModel, positions, groups: list[np.ndarray] | None = None, orbits: bool | None = None
+) -> Importance:
+    """Alternative ranking (not the rGDML masking rule): the mean pair force contribution ‖φ_k‖
+    (eV/Å) and mean |ε_k| (eV) of :mod:`biomlff.gdml.contributions` over ``positions``, summed over
+    each group, in the fields ``loss_F`` / ``loss_E`` so that :func:`select_features` applies.
+    Measured on rMD17 aspirin (docs/benchmarks.md) it keeps better pairs than masking does."""
+    from .contributions import average_contributions
+
+    if groups is None:
+        groups = feature_groups(model, orbits)
+    groups = [np.asarray(g, dtype=np.int64).reshape(-1) for g in groups]
+    pos = np.asarray(positions, dtype=np.float64)
+    avg = average_contributions(model, pos)
+    return Importance(
+        groups=groups,
+        loss_F=np.array([avg["pair_force_norm"][g].sum() for g in groups]),
+        loss_E=np.array([avg["pair_energy_abs"][g].sum() for g in groups]),
+        n_configs=len(pos),
+        n_features=model.n_features,
+    )
+
+
+def rank_features(model: GDMLModel, positions, rank: str = "mask", orbits: bool | None = None, **kw):
+    """Importance by ``rank`` = 'mask' (:func:`feature_importance`, the rGDML rule) or 'force'
+    (:func:`contribution_importance`)."""
+    if rank == "mask":
+        return feature_importance(model, positions, orbits=orbits, **kw)
+    if rank == "force":
+        return contribution_importance(model, positions, orbits=orbits)
+    raise ConfigError(f"rank must be 'mask' or 'force', got {rank!r}")
+
+
 # ------------------------------------------------------------------------------ selection
 def parse_keep(text) -> float | int:
     """'40%' or '0.4' → fraction 0.4; '120' → 120 features. Raises ConfigError outside (0, 100 %)."""
@@ -557,15 +590,32 @@ def load_index_file(path, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
         ) from exc
 
 
-def throughput(model: GDMLModel, positions, repeats: int = 3, batch_size: int = 1024) -> float:
-    """Median prediction throughput (geometries/s) of ``model.predict`` on ``positions`` over
-    ``repeats`` timed runs after one warm-up run (compilation excluded)."""
+def throughput(models, positions, repeats: int = 5, batch_size: int = 1024) -> list[dict]:
+    """Prediction throughput of one or more models on ``positions`` (geometries/s): after one warm-up
+    call each (compilation excluded), ``repeats`` rounds in which every model predicts all positions
+    once, interleaved so that a changing machine load hits all models alike. Returns per model the
+    medians ``cpu_gps`` (per process CPU second, all threads: robust on a shared machine) and
+    ``wall_gps``, and ``ratio_cpu`` / ``ratio_wall`` (median per-round ratio to the first model)."""
     import time
 
-    model.predict(positions, batch_size=batch_size)
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        model.predict(positions, batch_size=batch_size)
-        times.append(time.perf_counter() - t0)
-    return float(len(positions) / np.median(times))
+    models = list(models) if isinstance(models, list | tuple) else [models]
+    for mod in models:
+        mod.predict(positions, batch_size=batch_size)
+    n = len(positions)
+    cpu = np.empty((max(1, repeats), len(models)))
+    wall = np.empty_like(cpu)
+    for r in range(cpu.shape[0]):
+        for k, mod in enumerate(models):
+            c0, w0 = time.process_time(), time.perf_counter()
+            mod.predict(positions, batch_size=batch_size)
+            cpu[r, k] = max(time.process_time() - c0, 1e-9)
+            wall[r, k] = time.perf_counter() - w0
+    return [
+        {
+            "cpu_gps": float(n / np.median(cpu[:, k])),
+            "wall_gps": float(n / np.median(wall[:, k])),
+            "ratio_cpu": float(np.median(cpu[:, 0] / cpu[:, k])),
+            "ratio_wall": float(np.median(wall[:, 0] / wall[:, k])),
+        }
+        for k in range(len(models))
+    ]
