@@ -177,14 +177,15 @@ def test_tiny_model_overfits(tmp_path):
 
 
 def test_resume_is_bitwise_identical_float64(tmp_path):
+    # 40 frames in batches of 2: 20 steps per epoch, so that validations and epoch checkpoints stay rare
     common = dict(
         precision="float64",
-        epochs=400,
+        epochs=200,
         checkpoint_every=1000,
-        decay_steps=50,
-        n_train=8,
+        decay_steps=500,
+        n_train=40,
         n_valid=2,
-        batch_size=4,
+        batch_size=2,
     )
     a = tiny_cfg(tmp_path, output=str(tmp_path / "a.npz"), max_steps=2000, **common)
     train(a, log=lambda *x: None)
@@ -312,3 +313,56 @@ def test_bad_input_errors(tmp_path):
         from biomlff.training.trainer import initial_model
 
         initial_model(TrainConfig(data=str(tmp_path / "si.extxyz"), model="so3lr", strategy="full"), (1, 14))
+
+
+def test_trained_model_in_eval_and_md_cli(tmp_path):
+    """A model file works wherever a model is named: biomlff eval and biomlff md (--model PATH)."""
+    from ase.io import write
+
+    from biomlff.cli.main import main
+    from biomlff.data.io import read_dataset
+    from biomlff.so3lr.modelfile import SO3LRModel
+
+    arch = Architecture(**TINY)
+    path = SO3LRModel(arch, init_params(arch, 7), (1, 6, 8), {}, "tiny").save(tmp_path / "tiny.npz")
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(path),
+                "--data",
+                str(ETHANOL),
+                "--index",
+                ":4",
+                "--out",
+                str(tmp_path / "pred.extxyz"),
+                "--filters",
+                "exact",
+            ]
+        )
+        == 0
+    )
+    pred = read_dataset(tmp_path / "pred.extxyz")
+    assert len(pred) == 4 and np.all(np.isfinite(pred.atom_data["forces"]))
+    write(tmp_path / "eth.xyz", read_dataset(ETHANOL).to_atoms(0))
+    rc = main(
+        [
+            "md",
+            "nve",
+            str(tmp_path / "eth.xyz"),
+            "--model",
+            str(path),
+            "--steps",
+            "20",
+            "--dt",
+            "0.25",
+            "--log-every",
+            "10",
+            "--output",
+            str(tmp_path / "nve.h5"),
+            "--precision",
+            "float64",
+        ]
+    )
+    assert rc == 0 and (tmp_path / "nve.h5").exists()

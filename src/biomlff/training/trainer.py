@@ -390,7 +390,8 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
         )
     train_ds, valid_ds, split_info = load_data(cfg)
     if split_info.get("missing_labels"):
-        log(f"note: the training data have no {', '.join(split_info['missing_labels'])} labels; those loss terms are off")
+        missing = ", ".join(split_info["missing_labels"])
+        log(f"note: the training data have no {missing} labels; those loss terms are off")
     elements = _elements_of(train_ds, valid_ds)
     base = initial_model(cfg, elements)
     arch = base.arch
@@ -442,7 +443,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     total_steps = cfg.epochs * n_train_batches
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    state = {"params": jax.tree_util.tree_map(jnp.asarray, params0), "step": jnp.zeros((), jnp.int32)}
+    state = {"params": jax.tree_util.tree_map(jnp.asarray, params0)}
     state["opt"] = tx.init(state["params"])
     if cfg.ema_decay:
         state["ema"] = state["params"]
