@@ -216,12 +216,13 @@ REDUCE_EPILOG = """\
 Steps: (1) the loss of every descriptor feature (pair) is the force RMSE between the model with
 that feature masked and the model itself on --n-configs held-out frames of DATA (vectorised
 masking; sGDML models: whole symmetry orbits, so the reduced model stays exactly symmetric);
+(--rank force ranks by mean pair force contribution instead);
 (2) the least important features are removed until --keep remain; (3) the model is retrained on
 the reduced descriptor (σ search); (4) a table of q (removed %) against test errors and prediction
 speed is printed.
 
 examples:
-  biomlff gdml reduce aspirin.npz rmd17_aspirin_train_01.npz --energy-key energies --keep 40% \
+  biomlff gdml reduce aspirin.npz rmd17_aspirin_train_01.npz --energy-key energies --keep 40% \\
       --scan 20% 60% --test-data rmd17_aspirin_test_01.npz -o aspirin_rgdml40.npz
   biomlff gdml heatmap aspirin.npz rmd17_aspirin_train_01.npz --energy-key energies -o aspirin_pairs/
 """
