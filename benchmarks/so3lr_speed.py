@@ -4,7 +4,9 @@ Both are driven through their ASE calculators (host neighbour lists included), e
 call, lr cutoff 12 Å, dispersion damping 2 Å; positions are displaced slightly before every call so no
 result is cached. Reported: compile/first-call time and the median of ``--repeats`` calls after one
 warm-up call, for float32 and float64, and the ratio torch/biomlff. The energies of both are compared
-as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here).
+as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here). biomlff runs with each of
+``--filters`` (exact radial filter networks and tabulated filters, biomlff.so3lr.tabulate); the peer
+once per system and precision.
 
 The peer runs in its own virtual environment (torch conflicts with the package's pins):
 
@@ -75,11 +77,11 @@ def time_calculator(atoms, calc, repeats: int) -> dict:
     return {"first": first, "median": float(np.median(times)), "times": times, "energy": float(e)}
 
 
-def run_biomlff(name: str, precision: str, repeats: int) -> dict:
+def run_biomlff(name: str, precision: str, repeats: int, filters: str = "exact") -> dict:
     from biomlff.calculators import SO3LRCalculator
 
     atoms = load_system(name)
-    calc = SO3LRCalculator(lr_cutoff=12.0, dispersion_damping=2.0, precision=precision)
+    calc = SO3LRCalculator(lr_cutoff=12.0, dispersion_damping=2.0, precision=precision, filters=filters)
     out = time_calculator(atoms, calc, repeats)
     out["n_traces"] = calc.n_traces
     return out
@@ -109,6 +111,7 @@ def main() -> int:
     p.add_argument("--systems", default="dha,ala15_folded,water")
     p.add_argument("--precisions", default="float32,float64")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--filters", default="exact,tabulated", help="biomlff radial filters to time")
     p.add_argument(
         "--torch-python",
         default=str(ROOT / ".venv-bench-so3lr" / "bin" / "python"),
@@ -143,7 +146,7 @@ def main() -> int:
         f"energy + forces per call, ASE calculators, lr cutoff 12 Å; median of {args.repeats} after warm-up\n"
     )
     header = (
-        f"{'system':13s} {'N':>5s} {'prec':7s} {'biomlff first/s':>15s} {'biomlff ms':>10s} "
+        f"{'system':13s} {'N':>5s} {'prec':7s} {'filters':9s} {'biomlff first/s':>15s} {'biomlff ms':>10s} "
         f"{'torch first/s':>13s} {'torch ms':>9s} {'ratio':>6s} {'|ΔE|/eV':>9s}"
     )
     print(header)
@@ -151,7 +154,6 @@ def main() -> int:
     for name in args.systems.split(","):
         n = len(load_system(name))
         for prec in args.precisions.split(","):
-            ours = run_biomlff(name, prec, args.repeats)
             theirs = None
             if args.torch_python:
                 cmd = [
@@ -171,16 +173,27 @@ def main() -> int:
                     theirs = json.loads(lines[-1][7:])
                 else:
                     print(f"  (so3krates-torch failed: {r.stderr.strip()[-300:]})")
-            t_first = f"{theirs['first']:13.2f}" if theirs else f"{'-':>13s}"
-            t_med = f"{1e3 * theirs['median']:9.1f}" if theirs else f"{'-':>9s}"
-            ratio = f"{theirs['median'] / ours['median']:6.1f}" if theirs else f"{'-':>6s}"
-            de = f"{abs(theirs['energy'] - ours['energy']):9.1e}" if theirs else f"{'-':>9s}"
-            print(
-                f"{name:13s} {n:5d} {prec:7s} {ours['first']:15.2f} {1e3 * ours['median']:10.1f} "
-                f"{t_first} {t_med} {ratio} {de}",
-                flush=True,
-            )
-            rows.append({"system": name, "n_atoms": n, "precision": prec, "biomlff": ours, "torch": theirs})
+            for filters in args.filters.split(","):
+                ours = run_biomlff(name, prec, args.repeats, filters)
+                t_first = f"{theirs['first']:13.2f}" if theirs else f"{'-':>13s}"
+                t_med = f"{1e3 * theirs['median']:9.1f}" if theirs else f"{'-':>9s}"
+                ratio = f"{theirs['median'] / ours['median']:6.1f}" if theirs else f"{'-':>6s}"
+                de = f"{abs(theirs['energy'] - ours['energy']):9.1e}" if theirs else f"{'-':>9s}"
+                print(
+                    f"{name:13s} {n:5d} {prec:7s} {filters:9s} {ours['first']:15.2f} "
+                    f"{1e3 * ours['median']:10.1f} {t_first} {t_med} {ratio} {de}",
+                    flush=True,
+                )
+                rows.append(
+                    {
+                        "system": name,
+                        "n_atoms": n,
+                        "precision": prec,
+                        "filters": filters,
+                        "biomlff": ours,
+                        "torch": theirs,
+                    }
+                )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": cpu, "rows": rows}, indent=1))
     return 0
