@@ -14,6 +14,8 @@ DEFAULTS = {
     "model": "so3lr",
     "precision": "float32",
     "filters": None,
+    "electrostatics": None,
+    "ewald_accuracy": None,
     "charge": None,
     "multiplicity": None,
     "lr_cutoff": None,
@@ -75,7 +77,9 @@ DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
 def _model_args(p):
     g = p.add_argument_group("model")
     g.add_argument(
-        "--model", help="so3lr (default), lj (Lennard-Jones test potential) or PATH to an sGDML model"
+        "--model",
+        help="so3lr (default), lj (Lennard-Jones test potential), PATH to a trained SO3krates/SO3LR "
+        "model (biomlff train/finetune) or PATH to an sGDML model",
     )
     g.add_argument("--precision", choices=["float32", "float64"], help="floating-point precision (float32)")
     g.add_argument("--charge", type=float, help="total charge in e (default: from the file, else 0)")
@@ -92,6 +96,9 @@ def _model_args(p):
         help="SO3LR radial filters: exact networks or tabulated (default: tabulated in float32, "
         "exact in float64)",
     )
+    from .so3lr import add_electrostatics_option
+
+    add_electrostatics_option(g)
     g.add_argument(
         "--free-space",
         action="store_true",
@@ -313,6 +320,9 @@ def _build_potential(opts, system):
             dispersion_damping=opts["dispersion_damping"],
             precision=opts["precision"],
             filters=opts.get("filters"),
+            electrostatics=opts.get("electrostatics") or "cutoff",
+            cell=system.cell,
+            ewald_accuracy=float(opts.get("ewald_accuracy") or 1e-4),
         )
     if model.lower() == "lj":
         from ..md.testing import lennard_jones
@@ -323,6 +333,23 @@ def _build_potential(opts, system):
     if not path.exists():
         raise ConfigError(
             f"--model must be 'so3lr', 'lj' or an existing model file; {model!r} does not exist"
+        )
+    from ..so3lr.modelfile import is_model_file
+
+    if is_model_file(path):  # a trained / fine-tuned SO3krates-SO3LR model (biomlff train/finetune)
+        from ..so3lr.modelfile import load_model
+
+        lr = opts["lr_cutoff"]
+        if lr is None and system.periodic:
+            lr = DEFAULT_PERIODIC_LR_CUTOFF
+        return load_model(path).potential(
+            system.atomic_numbers,
+            charge=float(charge),
+            multiplicity=int(mult),
+            lr_cutoff=lr,
+            dispersion_damping=opts["dispersion_damping"],
+            precision=opts["precision"],
+            filters=opts.get("filters"),
         )
     from ..gdml.model import GDMLModel
 

@@ -48,6 +48,24 @@ def _model_options(p, lr_default: str) -> None:
     add_filters_option(g)
 
 
+def add_electrostatics_option(g) -> None:
+    """``--electrostatics cutoff|ewald|pme`` and ``--ewald-accuracy`` (shared with ``biomlff md``)."""
+    g.add_argument(
+        "--electrostatics",
+        choices=("cutoff", "ewald", "pme"),
+        default=None,
+        help="SO3LR electrostatics in periodic boxes: 'cutoff' (default, SO3LR's shifted lr cutoff) or "
+        "the damped Coulomb sum over the whole lattice by 'ewald' (small boxes) or 'pme' (large boxes)",
+    )
+    g.add_argument(
+        "--ewald-accuracy",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="requested relative force accuracy of the Ewald/PME sum (1e-4)",
+    )
+
+
 def add_filters_option(g) -> None:
     """``--filters exact|tabulated`` (shared with ``biomlff md``)."""
     g.add_argument(
@@ -97,7 +115,12 @@ def register(sub) -> None:
         "(energies after removing the mean offset: SO3LR energies are relative).",
         epilog="example: biomlff eval --model so3lr --data frames.extxyz --out predictions.extxyz",
     )
-    e.add_argument("--model", default="so3lr", choices=("so3lr",), help="model (so3lr)")
+    e.add_argument(
+        "--model",
+        default="so3lr",
+        help="so3lr (the pretrained model, default) or a trained model file (.npz)",
+    )
+    e.add_argument("--energy-key", help="energy label key of the dataset (e.g. rMD17: energies)")
     e.add_argument("--data", required=True, help="dataset file (.npz, .xyz/.extxyz, .h5)")
     e.add_argument("--out", help="predictions file (format from the extension, e.g. .extxyz, .h5)")
     e.add_argument("--batch-size", type=int, default=16, help="frames per vmapped batch (16)")
@@ -105,6 +128,7 @@ def register(sub) -> None:
     e.add_argument("--format", dest="fmt", help="input format (default: from the file)")
     e.add_argument("--index", help="frames to evaluate, e.g. ':100' or '::10' (default: all)")
     _model_options(e, "auto")
+    add_electrostatics_option(e.add_argument_group("SO3LR electrostatics (periodic frames)"))
     e.set_defaults(func=_eval)
 
     b = sub.add_parser(
@@ -116,6 +140,7 @@ def register(sub) -> None:
         epilog="example: biomlff bind dimer.xyz --fragment 0-2 --fragment 3-5 --charges 0 0",
     )
     b.add_argument("structures", help="structure file (any ASE-readable format; all frames)")
+    b.add_argument("--model", default="so3lr", help="so3lr (default) or a trained model file (.npz)")
     b.add_argument(
         "--fragment",
         action="append",
@@ -197,14 +222,25 @@ def _load_params(args):
     return load_params(args.weights)
 
 
+def _trained_model(args):
+    """The trained model named by --model PATH, or None for the pretrained SO3LR."""
+    if str(getattr(args, "model", "so3lr")).lower() == "so3lr":
+        return None
+    from ..so3lr.modelfile import load_model
+
+    return load_model(args.model)
+
+
 def _eval(args) -> int:
     from tqdm import tqdm
 
     from ..data import read_dataset, write_dataset
     from ..so3lr.predict import metrics, predict_dataset, predictions_dataset
 
-    params = _load_params(args)
-    ds = read_dataset(args.data, args.fmt, energy_unit=args.energy_unit, index=args.index)
+    model = _trained_model(args)
+    params = None if model is not None else _load_params(args)
+    kw = {"energy_key": args.energy_key} if args.energy_key else {}
+    ds = read_dataset(args.data, args.fmt, energy_unit=args.energy_unit, index=args.index, **kw)
     precision = args.precision or "float32"
     with tqdm(total=len(ds), desc="so3lr eval", unit="frame", file=sys.stderr, disable=None) as bar:
         preds = predict_dataset(
@@ -216,6 +252,9 @@ def _eval(args) -> int:
             params=params,
             progress=bar.update,
             filters=args.filters,
+            model=model,
+            electrostatics=args.electrostatics or "cutoff",
+            ewald_accuracy=args.ewald_accuracy or 1e-4,
         )
     if args.out:
         write_dataset(predictions_dataset(ds, preds), args.out)
@@ -267,7 +306,8 @@ def _bind(args) -> int:
     from ..so3lr.binding import binding_energy, fragment_arrays
     from ..units import kcal_mol
 
-    params = _load_params(args)
+    model = _trained_model(args)
+    params = None if model is not None else _load_params(args)
     try:
         frames = ase.io.read(args.structures, index=args.index or ":")
     except Exception as exc:  # ASE raises many types for unreadable files
@@ -313,6 +353,7 @@ def _bind(args) -> int:
             multiplicity=int(atoms.info.get("multiplicity", 1)),
             params=params,
             filters=args.filters,
+            model=model,
         )
         t = res["terms"]
         e = res["binding_energy"]

@@ -23,6 +23,9 @@ def predict_dataset(
     params=None,
     progress: Callable[[int], None] | None = None,
     filters: str | None = None,
+    model=None,
+    electrostatics: str = "cutoff",
+    ewald_accuracy: float = 1e-4,
 ) -> list[dict]:
     """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset` (any mix of molecules).
 
@@ -31,7 +34,11 @@ def predict_dataset(
     :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy eV,
     forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)`` is
     called after each batch of n frames. ``filters``: radial filters "exact" | "tabulated" (None:
-    tabulated in float32, exact in float64; tables built once, see :mod:`biomlff.so3lr.tabulate`)."""
+    tabulated in float32, exact in float64; tables built once, see :mod:`biomlff.so3lr.tabulate`).
+    ``model``: a trained :class:`~biomlff.so3lr.modelfile.SO3LRModel` instead of the pretrained SO3LR
+    (its architecture, weights and elements). ``electrostatics``: "cutoff" (default) or "ewald" / "pme"
+    for periodic frames (lattice sum tuned per cell to ``ewald_accuracy``, :mod:`biomlff.so3lr.lattice`;
+    free-space frames keep the cutoff form)."""
     from ..errors import ConfigError
     from .evaluate import System, evaluate_systems
     from .model import check_cell, check_elements, make_config, spin_of
@@ -39,7 +46,11 @@ def predict_dataset(
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
+    arch, elements, name = None, None, "SO3LR"
+    if model is not None:
+        params, arch, elements, name = model.params, model.arch, model.elements, model.name.upper()
     params = load_params() if params is None else params
+    extra = {} if arch is None else {"arch": arch}
     groups: dict[tuple, list[tuple[int, System]]] = {}
     for k in range(len(ds)):
         f = ds.frame(k)
@@ -47,13 +58,19 @@ def predict_dataset(
         periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
         cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
         lr = (12.0 if periodic else None) if lr_cutoff == "auto" else lr_cutoff
-        config = make_config(lr, dispersion_damping, precision, filters=filters)
+        config = make_config(lr, dispersion_damping, precision, filters=filters, **extra)
         if cell is not None:
             check_cell(cell, config.lr_cutoff)
         charge = f.get("charge")
+        if cell is not None and electrostatics != "cutoff":
+            from .model import _with_lattice_sum
+
+            config = _with_lattice_sum(
+                config, electrostatics, cell, ewald_accuracy, 6, 0.0 if charge is None else float(charge)
+            )
         mult = f.get("multiplicity")
         system = System(
-            species=check_elements(f["atomic_numbers"]),
+            species=check_elements(f["atomic_numbers"], *(() if elements is None else (elements, name))),
             positions=np.asarray(f["positions"], float),
             charge=0.0 if charge is None else float(charge),
             spin=spin_of(1 if mult is None else mult),
