@@ -229,3 +229,31 @@ def test_batched_evaluation_and_cli_take_filters(params):
     assert args.filters == "exact"
     args = parser.parse_args(["md", "nvt", "x.xyz", "--filters", "tabulated"])
     assert args.filters == "tabulated"
+
+
+# ------------------------------------------------------------------ pair lists at scale
+@pytest.mark.slow
+def test_cell_list_skin_avoids_the_all_pairs_fallback():
+    """JAX-MD builds a list from a cell list only with ≥ 4 cells per side; a box just below that
+    (25.5 Å, 6 + 0.5 Å) gets a smaller skin, a cell list, and the same pairs as the host list."""
+    from biomlff.md.neighborlist import PairLists, cell_list_skin
+    from biomlff.neighbors import pair_indices
+    from biomlff.potential import NeighborSpec
+
+    assert cell_list_skin(49.6, 12.0, 0.5, 12288) == pytest.approx(0.399)
+    assert cell_list_skin(99.2, 12.0, 0.5, 98304) == 0.5  # already 7 cells
+    assert cell_list_skin(24.8, 12.0, 0.5, 1536) == 0.5  # small system, 4 cells out of reach
+    assert cell_list_skin(49.6, 12.0, 0.5, 1000) == 0.5  # below CELL_LIST_MIN_ATOMS
+    rng = np.random.default_rng(0)
+    n, box = 2048, 25.5
+    x = rng.uniform(0, box, size=(n, 3))
+    cell = np.eye(3) * box
+    pl = PairLists({"lr": NeighborSpec(6.0, half=True)}, n, cell, skin=0.5)
+    assert pl.skin == pytest.approx(25.5 / 4 - 6.0 - 1e-3)
+    state = pl.allocate(x, cell)
+    assert state["lists"]["lr"].cell_list_capacity is not None  # a cell list, not N² candidates
+    p = pl.pairs(state, jax.numpy.asarray(x), jax.numpy.asarray(cell))["lr"]
+    m = np.asarray(p.mask)
+    got = set(zip(np.asarray(p.i)[m].tolist(), np.asarray(p.j)[m].tolist(), strict=True))
+    i, j = pair_indices(x, 6.0, cell=cell, half=True)
+    assert got == set(zip(i.tolist(), j.tolist(), strict=True))
