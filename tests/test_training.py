@@ -176,6 +176,7 @@ def test_tiny_model_overfits(tmp_path):
     assert losses[0] / min(losses[-10:]) >= 10.0, losses[::10]
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_identical_float64(tmp_path):
     # 40 frames in batches of 2: 20 steps per epoch, so that validations and epoch checkpoints stay rare
     common = dict(
@@ -294,7 +295,10 @@ def test_bad_input_errors(tmp_path):
     nof = Dataset(ds.atomic_numbers, ds.positions, ds.offsets, frame_data={"energy": ds.frame_data["energy"]})
     write_dataset(nof, tmp_path / "noforces.extxyz")
     with pytest.raises(DataError, match="no forces"):
-        train(tiny_cfg(tmp_path, data=str(tmp_path / "noforces.extxyz")), log=lambda *a: None)
+        train(
+            tiny_cfg(tmp_path, data=str(tmp_path / "noforces.extxyz"), n_train=4, n_valid=2),
+            log=lambda *a: None,
+        )
     # NaN labels are refused when the data are read
     bad = dict(np.load(ETHANOL))
     bad["F"] = bad["F"].copy()

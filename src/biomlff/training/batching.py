@@ -89,10 +89,14 @@ def check_labels(ds, weights: dict, source: str = "dataset") -> list[str]:
     return missing
 
 
-def build_frames(ds, neighbors: dict, *, source: str = "dataset") -> list[Frames]:
+def build_frames(
+    ds, neighbors: dict, *, source: str = "dataset", single_bucket: bool = False
+) -> list[Frames]:
     """Group the frames of ``ds`` by atom bucket and pad them (see module docstring).
 
-    ``neighbors``: the model's {name: NeighborSpec}. Labels that are NaN in a frame are masked."""
+    ``neighbors``: the model's {name: NeighborSpec}. Labels that are NaN in a frame are masked.
+    ``single_bucket``: pad every frame to the largest bucket (one compiled shape; used for the
+    replay set, whose many small molecules would otherwise add a program per bucket)."""
     n = len(ds)
     if n == 0:
         raise DataError(f"{source}: empty dataset (no frames)")
@@ -103,6 +107,12 @@ def build_frames(ds, neighbors: dict, *, source: str = "dataset") -> list[Frames
         cell = _frame_cell(ds.frame(k))
         cells.append(cell)
         groups.setdefault((bucket(na, ATOM_BUCKET_MINIMUM), cell is not None), []).append(k)
+    if single_bucket:
+        merged: dict[tuple, list[int]] = {}
+        top = max(npad for npad, _ in groups)
+        for (_, periodic), members in groups.items():
+            merged.setdefault((top, periodic), []).extend(members)
+        groups = {key: sorted(v) for key, v in merged.items()}
     out = []
     for (npad, periodic), members in sorted(groups.items()):
         out.append(_pad_group(ds, members, npad, periodic, cells, neighbors))

@@ -431,7 +431,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
         from .replay import replay_dataset
 
         rds = replay_dataset(base, cfg, log=log)
-        replay_groups = build_frames(rds, neighbors, source="replay set")
+        replay_groups = build_frames(rds, neighbors, source="replay set", single_bucket=True)
         replay_spec = spec.__class__(
             spec.forces, spec.dipole, spec.hirshfeld_ratios, 0.0, spec.robust, spec.robust_scale
         ).scaled(cfg.replay_weight)
