@@ -47,6 +47,7 @@ def binding_energy(
     multiplicity: int = 1,
     params=None,
     filters: str | None = None,
+    model=None,
 ) -> dict:
     """Binding energy (eV) of a complex made of fragments (negative = bound).
 
@@ -55,6 +56,7 @@ def binding_energy(
         atom (0..F−1); fragment_charges (F,) in e (default 0 each); lr_cutoff Å (1000 as in the paper);
         separation: minimal distance (Å) between fragments in the separated complex.
         filters: radial filters "exact" | "tabulated" (None: tabulated in float32, exact in float64).
+        model: a trained :class:`~biomlff.so3lr.modelfile.SO3LRModel` instead of the pretrained SO3LR.
 
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
@@ -75,6 +77,8 @@ def binding_energy(
         params=params,
         filters=filters,
     )
+    if model is not None:
+        common.update(params=model.params, arch=model.arch, elements=model.elements, name=model.name)
     complex_pot = so3lr_potential(atomic_numbers, **common)
     sep_pot = so3lr_potential(atomic_numbers, fragments=(ids, q), **common)
     x = np.asarray(positions, dtype=float)
