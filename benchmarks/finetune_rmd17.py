@@ -24,7 +24,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-KCAL = 23.060547830619026
+from biomlff.units import kcal_mol  # noqa: E402
+
+KCAL = 1.0 / kcal_mol  # kcal/mol per eV
 
 
 def drift(model, base) -> dict:

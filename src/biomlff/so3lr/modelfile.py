@@ -89,16 +89,6 @@ class SO3LRModel:
         return save_model(path, self)
 
 
-def _flatten(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = np.ascontiguousarray(np.asarray(v, dtype=np.float32))
-    return out
-
-
 def _to_jsonable(x):
     if isinstance(x, dict):
         return {str(k): _to_jsonable(v) for k, v in x.items()}
@@ -117,12 +107,12 @@ def save_model(path, model: SO3LRModel) -> Path:
     """Write ``model`` to ``path`` (.npz) atomically (temporary file + rename)."""
     from .. import __version__
     from ..data.io import atomic_path
-    from .weights import checksum, unflatten, validate_tree
+    from .weights import checksum, flatten, unflatten, validate_tree
 
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    flat = _flatten(model.params)
+    flat = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in flatten(model.params).items()}
     validate_tree(unflatten(dict(flat)), str(path), model.arch)
     meta = {
         "format": FORMAT,

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import json
 import math
@@ -122,13 +123,13 @@ def initial_model(cfg: TrainConfig, elements: tuple[int, ...]):
     return base
 
 
-def _lr_cutoff(cfg: TrainConfig, *datasets) -> float | None:
-    """The long-range cutoff (Å) for training: as configured, or with "auto" none (all pairs, the
-    SO3LR training setting) for free-space data and 12 Å when any frame is periodic."""
+def _lr_cutoff(setting, *datasets) -> float | None:
+    """The long-range cutoff (Å): ``setting`` (Å or None) as given, or with "auto" none (all pairs,
+    the SO3LR training setting) for free-space data and 12 Å when any frame is periodic."""
     from .batching import _frame_cell
 
-    if cfg.lr_cutoff != "auto":
-        return None if cfg.lr_cutoff is None else float(cfg.lr_cutoff)
+    if setting != "auto":
+        return None if setting is None else float(setting)
     periodic = any(_frame_cell(ds.frame(k)) is not None for ds in datasets for k in range(len(ds)))
     return 12.0 if periodic else None
 
@@ -244,26 +245,33 @@ def _make_step(config, spec, replay_spec, tx, ema_decay: float):
     return jax.jit(step)
 
 
+@functools.cache
+def _shardings(n_devices: int):
+    """(split along frames, replicated) shardings over the first ``n_devices`` devices."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
+    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+
+
 def _shard(batch, n_devices: int):
     """Place a batch on ``n_devices`` devices split along the frame axis (data parallelism)."""
     if n_devices <= 1 or batch is None:
         return batch
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
-    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), batch)
+    split, _ = _shardings(n_devices)
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, split), batch)
 
 
 def _replicate(tree, n_devices: int):
     if n_devices <= 1:
         return tree
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    mesh = Mesh(np.array(jax.devices()[:n_devices]), ("data",))
-    return jax.tree_util.tree_map(lambda a: jax.device_put(a, NamedSharding(mesh, PartitionSpec())), tree)
+    _, repl = _shardings(n_devices)
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, repl), tree)
 
 
 def _strip(batch):
@@ -408,7 +416,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
             f"{ckpt} exists: pass --resume to continue that run, or choose another output/workdir"
         )
 
-    lr_cutoff = _lr_cutoff(cfg, train_ds, valid_ds)
+    lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
     # exact filters: training differentiates through the radial networks (tables are for inference)
     config = make_config(lr_cutoff, 2.0, cfg.precision, arch, filters="exact")
     neighbors = neighbor_specs(lr_cutoff, arch)
@@ -432,9 +440,8 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
 
         rds = replay_dataset(base, cfg, log=log)
         replay_groups = build_frames(rds, neighbors, source="replay set", single_bucket=True)
-        replay_spec = spec.__class__(
-            spec.forces, spec.dipole, spec.hirshfeld_ratios, 0.0, spec.robust, spec.robust_scale
-        ).scaled(cfg.replay_weight)
+        # no energies in replay: the pretrained model's absolute energies are arbitrary
+        replay_spec = dataclasses.replace(spec, energy=0.0).scaled(cfg.replay_weight)
 
     n_train_batches = len(epoch_batches(train_groups, cfg.batch_size, cfg.seed, 0))
     # the schedule spans the configured epochs (not max_steps / max_time), so that a resumed run
@@ -469,12 +476,19 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     step_fn = _make_step(config, spec, replay_spec, tx, cfg.ema_decay)
     history = info["history"]
 
+    replay_cycles: dict[int, list] = {}  # replay order per pass over the replay set (a function of step)
+    n_replay = (
+        len(epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, 0)) if replay_groups else 0
+    )
+
     def replay_batch(step: int):
         if replay_groups is None:
             return None
-        cycle = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, 0)
-        rnd = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, step // len(cycle))
-        g, rows = rnd[step % len(rnd)]
+        c = step // n_replay
+        if c not in replay_cycles:
+            replay_cycles.clear()
+            replay_cycles[c] = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, c)
+        g, rows = replay_cycles[c][step % n_replay]
         return _strip(make_batch(replay_groups[g], rows, dtype))
 
     def checkpoint(epoch, batch_index, step):
@@ -594,8 +608,7 @@ def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", b
     from ..so3lr.evaluate import precision_context
     from ..so3lr.model import make_config, neighbor_specs
 
-    cfg = TrainConfig(data="-", lr_cutoff=lr_cutoff)
-    lr = _lr_cutoff(cfg, ds)
+    lr = _lr_cutoff(lr_cutoff, ds)
     dtype = np.float64 if precision == "float64" else np.float32
     with precision_context(precision):
         config = make_config(lr, 2.0, precision, model.arch, filters="exact")
