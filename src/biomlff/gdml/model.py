@@ -18,8 +18,6 @@ dataset hash, indices, σ, λ, solver statistics) and the sgdml 1.0.3 model ``.n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,21 +474,17 @@ def _jsonable(obj):
 
 
 def _atomic_savez(path, arrays: dict, allow_pickle: bool = False) -> Path:
-    """np.savez_compressed to a temp file in the target directory, then rename (atomic)."""
+    """np.savez_compressed through :func:`biomlff.data.atomic_path` (temp file + rename); a missing
+    ``.npz`` suffix is added and missing parent folders are created."""
+    from ..data import atomic_path
+
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()},
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()},
+        )
     return path
