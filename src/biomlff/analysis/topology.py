@@ -158,25 +158,19 @@ def find_backbone(numbers, bonds) -> Backbone:
             )
     by_n = {r.n: r for r in residues}
     has_prev = {r.n_next for r in residues if r.n_next in by_n}
-    chains = []
     seen: set[int] = set()
-    for r in residues:
-        if r.n in has_prev:
-            continue
-        chain, cur = [], r
+
+    def walk(cur) -> list:
+        """The residues from ``cur`` along the peptide bonds, up to the end or a residue seen."""
+        chain = []
         while cur is not None and cur.n not in seen:
             chain.append(cur)
             seen.add(cur.n)
             cur = by_n.get(cur.n_next)
-        chains.append(chain)
-    for r in residues:  # cyclic peptides: no start residue
-        if r.n not in seen:
-            chain, cur = [], r
-            while cur is not None and cur.n not in seen:
-                chain.append(cur)
-                seen.add(cur.n)
-                cur = by_n.get(cur.n_next)
-            chains.append(chain)
+        return chain
+
+    chains = [walk(r) for r in residues if r.n not in has_prev]
+    chains += [walk(r) for r in residues if r.n not in seen]  # cyclic peptides: no start residue
     return Backbone(chains=chains)
 
 
