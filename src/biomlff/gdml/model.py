@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
+from ..serialization import to_jsonable
 from .descriptor import (
     check_pair_list,
     descriptor_and_jacobian,
@@ -271,7 +272,7 @@ class GDMLModel:
             "pairs_b": np.asarray(b),
             "energy_unit": np.array("eV"),
             "length_unit": np.array("Ang"),
-            "info": np.array(json.dumps(_jsonable(self.info))),
+            "info": np.array(json.dumps(to_jsonable(self.info))),
         }
         if self.alphas is not None:
             arrays["alphas"] = np.asarray(self.alphas)
@@ -459,18 +460,6 @@ def _err_dict(err, factor, default):
     if not err:
         return default
     return {"mae": float(err["mae"]) * factor, "rmse": float(err["rmse"]) * factor}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def _atomic_savez(path, arrays: dict, allow_pickle: bool = False) -> Path:
