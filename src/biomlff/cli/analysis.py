@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_command_group
+from ._common import add_command_group, csv_ints
 
 OBSERVABLES = ("rdf", "msd", "spectrum", "rmsd", "rg", "rama", "dssp", "lipids", "series")
 
@@ -475,7 +475,7 @@ def cmd_rmsd(args) -> int:
     print(f"RMSD: mean {r.mean():.3f} Å, final {r[-1]:.3f} Å")
     if traj.n_frames >= 3:
         if args.lags:
-            lags = np.array([int(v) for v in args.lags.split(",")])
+            lags = np.array(csv_ints(args.lags, "--lags"))
         else:
             lags = np.unique(np.geomspace(1, traj.n_frames - 1, 20).astype(int))
         mean, std = rmsd_lag(x, lags, idx=idx, weights=w)
@@ -533,7 +533,7 @@ def cmd_rama(args) -> int:
     pp = phi_psi(_whole(traj), traj.numbers, cell=None)
     cols = list(range(len(pp.residues)))
     if args.residues:
-        want = [int(v) for v in args.residues.split(",")]
+        want = csv_ints(args.residues, "--residues")
         missing = [r for r in want if r not in pp.residues]
         if missing:
             raise DataError(f"residues {missing} have no φ/ψ; residues with both: {pp.residues}")
