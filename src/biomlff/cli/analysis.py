@@ -588,7 +588,9 @@ def cmd_dssp(args) -> int:
         {tname: xcol, **{f"{k}_fraction": v for k, v in frac.items()}},
         comment="DSSP (MDTraj, simplified H/E/C); per-residue strings in OUT_dssp.txt",
     )
-    with open(csv[:-4] + "_dssp.txt", "w") as fh:
+    from ..data import atomic_path
+
+    with atomic_path(csv[:-4] + "_dssp.txt") as tmp, open(tmp, "w") as fh:
         for row in ss:
             fh.write("".join(row) + "\n")
     plots.plot_secondary_structure(fig, ss, times_ps=_times_ps(traj), title=f"DSSP, {len(residues)} residues")

@@ -408,7 +408,9 @@ def _test(args) -> int:
     err = evaluate(model, frames, batch_size=args.batch_size)
     _print_errors(f"{args.model} on {args.data}", err)
     if args.json:
-        with open(args.json, "w") as fh:
+        from ..data import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
             json.dump(err, fh, indent=1)
     return 0
 
@@ -441,9 +443,10 @@ def _predict(args) -> int:
 
         for at, ei, fi in zip(frames, e, f, strict=True):
             at.calc = SinglePointCalculator(at, energy=float(ei), forces=fi)
-        tmp = out.with_name(f".{out.name}.tmp")
-        ase.io.write(tmp, frames, format="extxyz")
-        tmp.replace(out)
+        from ..data import atomic_path
+
+        with atomic_path(out) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
     print(f"{len(frames)} structures predicted → {out} (energy eV, forces eV/Å)")
     return 0
 
