@@ -69,7 +69,7 @@ def add_electrostatics_option(g) -> None:
 
 
 def add_filters_option(g) -> None:
-    """``--filters exact|tabulated`` (shared with ``biomlff md``)."""
+    """``--filters exact|tabulated`` of ``biomlff eval`` and ``bind``."""
     g.add_argument(
         "--filters",
         choices=("exact", "tabulated"),
