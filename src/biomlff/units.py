@@ -87,3 +87,9 @@ def length_factor(unit: str) -> float:
 
         raise DataError(f"unknown length unit {unit!r}; known: {sorted(to_angstrom)}")
     return to_angstrom[key]
+
+
+def guess_observable_unit(name: str) -> str:
+    """Unit of a stored per-frame observable guessed from its name (files store no units for
+    them): 'eV' for names with 'energy', 'K' for names with 'temp', '' otherwise."""
+    return "eV" if "energy" in name else "K" if "temp" in name else ""

@@ -11,6 +11,7 @@ from .dynamics import (
     diffusion_coefficient,
     msd,
     power_spectrum,
+    spectrum_peaks,
     unwrap,
     vacf,
     velocities_from_positions,
@@ -18,6 +19,7 @@ from .dynamics import (
 from .energetics import cumulative_average, interaction_energy, potential_energy
 from .membrane import (
     area_per_lipid,
+    bilayer_center_atoms,
     bilayer_thickness,
     chain_order_parameters,
     density_profile,
@@ -48,6 +50,7 @@ __all__ = [
     "angle_series",
     "area_per_lipid",
     "backbone_from_positions",
+    "bilayer_center_atoms",
     "bilayer_thickness",
     "bonds_from_positions",
     "chain_order_parameters",
@@ -77,6 +80,7 @@ __all__ = [
     "rmsd_lag",
     "secondary_structure",
     "select_atoms",
+    "spectrum_peaks",
     "ss_fractions",
     "superpose",
     "unwrap",

@@ -238,3 +238,19 @@ def power_spectrum(
     if spec.max() > 0:
         spec = spec / spec.max()
     return Spectrum(wavenumber=nu, intensity=spec, lag_fs=np.arange(n_lag) * dt_fs, vacf=cw)
+
+
+def spectrum_peaks(
+    spectrum: Spectrum, max_wavenumber: float | None = None, n_peaks: int = 5, prominence: float = 0.05
+) -> np.ndarray:
+    """Wavenumbers (cm⁻¹, ascending) of the ``n_peaks`` most intense peaks of ``spectrum`` below
+    ``max_wavenumber`` cm⁻¹ (all if None) whose prominence is at least ``prominence`` (intensity
+    units, maximum 1); :func:`scipy.signal.find_peaks` finds them."""
+    from scipy.signal import find_peaks
+
+    inten = spectrum.intensity
+    if max_wavenumber is not None:
+        inten = inten[spectrum.wavenumber <= max_wavenumber]
+    peaks, _ = find_peaks(inten, prominence=prominence)
+    strongest = sorted(peaks, key=lambda k: -inten[k])[:n_peaks]
+    return spectrum.wavenumber[np.sort(np.asarray(strongest, dtype=np.int64))]

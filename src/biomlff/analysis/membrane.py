@@ -53,6 +53,13 @@ def centered_z(positions, cell, center_idx) -> np.ndarray:
     return z - lz[:, None] * np.round(z / lz[:, None])
 
 
+def bilayer_center_atoms(numbers, head_idx) -> np.ndarray:
+    """Atom indices whose periodic mean height is the bilayer centre: all carbons (the lipid tails
+    dominate and water has none), or the head-group atoms ``head_idx`` when there is no carbon."""
+    tails = np.nonzero(np.asarray(numbers) == 6)[0]
+    return tails if tails.size else np.asarray(head_idx, dtype=np.int64)
+
+
 def density_profile(positions, cell, idx, center_idx, weights=None, n_bins: int = 100):
     """Number (or weighted, e.g. electron) density of atoms ``idx`` along z relative to the bilayer
     centre: returns (z bin centres (B,) Å, density (B,) in 1/Å³ or weight/Å³). ``weights`` per

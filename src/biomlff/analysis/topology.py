@@ -76,21 +76,17 @@ class Backbone:
     def phi_quads(self) -> tuple[np.ndarray, list[int]]:
         """(Q, 4) atom quadruples C(i−1)–N–CA–C for residues with a preceding carbonyl, and the
         residue numbers (0-based over all chains) they belong to."""
-        quads, res = [], []
-        for k, r in enumerate(self.residues):
-            if r.c_prev >= 0:
-                quads.append((r.c_prev, r.n, r.ca, r.c))
-                res.append(k)
-        return np.array(quads, dtype=int).reshape(-1, 4), res
+        return self._quads(lambda r: (r.c_prev, r.n, r.ca, r.c) if r.c_prev >= 0 else None)
 
     def psi_quads(self) -> tuple[np.ndarray, list[int]]:
         """(Q, 4) quadruples N–CA–C–N(i+1) for residues followed by an amide N."""
-        quads, res = [], []
-        for k, r in enumerate(self.residues):
-            if r.n_next >= 0:
-                quads.append((r.n, r.ca, r.c, r.n_next))
-                res.append(k)
-        return np.array(quads, dtype=int).reshape(-1, 4), res
+        return self._quads(lambda r: (r.n, r.ca, r.c, r.n_next) if r.n_next >= 0 else None)
+
+    def _quads(self, quad_of) -> tuple[np.ndarray, list[int]]:
+        """(Q, 4) quadruples ``quad_of(residue)`` of the residues that have one (not None), and
+        their residue numbers."""
+        found = [(k, q) for k, q in enumerate(map(quad_of, self.residues)) if q is not None]
+        return np.array([q for _, q in found], dtype=int).reshape(-1, 4), [k for k, _ in found]
 
     def phi_psi_quads(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """φ and ψ quadruples of the residues that have both (the Ramachandran residues)."""
@@ -162,25 +158,19 @@ def find_backbone(numbers, bonds) -> Backbone:
             )
     by_n = {r.n: r for r in residues}
     has_prev = {r.n_next for r in residues if r.n_next in by_n}
-    chains = []
     seen: set[int] = set()
-    for r in residues:
-        if r.n in has_prev:
-            continue
-        chain, cur = [], r
+
+    def walk(cur) -> list:
+        """The residues from ``cur`` along the peptide bonds, up to the end or a residue seen."""
+        chain = []
         while cur is not None and cur.n not in seen:
             chain.append(cur)
             seen.add(cur.n)
             cur = by_n.get(cur.n_next)
-        chains.append(chain)
-    for r in residues:  # cyclic peptides: no start residue
-        if r.n not in seen:
-            chain, cur = [], r
-            while cur is not None and cur.n not in seen:
-                chain.append(cur)
-                seen.add(cur.n)
-                cur = by_n.get(cur.n_next)
-            chains.append(chain)
+        return chain
+
+    chains = [walk(r) for r in residues if r.n not in has_prev]
+    chains += [walk(r) for r in residues if r.n not in seen]  # cyclic peptides: no start residue
     return Backbone(chains=chains)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_command_group, csv_ints
+
 OBSERVABLES = ("rdf", "msd", "spectrum", "rmsd", "rg", "rama", "dssp", "lipids", "series")
 
 
@@ -42,20 +44,33 @@ def _common(p: argparse.ArgumentParser, select_default: str | None = "all") -> N
         )
 
 
+def _observable(obs, name: str, help: str, select_default: str | None, func) -> argparse.ArgumentParser:
+    """The parser of one observable with the options all of them share."""
+    q = obs.add_parser(name, help=help)
+    _common(q, select_default)
+    q.set_defaults(func=func)
+    return q
+
+
 def register(sub) -> None:
     """Add ``analyze`` and its observables (argparse only, no heavy imports)."""
-    p = sub.add_parser(
+    _, obs = add_command_group(
+        sub,
         "analyze",
-        help="observables and plots from trajectories (RDF, MSD, spectra, ...)",
-        description="Compute an observable from a trajectory; writes OUT.csv and OUT.png.",
+        "observables and plots from trajectories (RDF, MSD, spectra, ...)",
+        "Compute an observable from a trajectory; writes OUT.csv and OUT.png.",
+        "observable",
+        metavar="OBSERVABLE",
+        status=2,
     )
-    obs = p.add_subparsers(dest="observable", metavar="OBSERVABLE")
 
-    q = obs.add_parser(
+    q = _observable(
+        obs,
         "rdf",
-        help="radial distribution functions g(r) per element pair (periodic), or distance histograms (--gas)",
+        "radial distribution functions g(r) per element pair (periodic), or distance histograms (--gas)",
+        None,
+        cmd_rdf,
     )
-    _common(q, None)
     q.add_argument("--pairs", default=None, help="element pairs, e.g. 'O-O,O-H' (default: all pairs)")
     q.add_argument(
         "--rmax",
@@ -70,10 +85,10 @@ def register(sub) -> None:
         action="store_true",
         help="count only pairs in different molecules (molecules from covalent bonds)",
     )
-    q.set_defaults(func=cmd_rdf)
 
-    q = obs.add_parser("msd", help="mean-squared displacement and Einstein diffusion coefficient")
-    _common(q, "all")
+    q = _observable(
+        obs, "msd", "mean-squared displacement and Einstein diffusion coefficient", "all", cmd_msd
+    )
     q.add_argument(
         "--fit",
         type=float,
@@ -83,10 +98,10 @@ def register(sub) -> None:
         help="fit range of lag times in fs (default 10%%–50%% of the longest lag)",
     )
     q.add_argument("--per-element", action="store_true", help="one curve and D per element of the selection")
-    q.set_defaults(func=cmd_msd)
 
-    q = obs.add_parser("spectrum", help="velocity autocorrelation and its power spectrum (cm⁻¹)")
-    _common(q, "all")
+    q = _observable(
+        obs, "spectrum", "velocity autocorrelation and its power spectrum (cm⁻¹)", "all", cmd_spectrum
+    )
     q.add_argument("--mass-weighted", action="store_true", help="weight atoms by their masses")
     q.add_argument("--window", default="hann", help="window over lags (scipy name or 'none')")
     q.add_argument("--max-lag", type=float, default=None, metavar="FS", help="correlation length in fs")
@@ -96,10 +111,10 @@ def register(sub) -> None:
         action="store_true",
         help="finite-difference velocities from positions when the file has none",
     )
-    q.set_defaults(func=cmd_spectrum)
 
-    q = obs.add_parser("rmsd", help="RMSD to a reference after Kabsch superposition, and RMSD(t, t+Δt)")
-    _common(q, "heavy")
+    q = _observable(
+        obs, "rmsd", "RMSD to a reference after Kabsch superposition, and RMSD(t, t+Δt)", "heavy", cmd_rmsd
+    )
     q.add_argument("--reference", default=None, help="reference structure file (same atoms; default frame 0)")
     q.add_argument("--ref-frame", type=int, default=0, help="reference frame when no --reference")
     q.add_argument(
@@ -108,33 +123,30 @@ def register(sub) -> None:
         help="lags Δt in frames for RMSD(t, t+Δt), e.g. '1,10,100' (default: about 20 log-spaced lags)",
     )
     q.add_argument("--mass-weighted", action="store_true", help="mass-weighted fit and average")
-    q.set_defaults(func=cmd_rmsd)
 
-    q = obs.add_parser("rg", help="radius of gyration per frame")
-    _common(q, "all")
+    q = _observable(obs, "rg", "radius of gyration per frame", "all", cmd_rg)
     q.add_argument(
         "--mass-weighted",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="mass-weighted (default) or geometric",
     )
-    q.set_defaults(func=cmd_rg)
 
-    q = obs.add_parser("rama", help="φ/ψ from connectivity and the Ramachandran free-energy map (kcal/mol)")
-    _common(q, None)
+    q = _observable(
+        obs, "rama", "φ/ψ from connectivity and the Ramachandran free-energy map (kcal/mol)", None, cmd_rama
+    )
     q.add_argument("--temperature", type=float, default=300.0, help="K, for F = −kT ln P")
     q.add_argument("--bins", type=int, default=36, help="bins per axis over −180…180° (default 36: 10°)")
     q.add_argument(
         "--residues", default=None, help="residue numbers to pool (0-based, e.g. '1,2'; default all)"
     )
-    q.set_defaults(func=cmd_rama)
 
-    q = obs.add_parser("dssp", help="secondary structure per frame (MDTraj DSSP)")
-    _common(q, None)
+    q = _observable(obs, "dssp", "secondary structure per frame (MDTraj DSSP)", None, cmd_dssp)
     q.set_defaults(func=cmd_dssp)
 
-    q = obs.add_parser("lipids", help="area per lipid, bilayer thickness (P–P), S_CH order parameters")
-    _common(q, None)
+    q = _observable(
+        obs, "lipids", "area per lipid, bilayer thickness (P–P), S_CH order parameters", None, cmd_lipids
+    )
     q.add_argument(
         "--per-leaflet",
         type=int,
@@ -143,12 +155,14 @@ def register(sub) -> None:
     )
     q.add_argument("--head", default="P", help="head-group selection for thickness (default P)")
     q.add_argument("--bins", type=int, default=100, help="bins of the density profiles")
-    q.set_defaults(func=cmd_lipids)
 
-    q = obs.add_parser(
-        "series", help="distance/angle/dihedral or stored observable series with cumulative averages"
+    q = _observable(
+        obs,
+        "series",
+        "distance/angle/dihedral or stored observable series with cumulative averages",
+        None,
+        cmd_series,
     )
-    _common(q, None)
     q.add_argument("--distance", action="append", default=[], metavar="I,J", help="atom indices (0-based)")
     q.add_argument("--angle", action="append", default=[], metavar="I,J,K")
     q.add_argument("--dihedral", action="append", default=[], metavar="I,J,K,L")
@@ -159,9 +173,6 @@ def register(sub) -> None:
         metavar="NAME",
         help="per-frame value stored in the file (e.g. energy, potential_energy, temperature)",
     )
-    q.set_defaults(func=cmd_series)
-
-    p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -223,7 +234,36 @@ def _ints(text: str, n: int, what: str) -> list[int]:
 def _times_ps(traj):
     import numpy as np
 
-    return None if traj.times is None else np.asarray(traj.times) / 1000.0
+    from .. import units
+
+    return None if traj.times is None else np.asarray(traj.times) / units.ps
+
+
+def _time_axis(traj):
+    """(CSV column name, values, axis label): times in ps when the file has them, else frames."""
+    import numpy as np
+
+    t = _times_ps(traj)
+    if t is None:
+        return "frame", np.arange(traj.n_frames), "frame"
+    return "time_ps", t, "time (ps)"
+
+
+def _time_series(args, traj, columns: dict, curves: dict, ylabel: str, comment: str, title: str):
+    """Write per-frame ``columns`` (after the time or frame column) to OUT.csv and plot ``curves``
+    against time to the figure; returns the two paths."""
+    from ..analysis import plots
+
+    csv, fig = _paths(args)
+    tname, xcol, tlabel = _time_axis(traj)
+    plots.write_csv(csv, {tname: xcol, **columns}, comment=comment)
+    plots.plot_lines(fig, xcol, curves, tlabel, ylabel, title=title)
+    return csv, fig
+
+
+def _wrote(csv: str, fig: str) -> int:
+    print(f"wrote {csv} and {fig}")
+    return 0
 
 
 # --------------------------------------------------------------------------- handlers
@@ -308,14 +348,14 @@ def cmd_rdf(args) -> int:
         hline=None if args.gas else 1.0,
     )
     print("; ".join(summary))
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_msd(args) -> int:
     import numpy as np
     from ase.data import chemical_symbols
 
+    from .. import units
     from ..analysis import plots
     from ..analysis.dynamics import diffusion_coefficient, msd, unwrap
 
@@ -343,25 +383,24 @@ def cmd_msd(args) -> int:
     plots.write_csv(csv, cols, comment=f"MSD from {traj.source}; " + "; ".join(lines))
     if len(fits) == 1:
         ((name, (m, fit)),) = fits.items()
-        plots.plot_msd(fig, lag / 1000.0, m, fit, title=f"MSD of '{name}' ({idx.size} atoms)")
+        plots.plot_msd(fig, lag / units.ps, m, fit, title=f"MSD of '{name}' ({idx.size} atoms)")
     else:
         plots.plot_lines(
             fig,
-            lag / 1000.0,
+            lag / units.ps,
             {f"{n} (D = {f.D_m2_s * 1e9:.3g}e-9 m²/s)": m for n, (m, f) in fits.items()},
             "lag time (ps)",
             "MSD (Å²)",
             title="MSD per element",
         )
     print("\n".join(lines))
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_spectrum(args) -> int:
 
     from ..analysis import plots
-    from ..analysis.dynamics import power_spectrum, velocities_from_positions
+    from ..analysis.dynamics import power_spectrum, spectrum_peaks, velocities_from_positions
 
     traj = _load(args)
     dt = traj.timestep()
@@ -394,22 +433,15 @@ def cmd_spectrum(args) -> int:
         "intensity (arb. units)",
         title=f"power spectrum (VACF, {traj.n_frames} frames)",
     )
-    from scipy.signal import find_peaks
-
-    peaks, _ = find_peaks(spec.intensity[keep], prominence=0.05)
-    peaks = sorted(peaks, key=lambda k: -spec.intensity[k])[:5]
-    print(
-        "peaks at "
-        + ", ".join(f"{spec.wavenumber[k]:.0f}" for k in sorted(peaks))
-        + f" cm⁻¹ (bin width {spec.bin_width:.2f} cm⁻¹)"
-    )
-    print(f"wrote {csv} and {fig}")
-    return 0
+    peaks = spectrum_peaks(spec, args.max_wavenumber)
+    print("peaks at " + ", ".join(f"{w:.0f}" for w in peaks) + f" cm⁻¹ (bin width {spec.bin_width:.2f} cm⁻¹)")
+    return _wrote(csv, fig)
 
 
 def cmd_rmsd(args) -> int:
     import numpy as np
 
+    from .. import units
     from ..analysis import plots
     from ..analysis.structure import rmsd, rmsd_lag
     from ..analysis.trajectory import read_trajectory
@@ -431,32 +463,25 @@ def cmd_rmsd(args) -> int:
     if not args.reference:
         ref_x = x[args.ref_frame]
     r = rmsd(x, ref_x, idx=idx, weights=w)
-    csv, fig = _paths(args)
-    t = _times_ps(traj)
-    xcol = t if t is not None else np.arange(traj.n_frames)
-    plots.write_csv(
-        csv,
-        {"time_ps" if t is not None else "frame": xcol, "rmsd_A": r},
-        comment=f"RMSD of '{args.select}' ({idx.size} atoms) after Kabsch superposition, {traj.source}",
-    )
-    plots.plot_lines(
-        fig,
-        xcol,
+    csv, fig = _time_series(
+        args,
+        traj,
+        {"rmsd_A": r},
         {"": r},
-        "time (ps)" if t is not None else "frame",
         "RMSD (Å)",
+        comment=f"RMSD of '{args.select}' ({idx.size} atoms) after Kabsch superposition, {traj.source}",
         title=f"RMSD of '{args.select}' to {'reference' if args.reference else f'frame {args.ref_frame}'}",
     )
     print(f"RMSD: mean {r.mean():.3f} Å, final {r[-1]:.3f} Å")
     if traj.n_frames >= 3:
         if args.lags:
-            lags = np.array([int(v) for v in args.lags.split(",")])
+            lags = np.array(csv_ints(args.lags, "--lags"))
         else:
             lags = np.unique(np.geomspace(1, traj.n_frames - 1, 20).astype(int))
         mean, std = rmsd_lag(x, lags, idx=idx, weights=w)
         root = csv[:-4] + "_lag"
         dt = traj.timestep() if traj.times is not None else None
-        lag_x = lags * dt / 1000.0 if dt else lags
+        lag_x = lags * dt / units.ps if dt else lags
         plots.write_csv(
             root + ".csv",
             {"lag_ps" if dt else "lag_frames": lag_x, "rmsd_mean_A": mean, "rmsd_std_A": std},
@@ -473,39 +498,28 @@ def cmd_rmsd(args) -> int:
             logx=True,
         )
         print(f"wrote {root}.csv and {root}.{args.format}")
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_rg(args) -> int:
-    import numpy as np
 
-    from ..analysis import plots
     from ..analysis.energetics import cumulative_average
     from ..analysis.structure import radius_of_gyration
 
     traj = _load(args)
     idx = _select(traj, args.select)
     rg = radius_of_gyration(_whole(traj), traj.masses if args.mass_weighted else None, idx)
-    csv, fig = _paths(args)
-    t = _times_ps(traj)
-    xcol = t if t is not None else np.arange(traj.n_frames)
-    plots.write_csv(
-        csv,
-        {"time_ps" if t is not None else "frame": xcol, "rg_A": rg},
-        comment=f"radius of gyration of '{args.select}' ({idx.size} atoms), {traj.source}",
-    )
-    plots.plot_lines(
-        fig,
-        xcol,
+    csv, fig = _time_series(
+        args,
+        traj,
+        {"rg_A": rg},
         {"Rg": rg, "cumulative average": cumulative_average(rg)},
-        "time (ps)" if t is not None else "frame",
         "radius of gyration (Å)",
+        comment=f"radius of gyration of '{args.select}' ({idx.size} atoms), {traj.source}",
         title=f"radius of gyration of '{args.select}'",
     )
     print(f"Rg: mean {rg.mean():.3f} Å (min {rg.min():.3f}, max {rg.max():.3f})")
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_rama(args) -> int:
@@ -519,7 +533,7 @@ def cmd_rama(args) -> int:
     pp = phi_psi(_whole(traj), traj.numbers, cell=None)
     cols = list(range(len(pp.residues)))
     if args.residues:
-        want = [int(v) for v in args.residues.split(",")]
+        want = csv_ints(args.residues, "--residues")
         missing = [r for r in want if r not in pp.residues]
         if missing:
             raise DataError(f"residues {missing} have no φ/ψ; residues with both: {pp.residues}")
@@ -556,12 +570,10 @@ def cmd_rama(args) -> int:
         f"{len(pp.residues)} residue(s) with φ/ψ: {pp.residues}; frame 0: "
         + ", ".join(f"({a:.1f}°, {b:.1f}°)" for a, b in zip(pp.phi[0], pp.psi[0], strict=True))
     )
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_dssp(args) -> int:
-    import numpy as np
 
     from ..analysis import plots
     from ..analysis.peptide import secondary_structure, ss_fractions
@@ -570,27 +582,33 @@ def cmd_dssp(args) -> int:
     ss, residues = secondary_structure(_whole(traj), traj.numbers, topology=traj.topology)
     frac = ss_fractions(ss)
     csv, fig = _paths(args)
-    t = _times_ps(traj)
-    xcol = t if t is not None else np.arange(traj.n_frames)
+    tname, xcol, _ = _time_axis(traj)
     plots.write_csv(
         csv,
-        {"time_ps" if t is not None else "frame": xcol, **{f"{k}_fraction": v for k, v in frac.items()}},
+        {tname: xcol, **{f"{k}_fraction": v for k, v in frac.items()}},
         comment="DSSP (MDTraj, simplified H/E/C); per-residue strings in OUT_dssp.txt",
     )
-    with open(csv[:-4] + "_dssp.txt", "w") as fh:
+    from ..data import atomic_path
+
+    with atomic_path(csv[:-4] + "_dssp.txt") as tmp, open(tmp, "w") as fh:
         for row in ss:
             fh.write("".join(row) + "\n")
-    plots.plot_secondary_structure(fig, ss, times_ps=t, title=f"DSSP, {len(residues)} residues")
+    plots.plot_secondary_structure(fig, ss, times_ps=_times_ps(traj), title=f"DSSP, {len(residues)} residues")
     print(f"frame 0: {''.join(ss[0])}; helix fraction mean {frac['helix'].mean():.3f}")
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_lipids(args) -> int:
     import numpy as np
 
     from ..analysis import plots
-    from ..analysis.membrane import area_per_lipid, bilayer_thickness, chain_order_parameters, density_profile
+    from ..analysis.membrane import (
+        area_per_lipid,
+        bilayer_center_atoms,
+        bilayer_thickness,
+        chain_order_parameters,
+        density_profile,
+    )
     from ..analysis.topology import bonds_from_positions, find_acyl_chains
 
     traj = _load(args)
@@ -600,9 +618,7 @@ def cmd_lipids(args) -> int:
     apl = area_per_lipid(cell, n_leaf)
     bonds = bonds_from_positions(traj.numbers, traj.positions[0], cell[0])
     chains = find_acyl_chains(traj.numbers, bonds)
-    # bilayer centre: periodic mean height of all carbons (lipid tails dominate; water has none)
-    tails = np.nonzero(traj.numbers == 6)[0]
-    center = tails if tails.size else head
+    center = bilayer_center_atoms(traj.numbers, head)
     th = bilayer_thickness(traj.positions, cell, head, center_idx=center, n_bins=args.bins)
     s_ch = chain_order_parameters(traj.positions, chains, cell) if chains else {}
     lipid_atoms = np.arange(traj.n_atoms)
@@ -610,12 +626,11 @@ def cmd_lipids(args) -> int:
         traj.positions, cell, lipid_atoms, center, weights=traj.numbers, n_bins=args.bins
     )
     csv, fig = _paths(args)
-    t = _times_ps(traj)
-    xcol = t if t is not None else np.arange(traj.n_frames)
+    tname, xcol, _ = _time_axis(traj)
     plots.write_csv(
         csv,
         {
-            "time_ps" if t is not None else "frame": xcol,
+            tname: xcol,
             "area_per_lipid_A2": apl,
             "thickness_PP_A": th.per_frame,
         },
@@ -645,17 +660,16 @@ def cmd_lipids(args) -> int:
         f"thickness D_PP {th.per_frame.mean():.2f} Å (profile peaks {th.from_profile:.2f} Å); "
         f"{len(chains)} acyl chains"
     )
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)
 
 
 def cmd_series(args) -> int:
     import numpy as np
 
-    from ..analysis import plots
     from ..analysis.energetics import cumulative_average
     from ..analysis.structure import angle_series, dihedral_series, distance_series
     from ..errors import ConfigError, DataError
+    from ..units import guess_observable_unit
 
     traj = _load(args)
     cell = traj.cell
@@ -678,17 +692,13 @@ def cmd_series(args) -> int:
             raise DataError(
                 f"{traj.source}: no per-frame observable {name!r}; stored: {sorted(stored) or 'none'}"
             )
-        series[name] = (stored[name], "eV" if "energy" in name else "K" if "temp" in name else "")
+        series[name] = (stored[name], guess_observable_unit(name))
     if not series:
         raise ConfigError("give at least one --distance, --angle, --dihedral or --observable")
-    t = _times_ps(traj)
-    xcol = t if t is not None else np.arange(traj.n_frames)
-    cols = {"time_ps" if t is not None else "frame": xcol}
+    cols = {}
     for name, (v, _) in series.items():
         cols[name] = v
         cols[name + "_cumavg"] = cumulative_average(v)
-    csv, fig = _paths(args)
-    plots.write_csv(csv, cols, comment=f"time series from {traj.source} with cumulative averages")
     units_used = {u for _, u in series.values()}
     ylabel = "value" if len(units_used) != 1 else f"value ({units_used.pop() or 'a.u.'})"
     if len(series) == 1:
@@ -698,15 +708,15 @@ def cmd_series(args) -> int:
     for name, (v, _) in series.items():
         curves[name] = v
         curves[name + " (cumulative avg)"] = cumulative_average(v)
-    plots.plot_lines(
-        fig,
-        xcol,
+    csv, fig = _time_series(
+        args,
+        traj,
+        cols,
         curves,
-        "time (ps)" if t is not None else "frame",
         ylabel,
+        comment=f"time series from {traj.source} with cumulative averages",
         title="time series and cumulative average",
     )
     for name, (v, u) in series.items():
         print(f"{name}: mean {v.mean():.4g} {u}, std {v.std():.3g}")
-    print(f"wrote {csv} and {fig}")
-    return 0
+    return _wrote(csv, fig)

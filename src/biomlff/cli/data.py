@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_command, add_command_group, pick
+
 FORMATS_HELP = """\
 formats (chosen from the extension, or with --format / --out-format):
   .npz            sGDML dataset layout (R, z, E, F; units in r_unit/e_unit) or revised MD17
@@ -62,6 +64,16 @@ examples:
 """
 
 
+#: extended-XYZ label keys: (option, help)
+XYZ_KEY_OPTIONS = (
+    ("--charge-key", "XYZ info key of the total charge (default 'charge')"),
+    ("--multiplicity-key", "XYZ info key of the spin multiplicity (default 'multiplicity')"),
+    ("--dipole-key", "XYZ key of the dipole (default 'dipole')"),
+    ("--hirshfeld-key", "XYZ per-atom key of Hirshfeld ratios (default 'hirshfeld_ratios')"),
+    ("--partial-charges-key", "XYZ per-atom key of partial charges (default 'partial_charges')"),
+)
+
+
 def _add_read_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     g = p.add_argument_group("reading options (units and label keys of the input)")
     g.add_argument("--format", dest="fmt", metavar="FMT",
@@ -75,46 +87,39 @@ def _add_read_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="key of the energy label: rMD17 'energies' or 'old_energies' (required there); "
                         "XYZ info key (default 'energy'; MD22 files use 'Energy')")
     g.add_argument("--forces-key", metavar="KEY", help="key of the forces (XYZ default 'forces')")
-    g.add_argument("--charge-key", metavar="KEY", help="XYZ info key of the total charge (default 'charge')")
-    g.add_argument("--multiplicity-key", metavar="KEY",
-                   help="XYZ info key of the spin multiplicity (default 'multiplicity')")
-    g.add_argument("--dipole-key", metavar="KEY", help="XYZ key of the dipole (default 'dipole')")
-    g.add_argument("--hirshfeld-key", metavar="KEY",
-                   help="XYZ per-atom key of Hirshfeld ratios (default 'hirshfeld_ratios')")
-    g.add_argument("--partial-charges-key", metavar="KEY",
-                   help="XYZ per-atom key of partial charges (default 'partial_charges')")
+    for flag, text in XYZ_KEY_OPTIONS:
+        g.add_argument(flag, metavar="KEY", help=text)
     g.add_argument("--index", metavar="SEL", help="read only these frames: N, A:B or A:B:STEP")
     g.add_argument("--min-distance", type=float, default=0.1, metavar="Å",
                    help="reject frames with atoms closer than this (default 0.1 Å; 0 disables)")
 
 
+#: the reading options of _add_read_options, as read_dataset's keywords
+READ_OPTIONS = (
+    "fmt", "energy_unit", "length_unit", "force_unit", "energy_key", "forces_key", "charge_key",
+    "multiplicity_key", "dipole_key", "hirshfeld_key", "partial_charges_key", "index", "min_distance",
+)
+
+
 def _read_kwargs(args) -> dict:
-    return dict(
-        fmt=args.fmt, energy_unit=args.energy_unit, length_unit=args.length_unit, force_unit=args.force_unit,
-        energy_key=args.energy_key, forces_key=args.forces_key, charge_key=args.charge_key,
-        multiplicity_key=args.multiplicity_key, dipole_key=args.dipole_key, hirshfeld_key=args.hirshfeld_key,
-        partial_charges_key=args.partial_charges_key, index=args.index, min_distance=args.min_distance,
-    )
+    return pick(args, *READ_OPTIONS)
 
 
 def register(sub) -> None:
     """Add ``data info``, ``data convert`` and ``data split`` (argparse only, no heavy imports)."""
-    data = sub.add_parser(
-        "data",
-        help="inspect, convert and split datasets (sGDML .npz, rMD17, extended XYZ, QCell HDF5)",
-        description="Datasets of structures with energies, forces, charges, dipoles, Hirshfeld ratios.",
-        epilog=FORMATS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    _, dsub = add_command_group(
+        sub, "data", "inspect, convert and split datasets (sGDML .npz, rMD17, extended XYZ, QCell HDF5)",
+        "Datasets of structures with energies, forces, charges, dipoles, Hirshfeld ratios.", "data_command",
+        epilog=FORMATS_HELP, raw=True,
     )
-    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
 
-    info = dsub.add_parser(
+    info = add_command(
+        dsub,
         "info",
-        help="counts, elements, atom counts and energy/force statistics of a dataset",
-        description="Print what a dataset holds: frames, elements, atoms per frame, fields, energy and\n"
-                    "force statistics in the chosen unit, source units, provenance and content hash.",
-        epilog=INFO_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "counts, elements, atom counts and energy/force statistics of a dataset",
+        "Print what a dataset holds: frames, elements, atoms per frame, fields, energy and\n"
+        "force statistics in the chosen unit, source units, provenance and content hash.",
+        INFO_EPILOG,
     )
     info.add_argument("file", nargs="?", help="dataset file")
     info.add_argument("--example", action="store_true",
@@ -124,13 +129,13 @@ def register(sub) -> None:
     _add_read_options(info)
     info.set_defaults(func=_info)
 
-    conv = dsub.add_parser(
+    conv = add_command(
+        dsub,
         "convert",
-        help="convert a dataset between formats (by extension), checking it on the way",
-        description="Convert IN to OUT. The formats follow from the extensions; labels are converted\n"
-                    "to eV/Å on reading and to the output's units on writing.",
-        epilog=CONVERT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "convert a dataset between formats (by extension), checking it on the way",
+        "Convert IN to OUT. The formats follow from the extensions; labels are converted\n"
+        "to eV/Å on reading and to the output's units on writing.",
+        CONVERT_EPILOG,
     )
     conv.add_argument("input", metavar="IN", help="input dataset")
     conv.add_argument("output", metavar="OUT", help="output file (.npz, .xyz/.extxyz, .h5/.hdf5)")
@@ -141,13 +146,13 @@ def register(sub) -> None:
     _add_read_options(conv)
     conv.set_defaults(func=_convert)
 
-    split = dsub.add_parser(
+    split = add_command(
+        dsub,
         "split",
-        help="make a disjoint train/valid/test split with a record of indices and the data's hash",
-        description="Split a dataset into disjoint train/valid/test parts, randomly (seeded) or by\n"
-                    "explicit indices, and save the record as JSON.",
-        epilog=SPLIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "make a disjoint train/valid/test split with a record of indices and the data's hash",
+        "Split a dataset into disjoint train/valid/test parts, randomly (seeded) or by\n"
+        "explicit indices, and save the record as JSON.",
+        SPLIT_EPILOG,
     )
     split.add_argument("input", metavar="FILE", help="dataset to split")
     split.add_argument("-o", "--output", required=True, metavar="SPLIT.json", help="where to save the record")
@@ -165,8 +170,6 @@ def register(sub) -> None:
     split.add_argument("--force", action="store_true", help="overwrite existing outputs")
     _add_read_options(split)
     split.set_defaults(func=_split)
-
-    data.set_defaults(func=lambda args: (data.print_help(), 0)[1])
 
 
 # ---------------------------------------------------------------------------- handlers

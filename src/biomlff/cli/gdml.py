@@ -5,7 +5,7 @@ Registration uses argparse only; numpy/JAX and :mod:`biomlff.gdml` are imported 
 
 from __future__ import annotations
 
-import argparse
+from ._common import add_command, add_command_group, pick
 
 TRAIN_EPILOG = """\
 σ grid (--sigma): real numbers and inclusive ranges A:B (step 1) or A:STEP:B, e.g.
@@ -36,20 +36,14 @@ def _read_group(p) -> None:
 
 def register(sub) -> None:
     """Add ``biomlff gdml ...`` (argparse only, no heavy imports)."""
-    p = sub.add_parser(
+    _, gsub = add_command_group(
+        sub,
         "gdml",
-        help="sGDML/GDML kernel force fields: train, test, predict, reduce (rGDML), heatmap",
-        description="Global symmetric gradient-domain machine learning (sGDML) models.",
+        "sGDML/GDML kernel force fields: train, test, predict, reduce (rGDML), heatmap",
+        "Global symmetric gradient-domain machine learning (sGDML) models.",
+        "gdml_command",
     )
-    gsub = p.add_subparsers(dest="gdml_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
-
-    t = gsub.add_parser(
-        "train",
-        help="train a model (σ search on a validation set)",
-        epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    t = add_command(gsub, "train", "train a model (σ search on a validation set)", epilog=TRAIN_EPILOG)
     t.add_argument("data", help="training dataset (one molecule, fixed atom order, with forces)")
     t.add_argument("--n-train", type=int, help="training structures (M)")
     t.add_argument("--n-valid", type=int, default=0, help="validation structures for the σ search")
@@ -140,11 +134,11 @@ def register(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=1024)
     pr.set_defaults(func=_predict)
 
-    rd = gsub.add_parser(
+    rd = add_command(
+        gsub,
         "reduce",
-        help="rGDML: rank descriptor pairs by masking, keep the important ones, retrain",
+        "rGDML: rank descriptor pairs by masking, keep the important ones, retrain",
         epilog=REDUCE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rd.add_argument("model", help="trained model (biomlff or sgdml .npz)")
     rd.add_argument("data", help="dataset: the model's training data (its indices are reused) or --n-train")
@@ -273,14 +267,29 @@ def parse_sigmas(tokens) -> list[float]:
 
 
 def _read_kwargs(args) -> dict:
-    return {
-        "fmt": args.fmt,
-        "energy_unit": args.energy_unit,
-        "force_unit": args.force_unit,
-        "length_unit": args.length_unit,
-        "energy_key": args.energy_key,
-        "forces_key": args.forces_key,
-    }
+    return pick(args, "fmt", "energy_unit", "force_unit", "length_unit", "energy_key", "forces_key")
+
+
+def _log_progress() -> None:
+    """Training progress (INFO) to the terminal, without JAX's own messages."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("jax", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _model_frames(model, args):
+    """The frames of DATA (reading options of ``args``), checked to be the model's molecule."""
+    from ..errors import ConfigError
+    from ..gdml import load_frames
+
+    frames = load_frames(args.data, **_read_kwargs(args))
+    if len(frames.z) != model.n_atoms or (frames.z != model.z).any():
+        raise ConfigError(
+            f"{args.data}: atoms {frames.z.tolist()} differ from the model's {model.z.tolist()}"
+        )
+    return frames
 
 
 def _print_errors(title: str, err: dict) -> None:
@@ -297,17 +306,13 @@ def _print_errors(title: str, err: dict) -> None:
 
 
 def _train(args) -> int:
-    import logging
-
     import numpy as np
 
     from ..errors import ConfigError
     from ..gdml import TrainConfig, evaluate, load_frames, train
     from ..gdml.train import DEFAULT_SIGMAS
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("jax", "absl"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _log_progress()
     kw = _read_kwargs(args)
     frames = load_frames(args.data, **kw)
     valid = load_frames(args.valid_data, **kw) if args.valid_data else None
@@ -333,24 +338,27 @@ def _train(args) -> int:
             perms = np.array(f["perms"])
     cfg = TrainConfig(
         n_train=n_train,
-        n_valid=args.n_valid,
         sigmas=sigmas,
         use_sym=not args.no_sym,
         perms=perms,
-        solver=args.solver,
-        lam=args.lam,
-        reduce=args.reduce,
-        energy_constraints=args.energy_constraints,
-        max_memory_gb=args.max_memory,
-        seed=args.seed,
         use_E=not args.no_e,
-        n_inducing=args.n_inducing,
-        cg_tol=args.cg_tol,
-        checkpoint=args.checkpoint,
-        resume=args.resume,
         idx_train=idx_train,
         idx_valid=idx_valid,
         progress=not args.no_progress,
+        **pick(
+            args,
+            "n_valid",
+            "solver",
+            "lam",
+            "reduce",
+            "energy_constraints",
+            "seed",
+            "n_inducing",
+            "cg_tol",
+            "checkpoint",
+            "resume",
+            max_memory_gb="max_memory",
+        ),
     )
     model, report = train(frames, cfg, valid=valid)
     for entry in report.sigma_scan:
@@ -400,7 +408,9 @@ def _test(args) -> int:
     err = evaluate(model, frames, batch_size=args.batch_size)
     _print_errors(f"{args.model} on {args.data}", err)
     if args.json:
-        with open(args.json, "w") as fh:
+        from ..data import atomic_path
+
+        with atomic_path(args.json) as tmp, open(tmp, "w") as fh:
             json.dump(err, fh, indent=1)
     return 0
 
@@ -433,9 +443,10 @@ def _predict(args) -> int:
 
         for at, ei, fi in zip(frames, e, f, strict=True):
             at.calc = SinglePointCalculator(at, energy=float(ei), forces=fi)
-        tmp = out.with_name(f".{out.name}.tmp")
-        ase.io.write(tmp, frames, format="extxyz")
-        tmp.replace(out)
+        from ..data import atomic_path
+
+        with atomic_path(out) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
     print(f"{len(frames)} structures predicted → {out} (energy eV, forces eV/Å)")
     return 0
 
@@ -463,8 +474,6 @@ def _draw(pool, n: int, seed: int, what: str):
 
 
 def _reduce(args) -> int:
-    import logging
-
     import numpy as np
 
     from ..errors import ConfigError
@@ -473,18 +482,12 @@ def _reduce(args) -> int:
     from ..gdml.perms import identity
     from ..gdml.train import split_indices
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("jax", "absl"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _log_progress()
     keep = rgdml.parse_keep(args.keep)
     scan = [rgdml.parse_keep(k) for k in args.scan]
     model = GDMLModel.load(args.model)
     kw = _read_kwargs(args)
-    frames = load_frames(args.data, **kw)
-    if np.any(frames.z != model.z):
-        raise ConfigError(
-            f"{args.data}: atoms {frames.z.tolist()} differ from the model's {model.z.tolist()}"
-        )
+    frames = _model_frames(model, args)
     rgdml.check_keep(keep, model.n_features)
     for k in scan:
         rgdml.check_keep(k, model.n_features)
@@ -536,9 +539,7 @@ def _reduce(args) -> int:
                 sigmas,
                 idx_train=idx_train,
                 idx_valid=idx_valid,
-                solver=args.solver,
-                max_memory_gb=args.max_memory,
-                seed=args.seed,
+                **pick(args, "solver", "seed", max_memory_gb="max_memory"),
                 perms=perms,
                 progress=not args.no_progress,
             )
@@ -576,18 +577,12 @@ def _print_reduce_table(rows, n_test: int) -> None:
 
 
 def _heatmap(args) -> int:
-    from ..gdml import GDMLModel, load_frames
+    from ..gdml import GDMLModel
     from ..gdml import reduce as rgdml
     from ..gdml.figures import pair_report
 
     model = GDMLModel.load(args.model)
-    frames = load_frames(args.data, **_read_kwargs(args))
-    if len(frames.z) != model.n_atoms or (frames.z != model.z).any():
-        from ..errors import ConfigError
-
-        raise ConfigError(
-            f"{args.data}: atoms {frames.z.tolist()} differ from the model's {model.z.tolist()}"
-        )
+    frames = _model_frames(model, args)
     keep = rgdml.parse_keep(args.keep) if args.keep else None
     idx = _draw(_heldout_pool(model, frames), args.n_configs, args.seed, "configs")
     rep = pair_report(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import add_command, csv_ints, pick
+
 LABEL_EPILOG = """\
 methods:
   xtb (= gfn2)   GFN2-xTB via tblite: energy, forces, dipole, Mulliken charges (~0.02-0.05 s/frame)
@@ -75,6 +77,17 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_options(p: argparse.ArgumentParser, func, input_energy_unit: bool = False) -> None:
+    """Output unit, progress bar and the method settings of ``label`` and ``sample``; ``func``
+    handles the command."""
+    p.add_argument("--energy-unit", default=None, help="unit of written energies (.npz default kcal/mol)")
+    if input_energy_unit:
+        p.add_argument("--input-energy-unit", default=None, help="energy unit of INPUT if it does not say")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_method_options(p)
+    p.set_defaults(func=func)
+
+
 def _settings(args) -> dict:
     m = args.method if hasattr(args, "method") else args.calc
     m = m.lower()
@@ -101,13 +114,12 @@ def _settings(args) -> dict:
 
 def register(sub) -> None:
     """Add this pillar's subcommands to the top-level subparsers (argparse only, no heavy imports)."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "label",
-        help="label structures with GFN2-xTB or PySCF DFT (resumable, parallel)",
-        description="Label (or relabel) every frame of INPUT with METHOD and write OUTPUT.",
-        epilog=LABEL_EPILOG,
-        formatter_class=fmt,
+        "label structures with GFN2-xTB or PySCF DFT (resumable, parallel)",
+        "Label (or relabel) every frame of INPUT with METHOD and write OUTPUT.",
+        LABEL_EPILOG,
     )
     p.add_argument("method", metavar="METHOD", help="xtb | gfn1 | dft")
     p.add_argument("input", metavar="INPUT", help="dataset or structure file (.npz, .xyz, .extxyz, .h5, ...)")
@@ -122,18 +134,14 @@ def register(sub) -> None:
         "worker processes); needs `pip install distributed`",
     )
     p.add_argument("--retry-failed", action="store_true", help="retry frames that failed in an earlier run")
-    p.add_argument("--energy-unit", default=None, help="unit of written energies (.npz default kcal/mol)")
-    p.add_argument("--input-energy-unit", default=None, help="energy unit of INPUT if it does not say")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_method_options(p)
-    p.set_defaults(func=_label)
+    _add_run_options(p, _label, input_energy_unit=True)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sample",
-        help="Langevin MD with a labeller or model, written as an MD22-like dataset",
-        description="Sample configurations of INPUT (first frame) by Langevin MD.",
-        epilog=SAMPLE_EPILOG,
-        formatter_class=fmt,
+        "Langevin MD with a labeller or model, written as an MD22-like dataset",
+        "Sample configurations of INPUT (first frame) by Langevin MD.",
+        SAMPLE_EPILOG,
     )
     p.add_argument("input", metavar="INPUT", help="start structure (any format ASE reads; first frame)")
     p.add_argument("--calc", default="xtb", help="xtb | gfn1 | dft | so3lr | PATH.npz (default xtb)")
@@ -144,17 +152,14 @@ def register(sub) -> None:
     p.add_argument("--stride", type=int, default=1, help="record every STRIDE-th step (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities, Langevin noise)")
     p.add_argument("-o", "--output", required=True, help="output dataset (.npz sGDML layout, .xyz, .h5)")
-    p.add_argument("--energy-unit", default=None, help="unit of written energies (.npz default kcal/mol)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_method_options(p)
-    p.set_defaults(func=_sample)
+    _add_run_options(p, _sample)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "fragment",
-        help="cut hydrogen-capped clusters around atoms/residues (QCell-style)",
-        description="Cut capped clusters from a large structure.",
-        epilog=FRAGMENT_EPILOG,
-        formatter_class=fmt,
+        "cut hydrogen-capped clusters around atoms/residues (QCell-style)",
+        "Cut capped clusters from a large structure.",
+        FRAGMENT_EPILOG,
     )
     p.add_argument("input", metavar="INPUT", help="structure (PDB for residues; any format ASE reads)")
     p.add_argument(
@@ -267,17 +272,20 @@ def _sample(args) -> int:
         atoms,
         calc,
         args.output,
-        steps=args.steps,
-        temperature_K=args.temperature,
-        timestep_fs=args.timestep,
-        friction_per_fs=args.friction,
-        stride=args.stride,
-        seed=args.seed,
         charge=charge,
         multiplicity=mult,
         calc_name=name,
         progress=not args.no_progress,
-        energy_unit=args.energy_unit,
+        **pick(
+            args,
+            "steps",
+            "stride",
+            "seed",
+            "energy_unit",
+            temperature_K="temperature",
+            timestep_fs="timestep",
+            friction_per_fs="friction",
+        ),
     )
     print(f"{len(ds)} frames ({name}, {args.temperature} K) -> {args.output}")
     return 0
@@ -292,7 +300,7 @@ def _fragment(args) -> int:
     from ..labels.fragments import extract_fragments, fragments_to_dataset, residue_atoms
 
     atoms = read(args.input, index=0)
-    centers = [np.array([int(x) for x in c.split(",") if x.strip()]) for c in args.center]
+    centers = [np.array(csv_ints(c, "--center")) for c in args.center]
     centers += [residue_atoms(atoms, [r]) for r in args.residue]
     if not centers:
         raise ConfigError("give at least one --center or --residue")

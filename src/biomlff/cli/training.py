@@ -3,7 +3,7 @@ SO3krates/SO3LR models (argparse only here; JAX loads inside the handlers)."""
 
 from __future__ import annotations
 
-import argparse
+from ._common import add_command
 
 TRAIN_HELP = """\
 Train an SO3krates/SO3LR model from a YAML config (every key: docs/training.md; example:
@@ -61,23 +61,15 @@ def _common(p) -> None:
 
 
 def register(sub) -> None:
-    t = sub.add_parser(
-        "train",
-        help="train an SO3krates/SO3LR model from a YAML config",
-        description=TRAIN_HELP,
-        epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    t = add_command(
+        sub, "train", "train an SO3krates/SO3LR model from a YAML config", TRAIN_HELP, TRAIN_EPILOG
     )
     t.add_argument("config", help="YAML config file")
     t.add_argument("--data", help="training dataset (overrides the config)")
     _common(t)
     t.set_defaults(func=_train)
-    f = sub.add_parser(
-        "finetune",
-        help="fine-tune the pretrained SO3LR on a dataset",
-        description=FINETUNE_HELP,
-        epilog=FINETUNE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    f = add_command(
+        sub, "finetune", "fine-tune the pretrained SO3LR on a dataset", FINETUNE_HELP, FINETUNE_EPILOG
     )
     f.add_argument("data", help="training dataset (any format biomlff reads)")
     f.add_argument("--model", default="so3lr", help="model to start from: so3lr (default) or a model file")
@@ -92,28 +84,29 @@ def register(sub) -> None:
     f.set_defaults(func=_finetune)
 
 
-_KEYS = {
-    "output": "output",
-    "workdir": "workdir",
-    "lr": "lr",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "max_steps": "max_steps",
-    "max_time": "max_time",
-    "patience": "patience",
-    "precision": "precision",
-    "devices": "devices",
-    "seed": "seed",
-    "checkpoint_every": "checkpoint_every",
-    "forces_weight": "forces_weight",
-    "dipole_weight": "dipole_weight",
-    "hirshfeld_weight": "hirshfeld_weight",
-    "energy_weight": "energy_weight",
-}
+#: options that override the config key of the same name
+_KEYS = (
+    "output",
+    "workdir",
+    "lr",
+    "epochs",
+    "batch_size",
+    "max_steps",
+    "max_time",
+    "patience",
+    "precision",
+    "devices",
+    "seed",
+    "checkpoint_every",
+    "forces_weight",
+    "dipole_weight",
+    "hirshfeld_weight",
+    "energy_weight",
+)
 
 
 def _overrides(args) -> dict:
-    out = {cfg_key: getattr(args, k) for k, cfg_key in _KEYS.items() if getattr(args, k, None) is not None}
+    out = {k: getattr(args, k) for k in _KEYS if getattr(args, k, None) is not None}
     if args.no_progress:
         out["progress"] = False
     return out

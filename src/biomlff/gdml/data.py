@@ -16,13 +16,14 @@ from ..errors import DataError
 
 @dataclass
 class Frames:
-    """Fixed-composition frames: z (N,), R (F, N, 3) Å, F (F, N, 3) eV/Å, E (F,) eV or None."""
+    """Fixed-composition frames: z (N,), R (F, N, 3) Å, F (F, N, 3) eV/Å, E (F,) eV or None, and
+    one periodic ``cell`` (3, 3) Å with rows = lattice vectors (as everywhere in biomlff) or None."""
 
     z: np.ndarray
     R: np.ndarray
     F: np.ndarray | None
     E: np.ndarray | None = None
-    lattice: np.ndarray | None = None  # (3, 3) columns = lattice vectors, Å
+    cell: np.ndarray | None = None  # (3, 3) rows = lattice vectors (ASE convention), Å
     name: str = "dataset"
     theory: str = "unknown"
     source: str = "<arrays>"
@@ -42,6 +43,10 @@ class Frames:
                 h.update(np.ascontiguousarray(arr, dtype=arr.dtype).tobytes())
         return h.hexdigest()
 
+    def sgdml_lattice(self) -> np.ndarray | None:
+        """The cell in sGDML's convention, lattice vectors as columns (3, 3) Å, or None."""
+        return None if self.cell is None else self.cell.T
+
     def subset(self, idx) -> Frames:
         idx = np.asarray(idx)
         return Frames(
@@ -49,7 +54,7 @@ class Frames:
             self.R[idx],
             None if self.F is None else self.F[idx],
             None if self.E is None else self.E[idx],
-            self.lattice,
+            self.cell,
             self.name,
             self.theory,
             self.source,
@@ -70,18 +75,18 @@ def from_dataset(ds, source: str = "<dataset>") -> Frames:
     F = ds.forces
     F = None if F is None else np.asarray(F, dtype=np.float64).reshape(R.shape)
     E = ds.energy
-    lattice = None
+    cell = None
     if ds.cell is not None and ds.pbc is not None and np.all(ds.pbc):
-        cell = np.asarray(ds.cell, dtype=np.float64)
-        if not np.allclose(cell, cell[0]):
+        cells = np.asarray(ds.cell, dtype=np.float64)
+        if not np.allclose(cells, cells[0]):
             raise DataError(f"{source}: a GDML model supports one fixed periodic cell for all frames")
-        lattice = cell[0].T  # sGDML convention: lattice vectors as columns
+        cell = cells[0]
     return Frames(
         z=z,
         R=R,
         F=F,
         E=None if E is None else np.asarray(E, dtype=np.float64).reshape(-1),
-        lattice=lattice,
+        cell=cell,
         name=ds.name or "dataset",
         theory=ds.theory or "unknown",
         source=source,

@@ -5,8 +5,6 @@ CSV files behind them (matplotlib with the Agg backend, imported lazily)."""
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +25,34 @@ def _symbols(z) -> list[str]:
     return [chemical_symbols[int(v)] for v in z]
 
 
-def _save(fig, path) -> Path:
-    """Save a figure atomically (temp file + rename) as PNG."""
+def _atomic_target(path) -> Path:
+    """``path`` as a Path, its parent folders created (the file is written via ``atomic_path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    return path
+
+
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str = "", colorbar=None) -> Path:
+    """Axis labels, optional ``colorbar=(mappable, label)`` and title, then :func:`_save`."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if colorbar is not None:
+        fig.colorbar(colorbar[0], ax=ax, label=colorbar[1], shrink=0.8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    """Save a figure atomically (temp file + rename) as PNG."""
+    from ..data import atomic_path
+
+    path = _atomic_target(path)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _pyplot().close(fig)
+        _pyplot().close(fig)
     return path
 
 
@@ -71,12 +84,7 @@ def plot_pair_heatmap(values, a, b, z, path, label: str, title: str = "", log: b
     ax.set_yticks(ticks)
     ax.set_xticklabels([f"{syms[i]}{i}" for i in ticks], rotation=90, fontsize=7)
     ax.set_yticklabels([f"{syms[i]}{i}" for i in ticks], fontsize=7)
-    ax.set_xlabel("atom")
-    ax.set_ylabel("atom")
-    fig.colorbar(im, ax=ax, label=label, shrink=0.8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "atom", "atom", title, colorbar=(im, label))
 
 
 def projection_2d(positions: np.ndarray) -> np.ndarray:
@@ -113,12 +121,7 @@ def plot_atom_contributions(
         for i, (px, py) in enumerate(xy):
             ax.annotate(f"{syms[i]}{i}", (px, py), fontsize=6, ha="center", va="center", zorder=3, color="w")
     ax.set_aspect("equal")
-    ax.set_xlabel("principal axis 1 (Å)")
-    ax.set_ylabel("principal axis 2 (Å)")
-    fig.colorbar(sc, ax=ax, label=label, shrink=0.8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "principal axis 1 (Å)", "principal axis 2 (Å)", title, colorbar=(sc, label))
 
 
 def plot_importance_vs_distance(distance, values, path, label: str, kept=None, title: str = "") -> Path:
@@ -137,30 +140,19 @@ def plot_importance_vs_distance(distance, values, path, label: str, kept=None, t
         ax.legend(fontsize=8)
     if np.all(values > 0):
         ax.set_yscale("log")
-    ax.set_xlabel("mean pair distance (Å)")
-    ax.set_ylabel(label)
-    if title:
-        ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return _finish(fig, ax, path, "mean pair distance (Å)", label, title)
 
 
 def write_csv(path, header: list[str], rows) -> Path:
     """Write a CSV file atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for row in rows:
-                w.writerow(row)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..data import atomic_path
+
+    path = _atomic_target(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
     return path
 
 

@@ -220,3 +220,46 @@ def tril_perms_lin(q: np.ndarray) -> np.ndarray:
     """sgdml's flat index vector: element [k·P + p] = q[p, k] + p·D (spec §2.6)."""
     p_count, d = q.shape
     return (q + (np.arange(p_count) * d)[:, None]).T.reshape(-1)
+
+
+# ------------------------------------------------------------------------------ orbits
+def pair_orbits(perms: np.ndarray, a: np.ndarray, b: np.ndarray, n_atoms: int) -> list[np.ndarray]:
+    """Orbits of the pair list (a, b) under the atom permutations ``perms`` (P, N): lists of indices
+    into the pair list, each sorted, ordered by their smallest member. The list must be closed under
+    the group (see :func:`check_orbit_closed`)."""
+    q = descriptor_perms(np.asarray(perms), a, b, n_atoms)  # (P, D)
+    d = q.shape[1]
+    label = -np.ones(d, dtype=np.int64)
+    out: list[np.ndarray] = []
+    for k in range(d):
+        if label[k] >= 0:
+            continue
+        members = np.unique(q[:, k])  # a group: the orbit of k is {q_π[k]}
+        label[members] = len(out)
+        out.append(members)
+    return out
+
+
+def check_orbit_closed(perms: np.ndarray, a, b, n_atoms: int) -> None:
+    """Raise ModelError unless the pair list (a, b) is a union of orbits of the group ``perms``,
+    naming the first broken orbit (its atom pairs that are kept and those that are missing)."""
+    from .descriptor import pair_index_matrix
+
+    perms = np.asarray(perms)
+    if len(perms) <= 1:
+        return
+    a = np.asarray(a)
+    b = np.asarray(b)
+    idx = pair_index_matrix(n_atoms, a, b)
+    mapped = idx[perms[:, a], perms[:, b]]  # (P, D)
+    if not np.any(mapped < 0):
+        return
+    k = int(np.nonzero(np.any(mapped < 0, axis=0))[0][0])
+    orbit = sorted({(int(max(p[a[k]], p[b[k]])), int(min(p[a[k]], p[b[k]]))) for p in perms})
+    kept = [pr for pr in orbit if idx[pr] >= 0]
+    missing = [pr for pr in orbit if idx[pr] < 0]
+    raise ModelError(
+        f"the pair list is not a union of symmetry orbits: the orbit of atom pair {orbit[0]} under the "
+        f"{len(perms)} permutations is {orbit}; kept {kept}, missing {missing}. Keep or remove whole "
+        "orbits (select_features(..., orbits=...)), or reduce without symmetries (perms = identity)"
+    )

@@ -33,59 +33,18 @@ Units: positions Å, energies eV, forces eV/Å, descriptor 1/Å.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from .descriptor import descriptor_and_jacobian, pair_index_matrix
+from .descriptor import descriptor_and_jacobian
 from .model import GDMLModel
+from .perms import check_orbit_closed, pair_orbits  # noqa: F401  (public here too)
 
 SQRT5 = math.sqrt(5.0)
-
-
-# ------------------------------------------------------------------------------ orbits
-def pair_orbits(perms: np.ndarray, a: np.ndarray, b: np.ndarray, n_atoms: int) -> list[np.ndarray]:
-    """Orbits of the pair list (a, b) under the atom permutations ``perms`` (P, N): lists of indices
-    into the pair list, each sorted, ordered by their smallest member. The list must be closed under
-    the group (see :func:`check_orbit_closed`)."""
-    from .perms import descriptor_perms
-
-    q = descriptor_perms(np.asarray(perms), a, b, n_atoms)  # (P, D)
-    d = q.shape[1]
-    label = -np.ones(d, dtype=np.int64)
-    out: list[np.ndarray] = []
-    for k in range(d):
-        if label[k] >= 0:
-            continue
-        members = np.unique(q[:, k])  # a group: the orbit of k is {q_π[k]}
-        label[members] = len(out)
-        out.append(members)
-    return out
-
-
-def check_orbit_closed(perms: np.ndarray, a, b, n_atoms: int) -> None:
-    """Raise ModelError unless the pair list (a, b) is a union of orbits of the group ``perms``,
-    naming the first broken orbit (its atom pairs that are kept and those that are missing)."""
-    perms = np.asarray(perms)
-    if len(perms) <= 1:
-        return
-    a = np.asarray(a)
-    b = np.asarray(b)
-    idx = pair_index_matrix(n_atoms, a, b)
-    mapped = idx[perms[:, a], perms[:, b]]  # (P, D)
-    if not np.any(mapped < 0):
-        return
-    k = int(np.nonzero(np.any(mapped < 0, axis=0))[0][0])
-    orbit = sorted({(int(max(p[a[k]], p[b[k]])), int(min(p[a[k]], p[b[k]]))) for p in perms})
-    kept = [pr for pr in orbit if idx[pr] >= 0]
-    missing = [pr for pr in orbit if idx[pr] < 0]
-    raise ModelError(
-        f"the pair list is not a union of symmetry orbits: the orbit of atom pair {orbit[0]} under the "
-        f"{len(perms)} permutations is {orbit}; kept {kept}, missing {missing}. Keep or remove whole "
-        "orbits (select_features(..., orbits=...)), or reduce without symmetries (perms = identity)"
-    )
 
 
 # ------------------------------------------------------------------------------ masking
@@ -454,18 +413,10 @@ def reduce_model(model: GDMLModel, kept) -> GDMLModel:
     check_orbit_closed(model.perms, ka, kb, model.n_atoms)
     info = dict(model.info)
     info.update(_reduction_info(model, ka, kb, retrained=False))
-    return GDMLModel(
-        z=model.z,
+    return dataclasses.replace(
+        model,
         R_desc=model.R_desc[:, kept],
         R_d_desc_alpha=model.R_d_desc_alpha[:, kept],
-        sigma=model.sigma,
-        std=model.std,
-        c=model.c,
-        perms=model.perms,
-        lam=model.lam,
-        alphas=model.alphas,
-        lattice=model.lattice,
-        alphas_E=model.alphas_E,
         pairs=(ka, kb),
         info=info,
     )

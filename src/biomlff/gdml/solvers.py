@@ -209,12 +209,15 @@ class CGResult:
     iterations: int
     residual: float
     norm_y: float
-    n_inducing_cols: int
-    cols: np.ndarray
+    cols: np.ndarray  # inducing columns of the (last) Nyström preconditioner
     restarts: int
     history: list
     precond_s: float = 0.0  # building Nyström factors (kernel columns included), s
     iter_s: float = 0.0  # CG iterations (matvec + preconditioner applies), s
+
+    @property
+    def n_inducing_cols(self) -> int:
+        return len(self.cols)
 
 
 def solve_cg(
@@ -255,7 +258,7 @@ def solve_cg(
     if shift is None:
         shift = n_cols < 0.02 * n
     if norm_y == 0:
-        return CGResult(np.zeros(n), True, 0, 0.0, 0.0, 0, np.arange(0), 0, [])
+        return CGResult(np.zeros(n), True, 0, 0.0, 0.0, np.arange(0), 0, [])
 
     t_start = time.perf_counter()
     if cols0 is not None and len(cols0) == n_cols:
@@ -337,7 +340,6 @@ def solve_cg(
         iterations=it_total,
         residual=true_res,
         norm_y=norm_y,
-        n_inducing_cols=len(cols),
         cols=cols,
         restarts=restarts,
         history=history,

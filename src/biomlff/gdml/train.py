@@ -21,7 +21,7 @@ from .data import Frames, check_frames
 from .descriptor import check_pair_list, descriptor_and_jacobian, jvp, pair_list
 from .kernel import KernelAssembler, internal_basis
 from .model import GDMLModel
-from .perms import check_group, descriptor_perms, find_perms, identity, sort_group
+from .perms import check_group, check_orbit_closed, descriptor_perms, find_perms, identity, sort_group
 from .solvers import GiB, check_memory, closed_form_bytes, default_max_memory_gb, solve_cg, solve_closed
 
 log = logging.getLogger(__name__)
@@ -136,11 +136,9 @@ class TrainingSet:
         if pairs is None:
             self.a, self.b = pair_list(self.n_atoms)
         else:
-            from .reduce import check_orbit_closed
-
             self.a, self.b = check_pair_list(self.n_atoms, *pairs)
             check_orbit_closed(perms, self.a, self.b, self.n_atoms)
-        self.X, self.C = descriptor_and_jacobian(frames.R, self.a, self.b, frames.lattice)
+        self.X, self.C = descriptor_and_jacobian(frames.R, self.a, self.b, frames.sgdml_lattice())
         self.perms = perms
         self.q = descriptor_perms(perms, self.a, self.b, self.n_atoms)
         self.m = len(frames)
@@ -316,7 +314,7 @@ def _model_from_solution(
         lam=lam,
         alphas=alphas,
         alphas_E=None if a_e is None else np.asarray(a_e),
-        lattice=ts.frames.lattice,
+        lattice=ts.frames.sgdml_lattice(),
         pairs=(ts.a, ts.b),
     )
 

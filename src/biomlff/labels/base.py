@@ -177,8 +177,22 @@ class Labeller:
         return self.method
 
     def check(self, atomic_numbers: np.ndarray, charge: int, multiplicity: int) -> None:
-        """Raise LabelError if the method cannot treat this composition/charge/multiplicity."""
-        check_electrons(atomic_numbers, charge, multiplicity)
+        """Raise LabelError if the method cannot treat this composition/charge/multiplicity:
+        :class:`UnsupportedElementError` saying why (:meth:`unsupported`), or the electron-count
+        errors of :func:`check_electrons` (electrons in effective core potentials left out)."""
+        z = np.asarray(atomic_numbers)
+        why = self.unsupported(z)
+        if why:
+            raise UnsupportedElementError(why)
+        check_electrons(z, charge, multiplicity, core_electrons=self.core_electrons(z))
+
+    def unsupported(self, z: np.ndarray) -> str | None:
+        """Why the method cannot treat the elements ``z`` (atomic numbers), or None when it can."""
+        return None
+
+    def core_electrons(self, z: np.ndarray) -> int:
+        """Electrons replaced by effective core potentials for the elements ``z`` (0: all-electron)."""
+        return 0
 
     def label(self, atomic_numbers, positions, charge: int = 0, multiplicity: int = 1) -> LabelResult:
         """Label one structure: positions (N,3) Å, total charge (e), multiplicity 2S+1.

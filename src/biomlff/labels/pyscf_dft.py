@@ -25,8 +25,6 @@ from .base import (
     Labeller,
     LabelResult,
     SCFConvergenceError,
-    UnsupportedElementError,
-    check_electrons,
     require,
 )
 
@@ -134,10 +132,9 @@ class PySCFLabeller(Labeller):
             return self.basis
         return None
 
-    def check(self, atomic_numbers, charge, multiplicity) -> None:
+    def unsupported(self, z) -> str | None:
         from pyscf import gto
 
-        z = np.asarray(atomic_numbers)
         for zi in sorted(set(z.tolist())):
             sym = _symbol(zi)
             if sym not in self._basis_ok:
@@ -149,17 +146,14 @@ class PySCFLabeller(Labeller):
                 except Exception:
                     self._basis_ok[sym] = False
             if not self._basis_ok[sym]:
-                raise UnsupportedElementError(
-                    f"basis set {self.basis!r} has no functions for element {sym} (Z={zi})"
-                )
-        core = 0
-        ecp = self._ecp_for(z)
-        if ecp is not None:
-            mol = self._mol(
-                z, np.arange(3 * len(z), dtype=float).reshape(-1, 3) * 2.0, 0, (int(z.sum()) % 2) + 1
-            )
-            core = int(z.sum()) - int(mol.atom_charges().sum())
-        check_electrons(z, charge, multiplicity, core_electrons=core)
+                return f"basis set {self.basis!r} has no functions for element {sym} (Z={zi})"
+        return None
+
+    def core_electrons(self, z) -> int:
+        if self._ecp_for(z) is None:
+            return 0
+        mol = self._mol(z, np.arange(3 * len(z), dtype=float).reshape(-1, 3) * 2.0, 0, (int(z.sum()) % 2) + 1)
+        return int(z.sum()) - int(mol.atom_charges().sum())
 
     def _mol(self, z, r, charge, multiplicity):
         from pyscf import gto

@@ -18,8 +18,6 @@ from .base import (
     Labeller,
     LabelResult,
     SCFConvergenceError,
-    UnsupportedElementError,
-    check_electrons,
     require,
 )
 
@@ -73,14 +71,13 @@ class XTBLabeller(Labeller):
     def theory(self) -> str:
         return f"{self.xtb_method} (tblite)"
 
-    def check(self, atomic_numbers, charge, multiplicity) -> None:
-        z = np.asarray(atomic_numbers)
+    def unsupported(self, z) -> str | None:
         bad = sorted(set(z[z > MAX_Z_XTB].tolist()))
         if bad:
-            raise UnsupportedElementError(
+            return (
                 f"{self.xtb_method} has no parameters for atomic number(s) {bad} (supported: 1-{MAX_Z_XTB})"
             )
-        check_electrons(z, charge, multiplicity)
+        return None
 
     def _calculator(self, z, r_bohr, charge, multiplicity):
         key = (tuple(z.tolist()), charge, multiplicity)

@@ -108,3 +108,43 @@ class Steering:
             return e
 
         return fn
+
+
+def _spec_values(item, n: int, what: str) -> list[float]:
+    """The ``n`` numbers of one steering spec ('A,B,F' or already a list); ConfigError otherwise."""
+    vals = item if isinstance(item, (list, tuple)) else str(item).split(",")
+    if len(vals) != n:
+        raise ConfigError(f"{what} needs {n} comma-separated values, got {item!r}")
+    return [float(v) for v in vals]
+
+
+def parse_steering(pulls=None, forces=None, tethers=None, positions=None, extra=None) -> Steering:
+    """Steering from command-line specs (strings 'A,B,F' or lists of numbers):
+
+    * ``pulls``: 'A,B,F_PN', a force of F pN pushing atoms A and B apart (negative: together);
+    * ``forces``: 'ATOM,FX,FY,FZ', a constant force in eV/Å;
+    * ``tethers``: 'ATOM,K', a harmonic tether of K eV/Å² to the atom's place in ``positions``
+      (N, 3) Å;
+    * ``extra``: a config mapping (:meth:`Steering.from_dict`) whose terms are added.
+    """
+    from .. import units
+
+    pull = tuple(
+        (int(a), int(b), f * units.pN)
+        for a, b, f in (_spec_values(x, 3, "--pull A,B,F_pN") for x in pulls or [])
+    )
+    force = tuple(
+        (int(v[0]), tuple(v[1:])) for v in (_spec_values(x, 4, "--force ATOM,FX,FY,FZ") for x in forces or [])
+    )
+    specs = [_spec_values(x, 2, "--tether ATOM,K") for x in tethers or []]
+    n_atoms = 0 if positions is None else len(positions)
+    if any(not 0 <= int(a) < n_atoms for a, _ in specs):
+        raise ConfigError(f"--tether atom index out of range for {n_atoms} atoms")
+    tether = tuple((int(a), tuple(np.asarray(positions[int(a)], float)), k) for a, k in specs)
+    more = Steering.from_dict(extra)
+    return Steering(
+        constant_forces=force + more.constant_forces,
+        pulls=pull + more.pulls,
+        tethers=tether + more.tethers,
+        distance_restraints=more.distance_restraints,
+    )

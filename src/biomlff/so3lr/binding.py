@@ -90,3 +90,47 @@ def binding_energy(
         "separated_energy": float(b["energy"]),
         "terms": {k: float(a["energy_terms"][k] - b["energy_terms"][k]) for k in TERMS},
     }
+
+
+def parse_atom_ranges(text: str, n_atoms: int) -> list[int]:
+    """0-based atom indices from a fragment spec such as '0-5,9' (ranges inclusive); ConfigError
+    unless every index lies in 0..n_atoms-1."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--fragment {text!r}: expected 0-based atom indices like '0-5,9'") from None
+    if not out or min(out) < 0 or max(out) >= n_atoms:
+        raise ConfigError(f"--fragment {text!r}: indices must lie in 0..{n_atoms - 1}")
+    return out
+
+
+def frame_fragments(info: dict, n_atoms: int, specs=None, charges=None) -> tuple[list, list[float]]:
+    """Fragments (lists of atom indices) and their charges (e) for one structure: from ``specs``
+    ('0-5,9' per fragment, see :func:`parse_atom_ranges`) or else the info keys
+    ``selection_a``/``selection_b`` (sapt10k style); charges from ``charges``, else the info keys
+    ``charge_a``/``charge_b`` (two fragments), else 0. ConfigError when there are no fragments or
+    the counts differ."""
+    if specs:
+        frags = [parse_atom_ranges(t, n_atoms) for t in specs]
+    elif "selection_a" in info and "selection_b" in info:
+        frags = [list(np.atleast_1d(info[k]).astype(int)) for k in ("selection_a", "selection_b")]
+    else:
+        raise ConfigError("give the fragments with --fragment (once per fragment)")
+    if charges is not None:
+        charges = list(charges)
+    elif "charge_a" in info and "charge_b" in info and len(frags) == 2:
+        charges = [float(info["charge_a"]), float(info["charge_b"])]
+    else:
+        charges = [0.0] * len(frags)
+    if len(charges) != len(frags):
+        raise ConfigError(f"{len(charges)} charges given for {len(frags)} fragments")
+    return frags, charges

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ..serialization import to_jsonable as _to_jsonable
 from .architecture import PUBLISHED, Architecture
 
 FORMAT = "biomlff-so3krates-model"
@@ -87,20 +88,6 @@ class SO3LRModel:
     def save(self, path) -> Path:
         """Write the model file atomically; returns its path."""
         return save_model(path, self)
-
-
-def _to_jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 def save_model(path, model: SO3LRModel) -> Path:
