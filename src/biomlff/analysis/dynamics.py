@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError
+from ..geometry import minimum_image_np
 from .structure import _frames
 
 
@@ -30,11 +31,7 @@ def unwrap(positions, cell) -> np.ndarray:
     c = np.asarray(cell, dtype=float)
     if c.ndim == 2:
         c = np.broadcast_to(c, (x.shape[0], 3, 3))
-    inv = np.linalg.inv(c)
-    d = np.diff(x, axis=0)
-    s = np.einsum("tni,tij->tnj", d, inv[1:])
-    s -= np.round(s)
-    d = np.einsum("tni,tij->tnj", s, c[1:])
+    d = minimum_image_np(np.diff(x, axis=0), c[1:])
     out = np.empty_like(x)
     out[0] = x[0]
     out[1:] = x[0] + np.cumsum(d, axis=0)

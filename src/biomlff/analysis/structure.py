@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..geometry import cell_heights, minimum_image_np
 
 
 def _frames(positions) -> np.ndarray:
@@ -36,34 +37,15 @@ def _cells(cell, n_frames: int) -> np.ndarray | None:
     return c
 
 
-def perpendicular_widths(cell) -> np.ndarray:
-    """Distances (Å) between opposite faces of the cell(s): (..., 3) = V / |a_j × a_k|."""
-    c = np.asarray(cell, dtype=float)
-    vol = np.abs(np.linalg.det(c))
-    cross = np.stack(
-        [
-            np.cross(c[..., 1, :], c[..., 2, :]),
-            np.cross(c[..., 2, :], c[..., 0, :]),
-            np.cross(c[..., 0, :], c[..., 1, :]),
-        ],
-        axis=-2,
-    )
-    return vol[..., None] / np.linalg.norm(cross, axis=-1)
+#: distances (Å) between opposite faces of the cell(s) (..., 3, 3) → (..., 3)
+perpendicular_widths = cell_heights
 
 
 def minimum_image(vectors, cell) -> np.ndarray:
-    """Minimum-image copies of difference vectors (T, ..., 3) Å under cells (T, 3, 3) Å.
-
-    Fractional rounding: exact for orthorhombic cells and for vectors shorter than half the
-    smallest perpendicular width of a triclinic cell (the usual MD case)."""
-    v = np.asarray(vectors, dtype=float)
-    c = np.asarray(cell, dtype=float)
-    inv = np.linalg.inv(c)
-    shape = v.shape
-    vt = v.reshape(shape[0], -1, 3)
-    s = np.einsum("tki,tij->tkj", vt, inv)
-    s -= np.round(s)
-    return np.einsum("tki,tij->tkj", s, c).reshape(shape)
+    """Minimum-image copies of difference vectors (T, ..., 3) Å under cells (T, 3, 3) Å
+    (:func:`biomlff.geometry.minimum_image_np`; exact for vectors shorter than half the smallest
+    cell height)."""
+    return minimum_image_np(vectors, cell)
 
 
 # --------------------------------------------------------------------------- RDF

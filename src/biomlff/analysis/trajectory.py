@@ -254,7 +254,7 @@ def _read_ase(path: str, index) -> Trajectory:
             pass
     times = None
     if all("time_ps" in a.info for a in frames):  # biomlff.md writes time_ps
-        times = np.array([float(a.info["time_ps"]) for a in frames]) * 1000.0
+        times = np.array([float(a.info["time_ps"]) for a in frames]) * units.ps
     elif all("time" in a.info for a in frames):  # 'time' in fs
         times = np.array([float(a.info["time"]) for a in frames])
     elif "timestep" in frames[0].info and len(frames) > 0:
@@ -450,7 +450,7 @@ def _read_mdanalysis(path: str, topology) -> Trajectory:
     has_v = True
     for ts in u.trajectory:
         pos.append(atoms.positions.astype(float))
-        times.append(float(ts.time) * 1000.0)  # MDAnalysis time is ps
+        times.append(float(ts.time) * units.ps)  # MDAnalysis time is ps
         if ts.dimensions is not None and np.all(ts.dimensions[:3] > 0):
             from ase.geometry import cellpar_to_cell
 
@@ -458,7 +458,7 @@ def _read_mdanalysis(path: str, topology) -> Trajectory:
         else:
             cells.append(None)
         if has_v and ts.has_velocities:
-            vel.append(atoms.velocities.astype(float) / 1000.0)  # Å/ps -> Å/fs
+            vel.append(atoms.velocities.astype(float) / units.ps)  # Å/ps -> Å/fs
         else:
             has_v = False
     cell = None if any(c is None for c in cells) else np.stack(cells)

@@ -223,7 +223,9 @@ def _ints(text: str, n: int, what: str) -> list[int]:
 def _times_ps(traj):
     import numpy as np
 
-    return None if traj.times is None else np.asarray(traj.times) / 1000.0
+    from .. import units
+
+    return None if traj.times is None else np.asarray(traj.times) / units.ps
 
 
 # --------------------------------------------------------------------------- handlers
@@ -316,6 +318,7 @@ def cmd_msd(args) -> int:
     import numpy as np
     from ase.data import chemical_symbols
 
+    from .. import units
     from ..analysis import plots
     from ..analysis.dynamics import diffusion_coefficient, msd, unwrap
 
@@ -343,11 +346,11 @@ def cmd_msd(args) -> int:
     plots.write_csv(csv, cols, comment=f"MSD from {traj.source}; " + "; ".join(lines))
     if len(fits) == 1:
         ((name, (m, fit)),) = fits.items()
-        plots.plot_msd(fig, lag / 1000.0, m, fit, title=f"MSD of '{name}' ({idx.size} atoms)")
+        plots.plot_msd(fig, lag / units.ps, m, fit, title=f"MSD of '{name}' ({idx.size} atoms)")
     else:
         plots.plot_lines(
             fig,
-            lag / 1000.0,
+            lag / units.ps,
             {f"{n} (D = {f.D_m2_s * 1e9:.3g}e-9 m²/s)": m for n, (m, f) in fits.items()},
             "lag time (ps)",
             "MSD (Å²)",
@@ -410,6 +413,7 @@ def cmd_spectrum(args) -> int:
 def cmd_rmsd(args) -> int:
     import numpy as np
 
+    from .. import units
     from ..analysis import plots
     from ..analysis.structure import rmsd, rmsd_lag
     from ..analysis.trajectory import read_trajectory
@@ -456,7 +460,7 @@ def cmd_rmsd(args) -> int:
         mean, std = rmsd_lag(x, lags, idx=idx, weights=w)
         root = csv[:-4] + "_lag"
         dt = traj.timestep() if traj.times is not None else None
-        lag_x = lags * dt / 1000.0 if dt else lags
+        lag_x = lags * dt / units.ps if dt else lags
         plots.write_csv(
             root + ".csv",
             {"lag_ps" if dt else "lag_frames": lag_x, "rmsd_mean_A": mean, "rmsd_std_A": std},

@@ -433,9 +433,10 @@ def _predict(args) -> int:
 
         for at, ei, fi in zip(frames, e, f, strict=True):
             at.calc = SinglePointCalculator(at, energy=float(ei), forces=fi)
-        tmp = out.with_name(f".{out.name}.tmp")
-        ase.io.write(tmp, frames, format="extxyz")
-        tmp.replace(out)
+        from ..fileio import atomic_path
+
+        with atomic_path(out) as tmp:
+            ase.io.write(tmp, frames, format="extxyz")
     print(f"{len(frames)} structures predicted → {out} (energy eV, forces eV/Å)")
     return 0
 

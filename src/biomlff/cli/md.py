@@ -436,12 +436,13 @@ def _cmd_opt(args) -> int:
     )
     from ase.io import write
 
+    from ..fileio import atomic_path
+
     atoms = system.to_atoms()
     atoms.positions = res.positions
     atoms.info.update({"energy": res.energy, "fmax": res.fmax, "converged": res.converged})
-    tmp = out.with_name(out.name + ".tmp")
-    write(str(tmp), atoms, format="extxyz")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        write(str(tmp), atoms, format="extxyz")
     state = "converged" if res.converged else "NOT converged"
     print(
         f"FIRE {state} after {res.steps} steps: E = {res.energy:.6f} eV, max|F| = {res.fmax:.5f} eV/Å → {out}"

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ATOM_FIELDS, Dataset
-from .io import atomic_path
+from ..fileio import atomic_path
+from .dataset import ATOM_FIELDS, Dataset, index_to_selection
 
 #: dataset field name -> QCell key (all other names are identical)
 TO_QCELL = {"energy": "total_energy", "forces": "total_forces"}
@@ -190,9 +190,7 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
         elif isinstance(index, slice):
             sel = all_names[index]
         elif isinstance(index, str):
-            from .io import _index_to_selection
-
-            s = _index_to_selection(index, len(all_names))
+            s = index_to_selection(index, len(all_names))
             sel = all_names[s] if isinstance(s, slice) else [all_names[i] for i in s]
         else:
             sel = [all_names[int(i)] for i in index]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ATOM_FIELDS, FRAME_FIELDS, MAX_Z
+from .fields import ATOM_FIELDS, FRAME_FIELDS, MAX_Z
 
 
 def _frame_of_atom(offsets: np.ndarray, atom: int) -> int:
@@ -46,20 +46,17 @@ def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1, f
             f"{int(ds.atomic_numbers[a])} is not an element (1..{MAX_Z})"
         )
     _check_finite(ds.positions, "positions", source, off, per_atom=True, fo=fo)
-    for name, arr in ds.frame_data.items():
-        if arr.shape[:1] != (n_frames,):
-            raise DataError(f"{source}: field '{name}': {arr.shape[0]} entries for {n_frames} frames")
-        want = FRAME_FIELDS.get(name)
-        if want is not None and arr.shape[1:] != want:
-            raise DataError(f"{source}: field '{name}': shape {arr.shape}, expected {(n_frames,) + want}")
-        _check_finite(arr, name, source, off, per_atom=False, fo=fo)
-    for name, arr in ds.atom_data.items():
-        if arr.shape[:1] != (n_total,):
-            raise DataError(f"{source}: field '{name}': {arr.shape[0]} entries for {n_total} atoms")
-        want = ATOM_FIELDS.get(name)
-        if want is not None and arr.shape[1:] != want:
-            raise DataError(f"{source}: field '{name}': shape {arr.shape}, expected {(n_total,) + want}")
-        _check_finite(arr, name, source, off, per_atom=True, fo=fo)
+    for data, n, unit, known, per_atom in (
+        (ds.frame_data, n_frames, "frames", FRAME_FIELDS, False),
+        (ds.atom_data, n_total, "atoms", ATOM_FIELDS, True),
+    ):
+        for name, arr in data.items():
+            if arr.shape[:1] != (n,):
+                raise DataError(f"{source}: field '{name}': {arr.shape[0]} entries for {n} {unit}")
+            want = known.get(name)
+            if want is not None and arr.shape[1:] != want:
+                raise DataError(f"{source}: field '{name}': shape {arr.shape}, expected {(n,) + want}")
+            _check_finite(arr, name, source, off, per_atom=per_atom, fo=fo)
     mult = ds.frame_data.get("multiplicity")
     if mult is not None and np.any(mult < 1):
         f = int(np.argmax(mult < 1))

@@ -5,11 +5,11 @@ CSV files behind them (matplotlib with the Agg backend, imported lazily)."""
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import atomic_path, atomic_write
 
 
 def _pyplot():
@@ -30,16 +30,11 @@ def _symbols(z) -> list[str]:
 def _save(fig, path) -> Path:
     """Save a figure atomically (temp file + rename) as PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, make_parents=True) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _pyplot().close(fig)
+        _pyplot().close(fig)
     return path
 
 
@@ -148,19 +143,11 @@ def plot_importance_vs_distance(distance, values, path, label: str, kept=None, t
 def write_csv(path, header: list[str], rows) -> Path:
     """Write a CSV file atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            for row in rows:
-                w.writerow(row)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w", make_parents=True, newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for row in rows:
+            w.writerow(row)
     return path
 
 

@@ -18,8 +18,6 @@ dataset hash, indices, σ, λ, solver statistics) and the sgdml 1.0.3 model ``.n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
+from ..fileio import atomic_savez, jsonable
 from .descriptor import (
     check_pair_list,
     descriptor_and_jacobian,
@@ -273,7 +272,7 @@ class GDMLModel:
             "pairs_b": np.asarray(b),
             "energy_unit": np.array("eV"),
             "length_unit": np.array("Ang"),
-            "info": np.array(json.dumps(_jsonable(self.info))),
+            "info": np.array(json.dumps(jsonable(self.info))),
         }
         if self.alphas is not None:
             arrays["alphas"] = np.asarray(self.alphas)
@@ -463,34 +462,10 @@ def _err_dict(err, factor, default):
     return {"mae": float(err["mae"]) * factor, "rmse": float(err["rmse"]) * factor}
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 def _atomic_savez(path, arrays: dict, allow_pickle: bool = False) -> Path:
     """np.savez_compressed to a temp file in the target directory, then rename (atomic)."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()},
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    arrays = {k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()}
+    return atomic_savez(path, arrays, compressed=True, make_parents=True)
