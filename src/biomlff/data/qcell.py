@@ -237,25 +237,11 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
     meta.pop("per_atom_fields", None)
     meta["provenance"] = list(meta.get("provenance", [])) + [f"read {path.name} (QCell HDF5)"]
     meta.setdefault("source_units", {})
-    return Dataset.from_arrays(
-        zs,
-        pos,
-        frame_data=frame_data,
-        atom_data=atom_vals,
-        metadata=meta,
-        validate=validate,
-        source=str(path),
-        min_distance=min_distance,
-    ) if len({len(z) for z in zs}) > 1 else Dataset.from_arrays(
-        np.stack(zs),
-        np.stack(pos),
-        frame_data=frame_data,
-        atom_data={k: np.stack(v) for k, v in atom_vals.items()},
-        metadata=meta,
-        validate=validate,
-        source=str(path),
-        min_distance=min_distance,
-    )
+    if len({len(z) for z in zs}) == 1:  # one composition: stacked arrays (the fixed-size layout)
+        zs, pos = np.stack(zs), np.stack(pos)
+        atom_vals = {k: np.stack(v) for k, v in atom_vals.items()}
+    return Dataset.from_arrays(zs, pos, frame_data=frame_data, atom_data=atom_vals, metadata=meta,
+                               validate=validate, source=str(path), min_distance=min_distance)
 
 
 def write_qcell(ds: Dataset, path) -> None:
