@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, MissingDependencyError
+from ..fileio import atomic_path
 
 H5MD_SUFFIXES = (".h5", ".hdf5", ".h5md")
 ASE_FIRST_SUFFIXES = (".xyz", ".extxyz", ".traj", ".pdb", ".cif", ".vasp", ".xsf")
@@ -387,8 +388,7 @@ def write_h5md(path, traj: Trajectory) -> None:
     import h5py
 
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as h5:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5md = h5.create_group("h5md")
         h5md.attrs["version"] = np.array([1, 1])
         g = h5.create_group("particles/all")
@@ -419,7 +419,6 @@ def write_h5md(path, traj: Trajectory) -> None:
             og = h5.create_group(f"observables/{key}")
             og.create_dataset("value", data=np.asarray(val, dtype=float))
             og.create_dataset("step", data=steps)
-    os.replace(tmp, path)
 
 
 def _read_mdanalysis(path: str, topology) -> Trajectory:
