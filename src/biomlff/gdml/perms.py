@@ -12,6 +12,7 @@ import logging
 import numpy as np
 
 from ..errors import ModelError
+from .descriptor import pair_index_matrix
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +221,26 @@ def tril_perms_lin(q: np.ndarray) -> np.ndarray:
     """sgdml's flat index vector: element [k·P + p] = q[p, k] + p·D (spec §2.6)."""
     p_count, d = q.shape
     return (q + (np.arange(p_count) * d)[:, None]).T.reshape(-1)
+
+
+def check_orbit_closed(perms: np.ndarray, a, b, n_atoms: int) -> None:
+    """Raise ModelError unless the pair list (a, b) is a union of orbits of the group ``perms``,
+    naming the first broken orbit (its atom pairs that are kept and those that are missing)."""
+    perms = np.asarray(perms)
+    if len(perms) <= 1:
+        return
+    a = np.asarray(a)
+    b = np.asarray(b)
+    idx = pair_index_matrix(n_atoms, a, b)
+    mapped = idx[perms[:, a], perms[:, b]]  # (P, D)
+    if not np.any(mapped < 0):
+        return
+    k = int(np.nonzero(np.any(mapped < 0, axis=0))[0][0])
+    orbit = sorted({(int(max(p[a[k]], p[b[k]])), int(min(p[a[k]], p[b[k]]))) for p in perms})
+    kept = [pr for pr in orbit if idx[pr] >= 0]
+    missing = [pr for pr in orbit if idx[pr] < 0]
+    raise ModelError(
+        f"the pair list is not a union of symmetry orbits: the orbit of atom pair {orbit[0]} under the "
+        f"{len(perms)} permutations is {orbit}; kept {kept}, missing {missing}. Keep or remove whole "
+        "orbits (select_features(..., orbits=...)), or reduce without symmetries (perms = identity)"
+    )

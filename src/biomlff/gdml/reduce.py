@@ -39,8 +39,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
-from .descriptor import descriptor_and_jacobian, pair_index_matrix
+from .descriptor import descriptor_and_jacobian
 from .model import GDMLModel
+from .perms import check_orbit_closed
 
 SQRT5 = math.sqrt(5.0)
 
@@ -63,29 +64,6 @@ def pair_orbits(perms: np.ndarray, a: np.ndarray, b: np.ndarray, n_atoms: int) -
         label[members] = len(out)
         out.append(members)
     return out
-
-
-def check_orbit_closed(perms: np.ndarray, a, b, n_atoms: int) -> None:
-    """Raise ModelError unless the pair list (a, b) is a union of orbits of the group ``perms``,
-    naming the first broken orbit (its atom pairs that are kept and those that are missing)."""
-    perms = np.asarray(perms)
-    if len(perms) <= 1:
-        return
-    a = np.asarray(a)
-    b = np.asarray(b)
-    idx = pair_index_matrix(n_atoms, a, b)
-    mapped = idx[perms[:, a], perms[:, b]]  # (P, D)
-    if not np.any(mapped < 0):
-        return
-    k = int(np.nonzero(np.any(mapped < 0, axis=0))[0][0])
-    orbit = sorted({(int(max(p[a[k]], p[b[k]])), int(min(p[a[k]], p[b[k]]))) for p in perms})
-    kept = [pr for pr in orbit if idx[pr] >= 0]
-    missing = [pr for pr in orbit if idx[pr] < 0]
-    raise ModelError(
-        f"the pair list is not a union of symmetry orbits: the orbit of atom pair {orbit[0]} under the "
-        f"{len(perms)} permutations is {orbit}; kept {kept}, missing {missing}. Keep or remove whole "
-        "orbits (select_features(..., orbits=...)), or reduce without symmetries (perms = identity)"
-    )
 
 
 # ------------------------------------------------------------------------------ masking

@@ -136,7 +136,7 @@ class TrainingSet:
         if pairs is None:
             self.a, self.b = pair_list(self.n_atoms)
         else:
-            from .reduce import check_orbit_closed
+            from .perms import check_orbit_closed
 
             self.a, self.b = check_pair_list(self.n_atoms, *pairs)
             check_orbit_closed(perms, self.a, self.b, self.n_atoms)
