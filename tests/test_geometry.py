@@ -118,7 +118,8 @@ def _verdicts(cell, cutoff):
 def test_one_cell_check_for_md_host_lists_and_so3lr():
     small = np.diag([10.0, 14.0, 14.0])  # 10 Å < 2 × 6 Å
     assert _verdicts(small, 6.0) == {"md": False, "host": False, "so3lr": False}
-    with pytest.raises(ModelError, match=r"box heights \[10.0, 14.0, 14.0\] Å are smaller than 2 × cutoff = 12 Å"):
+    message = r"box heights \[10.0, 14.0, 14.0\] Å are smaller than 2 × cutoff = 12 Å"
+    with pytest.raises(ModelError, match=message):
         geometry.check_cell(small, 6.0)
     exact = np.diag([12.0, 14.0, 14.0])  # heights exactly 2 × cutoff: accepted by all
     assert geometry.check_cell(exact, 6.0) is not None
