@@ -52,6 +52,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import ConfigError
+from .geometry import cell_heights
 
 METHODS = ("ewald", "pme")
 #: PME B-spline orders supported (even orders: the Euler exponential-spline factor |b(m)|² has no
@@ -293,7 +294,7 @@ def image_shifts(cell, r_cut: float, positions=None) -> np.ndarray:
     |n_a| ≤ r_cut/d_a + Δs_a, Δs_a the atoms' extent in fractional coordinate a — from ``positions``
     (Å) when given, else 1 (atoms inside the cell). numpy, from a concrete cell."""
     cell = np.asarray(cell, float)
-    d = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)  # distance between lattice planes
+    d = cell_heights(cell)  # distance between lattice planes
     if positions is None:
         frac_extent = np.ones(3)
     else:

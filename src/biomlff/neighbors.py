@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .errors import ModelError
+from .geometry import check_cell
 from .potential import Pairs
 
 
@@ -56,19 +57,13 @@ def pair_indices(positions, cutoff: float | None, cell=None, half: bool = False)
     pos = np.asarray(positions, dtype=float)
     n = len(pos)
     box = orthorhombic_box(cell)
+    check_cell(cell, cutoff)  # one rule with the MD lists and SO3LR: cell heights ≥ 2 × cutoff
     if cutoff is None:
-        if box is not None:
-            raise ModelError("an all-pairs list (cutoff=None) is only defined in free space; give a cutoff")
         i, j = np.triu_indices(n, k=1) if half else np.nonzero(~np.eye(n, dtype=bool))
         return i.astype(np.int64), j.astype(np.int64)
     from scipy.spatial import cKDTree
 
     if box is not None:
-        if np.any(box < 2 * cutoff):
-            raise ModelError(
-                f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × cutoff = {2 * cutoff} Å; "
-                "the minimum-image convention needs a larger box (or a smaller cutoff)"
-            )
         tree = cKDTree(np.mod(pos, box), boxsize=box)
     else:
         tree = cKDTree(pos)

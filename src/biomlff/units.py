@@ -18,11 +18,14 @@ meV = 1e-3
 # --- lengths (value in Å of one unit)
 Angstrom = 1.0
 Bohr = _u.Bohr  # Å per Bohr
+#: Bohr radius (Å) as the published SO3LR's ZBL initialisation writes it (not ASE's CODATA value)
+Bohr_so3lr = 0.5291772105638411
 nm = 10.0
 
 # --- time, temperature, pressure, misc
 fs = 1.0  # internal time unit
-ps = 1000.0
+ps = 1000.0  # fs per ps
+ps_per_fs = 1e-3  # ps per fs (the literal, so that x * ps_per_fs is the old x * 1e-3 bit for bit)
 kB = _u.kB  # eV/K
 atm = 1.01325 * _u.bar  # eV/Å^3 per atm
 bar = _u.bar  # eV/Å^3 per bar

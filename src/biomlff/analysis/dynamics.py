@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError
-from .structure import _frames
+from ..geometry import minimum_image_np
+from .structure import _frames, select_atoms
 
 
 def unwrap(positions, cell) -> np.ndarray:
@@ -30,11 +31,7 @@ def unwrap(positions, cell) -> np.ndarray:
     c = np.asarray(cell, dtype=float)
     if c.ndim == 2:
         c = np.broadcast_to(c, (x.shape[0], 3, 3))
-    inv = np.linalg.inv(c)
-    d = np.diff(x, axis=0)
-    s = np.einsum("tni,tij->tnj", d, inv[1:])
-    s -= np.round(s)
-    d = np.einsum("tni,tij->tnj", s, c[1:])
+    d = minimum_image_np(np.diff(x, axis=0), c[1:])
     out = np.empty_like(x)
     out[0] = x[0]
     out[1:] = x[0] + np.cumsum(d, axis=0)
@@ -53,12 +50,7 @@ def msd(positions, idx=None, dims=(0, 1, 2)) -> np.ndarray:
     """Mean-squared displacement MSD(m) (Å²) for lags m = 0…T−1 frames, averaged over all time
     origins and the atoms ``idx`` (all if None), using components ``dims``. Positions (T, N, 3)
     must be unwrapped (see :func:`unwrap`). FFT algorithm: MSD(m) = S1(m) − 2 S2(m)."""
-    x = _frames(positions)
-    if idx is not None:
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            raise DataError("MSD: the selection matches no atoms")
-        x = x[:, idx]
+    (x,) = select_atoms("MSD", idx, _frames(positions))
     x = x[:, :, list(dims)]
     t = x.shape[0]
     if t < 2:
@@ -164,12 +156,7 @@ def vacf(velocities, masses=None, idx=None, normalize: bool = True) -> np.ndarra
     ``normalize`` divides by C(0); otherwise units are Å²/fs² (or amu·Å²/fs²/amu)."""
     v = _frames(velocities)
     w = np.ones(v.shape[1]) if masses is None else np.asarray(masses, dtype=float)
-    if idx is not None:
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            raise DataError("VACF: the selection matches no atoms")
-        v = v[:, idx]
-        w = w[idx]
+    v, w = select_atoms("VACF", idx, v, w)
     t = v.shape[0]
     c = _blocked_autocorr_sum(v, weights=w) / w.sum() / (t - np.arange(t))
     if normalize:

@@ -9,6 +9,9 @@ import os
 
 import numpy as np
 
+from .. import units
+from ..fileio import atomic_path, atomic_write
+
 
 def _out(path) -> str:
     path = os.fspath(path)
@@ -28,14 +31,12 @@ def write_csv(path, columns: dict[str, np.ndarray], comment: str | None = None) 
         raise ValueError(
             f"CSV columns differ in length: {dict(zip(names, [c.size for c in cols], strict=True))}"
         )
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as fh:
         if comment:
             for line in comment.splitlines():
                 fh.write(f"# {line}\n")
         fh.write(",".join(names) + "\n")
         np.savetxt(fh, np.column_stack(cols), delimiter=",", fmt="%.8g")
-    os.replace(tmp, path)
     return path
 
 
@@ -53,12 +54,12 @@ def _save(fig, path) -> str:
     import matplotlib.pyplot as plt
 
     path = _out(path)
-    root, ext = os.path.splitext(path)
-    tmp = root + ".tmp" + (ext or ".png")
     fig.tight_layout()
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=os.path.splitext(path)[1].lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -106,13 +107,13 @@ def plot_msd(path, t_ps, msd_a2, fit=None, title=None) -> str:
     if fit is not None:
         tt = np.linspace(fit.t_start, fit.t_end, 50)
         ax.plot(
-            tt / 1000.0,
+            tt / units.ps,
             fit.intercept + 2 * fit.dimensions * fit.D * tt,
             "--",
             color="C3",
             label=f"fit: D = {fit.D_m2_s * 1e9:.3g} × 10⁻⁹ m²/s",
         )
-        ax.axvspan(fit.t_start / 1000.0, fit.t_end / 1000.0, color="C3", alpha=0.08)
+        ax.axvspan(fit.t_start / units.ps, fit.t_end / units.ps, color="C3", alpha=0.08)
     ax.set_xlabel("lag time (ps)")
     ax.set_ylabel("MSD (Å²)")
     if title:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..geometry import cell_heights, minimum_image_np
 
 
 def _frames(positions) -> np.ndarray:
@@ -21,6 +22,18 @@ def _frames(positions) -> np.ndarray:
     if x.ndim != 3 or x.shape[-1] != 3:
         raise DataError(f"positions must have shape (T, N, 3) or (N, 3), got {x.shape}")
     return x
+
+
+def select_atoms(what: str, idx, frames, *per_atom):
+    """(frames[:, idx], *(a[idx] for a in per_atom)) for an atom selection ``idx`` (None: all atoms,
+    everything returned unchanged); per-atom arrays (N, ...) may be None (kept). DataError naming
+    ``what`` (e.g. "RMSD") for an empty selection."""
+    if idx is None:
+        return (frames, *per_atom)
+    idx = np.asarray(idx, dtype=int)
+    if idx.size == 0:
+        raise DataError(f"{what}: the selection matches no atoms")
+    return (frames[:, idx], *(None if a is None else np.asarray(a, dtype=float)[idx] for a in per_atom))
 
 
 def _cells(cell, n_frames: int) -> np.ndarray | None:
@@ -36,34 +49,15 @@ def _cells(cell, n_frames: int) -> np.ndarray | None:
     return c
 
 
-def perpendicular_widths(cell) -> np.ndarray:
-    """Distances (Å) between opposite faces of the cell(s): (..., 3) = V / |a_j × a_k|."""
-    c = np.asarray(cell, dtype=float)
-    vol = np.abs(np.linalg.det(c))
-    cross = np.stack(
-        [
-            np.cross(c[..., 1, :], c[..., 2, :]),
-            np.cross(c[..., 2, :], c[..., 0, :]),
-            np.cross(c[..., 0, :], c[..., 1, :]),
-        ],
-        axis=-2,
-    )
-    return vol[..., None] / np.linalg.norm(cross, axis=-1)
+#: distances (Å) between opposite faces of the cell(s) (..., 3, 3) → (..., 3)
+perpendicular_widths = cell_heights
 
 
 def minimum_image(vectors, cell) -> np.ndarray:
-    """Minimum-image copies of difference vectors (T, ..., 3) Å under cells (T, 3, 3) Å.
-
-    Fractional rounding: exact for orthorhombic cells and for vectors shorter than half the
-    smallest perpendicular width of a triclinic cell (the usual MD case)."""
-    v = np.asarray(vectors, dtype=float)
-    c = np.asarray(cell, dtype=float)
-    inv = np.linalg.inv(c)
-    shape = v.shape
-    vt = v.reshape(shape[0], -1, 3)
-    s = np.einsum("tki,tij->tkj", vt, inv)
-    s -= np.round(s)
-    return np.einsum("tki,tij->tkj", s, c).reshape(shape)
+    """Minimum-image copies of difference vectors (T, ..., 3) Å under cells (T, 3, 3) Å
+    (:func:`biomlff.geometry.minimum_image_np`; exact for vectors shorter than half the smallest
+    cell height)."""
+    return minimum_image_np(vectors, cell)
 
 
 # --------------------------------------------------------------------------- RDF
@@ -253,14 +247,7 @@ def rmsd(positions, reference, idx=None, weights=None, fit: bool = True) -> np.n
     masses) for the fit and the average. ``fit=False`` gives the plain RMSD without superposition."""
     x = _frames(positions)
     ref = np.asarray(reference, dtype=float)
-    if idx is not None:
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            raise DataError("RMSD: the selection matches no atoms")
-        x = x[:, idx]
-        ref = ref[idx]
-        if weights is not None:
-            weights = np.asarray(weights, dtype=float)[idx]
+    x, ref, weights = select_atoms("RMSD", idx, x, ref, weights)
     w = np.ones(ref.shape[0]) if weights is None else np.asarray(weights, dtype=float)
     moved = superpose(x, ref, w) if fit else x
     d2 = np.sum((moved - ref) ** 2, axis=-1)
@@ -274,14 +261,7 @@ def rmsd_lag(
 
     Returns (mean (L,) Å, standard deviation over origins (L,) Å). Up to ``max_origins`` evenly
     spaced origins are used per lag. DataError if a lag is not shorter than the trajectory."""
-    x = _frames(positions)
-    if idx is not None:
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            raise DataError("RMSD: the selection matches no atoms")
-        x = x[:, idx]
-        if weights is not None:
-            weights = np.asarray(weights, dtype=float)[idx]
+    x, weights = select_atoms("RMSD", idx, _frames(positions), weights)
     t = x.shape[0]
     lags = np.atleast_1d(np.asarray(lags, dtype=int))
     if np.any(lags < 1) or np.any(lags >= t):
@@ -306,12 +286,7 @@ def radius_of_gyration(positions, masses=None, idx=None) -> np.ndarray:
     """Radius of gyration (Å) per frame: sqrt(Σ m |r − r_com|² / Σ m) (molecules must be whole)."""
     x = _frames(positions)
     m = np.ones(x.shape[1]) if masses is None else np.asarray(masses, dtype=float)
-    if idx is not None:
-        idx = np.asarray(idx, dtype=int)
-        if idx.size == 0:
-            raise DataError("radius of gyration: the selection matches no atoms")
-        x = x[:, idx]
-        m = m[idx]
+    x, m = select_atoms("radius of gyration", idx, x, m)
     com = np.einsum("n,tni->ti", m, x) / m.sum()
     d2 = np.sum((x - com[:, None]) ** 2, axis=-1)
     return np.sqrt(d2 @ m / m.sum())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
+from ..geometry import minimum_image_np
 
 H, C, N, O = 1, 6, 7, 8
 
@@ -274,7 +275,6 @@ def make_whole(positions, cell, bonds) -> np.ndarray:
     c = np.asarray(cell, dtype=float)
     if c.ndim == 2:
         c = np.broadcast_to(c, (x.shape[0], 3, 3))
-    inv = np.linalg.inv(c)
     n = x.shape[1]
     b = np.asarray(bonds, dtype=int).reshape(-1, 2)
     g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n)).tocsr()
@@ -286,8 +286,5 @@ def make_whole(positions, cell, bonds) -> np.ndarray:
         done[order] = True
         for a in order[1:]:
             p = pred[a]
-            d = x[:, a] - x[:, p]
-            s = np.einsum("ti,tij->tj", d, inv)
-            s -= np.round(s)
-            x[:, a] = x[:, p] + np.einsum("ti,tij->tj", s, c)
+            x[:, a] = x[:, p] + minimum_image_np(x[:, a] - x[:, p], c)
     return x

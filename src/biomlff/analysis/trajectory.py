@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, MissingDependencyError
+from ..fileio import atomic_path
 
 H5MD_SUFFIXES = (".h5", ".hdf5", ".h5md")
 ASE_FIRST_SUFFIXES = (".xyz", ".extxyz", ".traj", ".pdb", ".cif", ".vasp", ".xsf")
@@ -254,7 +255,7 @@ def _read_ase(path: str, index) -> Trajectory:
             pass
     times = None
     if all("time_ps" in a.info for a in frames):  # biomlff.md writes time_ps
-        times = np.array([float(a.info["time_ps"]) for a in frames]) * 1000.0
+        times = np.array([float(a.info["time_ps"]) for a in frames]) * units.ps
     elif all("time" in a.info for a in frames):  # 'time' in fs
         times = np.array([float(a.info["time"]) for a in frames])
     elif "timestep" in frames[0].info and len(frames) > 0:
@@ -387,8 +388,7 @@ def write_h5md(path, traj: Trajectory) -> None:
     import h5py
 
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with h5py.File(tmp, "w") as h5:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5md = h5.create_group("h5md")
         h5md.attrs["version"] = np.array([1, 1])
         g = h5.create_group("particles/all")
@@ -419,7 +419,6 @@ def write_h5md(path, traj: Trajectory) -> None:
             og = h5.create_group(f"observables/{key}")
             og.create_dataset("value", data=np.asarray(val, dtype=float))
             og.create_dataset("step", data=steps)
-    os.replace(tmp, path)
 
 
 def _read_mdanalysis(path: str, topology) -> Trajectory:
@@ -450,7 +449,7 @@ def _read_mdanalysis(path: str, topology) -> Trajectory:
     has_v = True
     for ts in u.trajectory:
         pos.append(atoms.positions.astype(float))
-        times.append(float(ts.time) * 1000.0)  # MDAnalysis time is ps
+        times.append(float(ts.time) * units.ps)  # MDAnalysis time is ps
         if ts.dimensions is not None and np.all(ts.dimensions[:3] > 0):
             from ase.geometry import cellpar_to_cell
 
@@ -458,7 +457,7 @@ def _read_mdanalysis(path: str, topology) -> Trajectory:
         else:
             cells.append(None)
         if has_v and ts.has_velocities:
-            vel.append(atoms.velocities.astype(float) / 1000.0)  # Å/ps -> Å/fs
+            vel.append(atoms.velocities.astype(float) / units.ps)  # Å/ps -> Å/fs
         else:
             has_v = False
     cell = None if any(c is None for c in cells) else np.stack(cells)

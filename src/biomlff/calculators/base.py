@@ -28,7 +28,6 @@ so it does not flip the global ``jax_enable_x64`` flag for the rest of the progr
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Hashable
 
@@ -37,27 +36,10 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ..errors import ConfigError, ModelError
 from ..potential import Pairs, Potential
+from ..precision import PRECISIONS, check_precision, dtype_of, precision_context  # noqa: F401  (re-exported)
 
 #: the properties computed by the energy/forces/stress kernel; everything else comes from outputs_fn
 _CORE = ("energy", "free_energy", "forces", "stress")
-PRECISIONS = ("float32", "float64")
-
-
-def check_precision(precision: str) -> str:
-    """Validate a precision name ('float32' or 'float64')."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision
-
-
-def precision_context(precision: str):
-    """Context in which JAX computes in ``precision``: ``jax.enable_x64(True)`` for float64
-    (thread-local, restored on exit), a no-op for float32."""
-    if precision == "float64":
-        import jax
-
-        return jax.enable_x64(True)
-    return contextlib.nullcontext()
 
 
 def cell_of(atoms) -> np.ndarray | None:
@@ -252,7 +234,7 @@ class PotentialCalculator(Calculator):
         atoms = self.atoms
         pot = self._ensure_potential(atoms)
         cell = cell_of(atoms)
-        dtype = np.float64 if self.precision == "float64" else np.float32
+        dtype = dtype_of(self.precision)
         positions = np.asarray(atoms.positions, dtype=float)
         pairs = self.pairs_for(positions, cell)
         x = positions.astype(dtype)

@@ -443,7 +443,7 @@ def _predict(args) -> int:
 
         for at, ei, fi in zip(frames, e, f, strict=True):
             at.calc = SinglePointCalculator(at, energy=float(ei), forces=fi)
-        from ..data import atomic_path
+        from ..fileio import atomic_path
 
         with atomic_path(out) as tmp:
             ase.io.write(tmp, frames, format="extxyz")

@@ -451,7 +451,7 @@ def _cmd_opt(args) -> int:
     )
     from ase.io import write
 
-    from ..data import atomic_path
+    from ..fileio import atomic_path
 
     atoms = system.to_atoms()
     atoms.positions = res.positions

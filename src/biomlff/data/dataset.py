@@ -27,41 +27,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .fields import ATOM_FIELDS, FIELD_KIND, FRAME_FIELDS, MAX_Z  # noqa: F401  (re-exported)
 
-#: known per-frame fields: name -> trailing shape (None = any)
-FRAME_FIELDS: dict[str, tuple[int, ...]] = {
-    "energy": (),
-    "charge": (),
-    "multiplicity": (),
-    "dipole": (3,),
-    "cell": (3, 3),
-    "pbc": (3,),
-    "formation_energy": (),
-    "quadrupole": (3, 3),
-    "homo_energy": (),
-    "lumo_energy": (),
-}
-#: known per-atom fields: name -> trailing shape
-ATOM_FIELDS: dict[str, tuple[int, ...]] = {
-    "forces": (3,),
-    "hirshfeld_ratios": (),
-    "partial_charges": (),
-    "c6_ratios": (),
-    "a0_ratios": (),
-}
-#: unit kind of known fields (used by writers that store non-eV units and by ``data info``)
-FIELD_KIND: dict[str, str] = {
-    "energy": "energy",
-    "formation_energy": "energy",
-    "homo_energy": "energy",
-    "lumo_energy": "energy",
-    "forces": "force",
-    "dipole": "dipole",
-    "charge": "charge",
-    "partial_charges": "charge",
-}
 
-MAX_Z = 118
+def index_to_selection(index: Any, n: int):
+    """A frame selection for :meth:`Dataset.subset` from an ASE-style ``index``: "a:b[:c]" → slice,
+    "k" or an int → [k], anything else (list, slice, array) unchanged (``n``: number of frames)."""
+    if isinstance(index, str):
+        if ":" in index:
+            parts = [int(p) if p.strip() else None for p in index.split(":")]
+            return slice(*parts)
+        return [int(index)]
+    if isinstance(index, (int, np.integer)):
+        return [int(index)]
+    return index
 
 
 def _element_numbers(values: Any, source: str, frame: int | None) -> np.ndarray:

@@ -18,12 +18,9 @@ the same folder, renamed over the target only when complete). See ``docs/data.md
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +28,8 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError
-from .dataset import Dataset
+from ..fileio import atomic_path  # noqa: F401  (re-exported: biomlff.data.io.atomic_path)
+from .dataset import Dataset, index_to_selection
 
 NPZ_EXT = (".npz",)
 XYZ_EXT = (".xyz", ".extxyz")
@@ -42,32 +40,6 @@ RMD17_UNITS = {"energy": "kcal/mol", "length": "Ang"}
 
 
 # ---------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on any error remove
-    it, so that ``path`` is either the complete new file or untouched (never half-written).
-
-    The temporary name keeps the target's suffix (``np.savez`` and friends look at it).
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DataError(f"{path}: output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp_path, 0o666 & ~mask)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
 def force_factor(force_unit: str | None, energy_unit: str, length_unit: str) -> float:
     """Factor converting forces to eV/Å: from ``force_unit`` ('kcal/mol/Ang', 'Hartree/Bohr', 'eV/Å')
     if given, else from ``energy_unit``/``length_unit``."""
@@ -670,19 +642,8 @@ def read_dataset(
     else:
         raise DataError(f"{path}: unknown format {fmt!r}; use sgdml, rmd17, extxyz, qcell or ase:NAME")
     if index is not None:
-        ds = ds.subset(_index_to_selection(index, len(ds)))
+        ds = ds.subset(index_to_selection(index, len(ds)))
     return ds
-
-
-def _index_to_selection(index: Any, n: int):
-    if isinstance(index, str):
-        if ":" in index:
-            parts = [int(p) if p.strip() else None for p in index.split(":")]
-            return slice(*parts)
-        return [int(index)]
-    if isinstance(index, (int, np.integer)):
-        return [int(index)]
-    return index
 
 
 def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str = "eV") -> list[str]:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ATOM_FIELDS, Dataset
-from .io import atomic_path
+from ..fileio import atomic_path
+from .dataset import ATOM_FIELDS, Dataset, index_to_selection
 
 #: dataset field name -> QCell key (all other names are identical)
 TO_QCELL = {"energy": "total_energy", "forces": "total_forces"}
@@ -190,9 +190,7 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
         elif isinstance(index, slice):
             sel = all_names[index]
         elif isinstance(index, str):
-            from .io import _index_to_selection
-
-            s = _index_to_selection(index, len(all_names))
+            s = index_to_selection(index, len(all_names))
             sel = all_names[s] if isinstance(s, slice) else [all_names[i] for i in s]
         else:
             sel = [all_names[int(i)] for i in index]
@@ -239,25 +237,11 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
     meta.pop("per_atom_fields", None)
     meta["provenance"] = list(meta.get("provenance", [])) + [f"read {path.name} (QCell HDF5)"]
     meta.setdefault("source_units", {})
-    return Dataset.from_arrays(
-        zs,
-        pos,
-        frame_data=frame_data,
-        atom_data=atom_vals,
-        metadata=meta,
-        validate=validate,
-        source=str(path),
-        min_distance=min_distance,
-    ) if len({len(z) for z in zs}) > 1 else Dataset.from_arrays(
-        np.stack(zs),
-        np.stack(pos),
-        frame_data=frame_data,
-        atom_data={k: np.stack(v) for k, v in atom_vals.items()},
-        metadata=meta,
-        validate=validate,
-        source=str(path),
-        min_distance=min_distance,
-    )
+    if len({len(z) for z in zs}) == 1:  # one composition: stacked arrays (the fixed-size layout)
+        zs, pos = np.stack(zs), np.stack(pos)
+        atom_vals = {k: np.stack(v) for k, v in atom_vals.items()}
+    return Dataset.from_arrays(zs, pos, frame_data=frame_data, atom_data=atom_vals, metadata=meta,
+                               validate=validate, source=str(path), min_distance=min_distance)
 
 
 def write_qcell(ds: Dataset, path) -> None:

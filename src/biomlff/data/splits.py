@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import atomic_path
 
 PARTS = ("train", "valid", "test")
 
@@ -88,8 +89,6 @@ class Split:
 
     def save(self, path) -> None:
         """Write the record as JSON (atomically)."""
-        from .io import atomic_path
-
         with atomic_path(path) as tmp:
             # one line per entry, index lists inline (readable even for long lists)
             d = self.to_dict()

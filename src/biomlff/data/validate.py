@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .dataset import ATOM_FIELDS, FRAME_FIELDS, MAX_Z
+from .fields import ATOM_FIELDS, FRAME_FIELDS, MAX_Z
 
 
 def _frame_of_atom(offsets: np.ndarray, atom: int) -> int:

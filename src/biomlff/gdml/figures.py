@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_path, atomic_write
+
 
 def _pyplot():
     import matplotlib
@@ -25,13 +27,6 @@ def _symbols(z) -> list[str]:
     return [chemical_symbols[int(v)] for v in z]
 
 
-def _atomic_target(path) -> Path:
-    """``path`` as a Path, its parent folders created (the file is written via ``atomic_path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str = "", colorbar=None) -> Path:
     """Axis labels, optional ``colorbar=(mappable, label)`` and title, then :func:`_save`."""
     ax.set_xlabel(xlabel)
@@ -45,12 +40,10 @@ def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str = "", colorbar=N
 
 def _save(fig, path) -> Path:
     """Save a figure atomically (temp file + rename) as PNG."""
-    from ..data import atomic_path
-
-    path = _atomic_target(path)
+    path = Path(path)
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        with atomic_path(path, make_parents=True) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         _pyplot().close(fig)
     return path
@@ -146,13 +139,12 @@ def plot_importance_vs_distance(distance, values, path, label: str, kept=None, t
 
 def write_csv(path, header: list[str], rows) -> Path:
     """Write a CSV file atomically."""
-    from ..data import atomic_path
-
-    path = _atomic_target(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    path = Path(path)
+    with atomic_write(path, "w", make_parents=True, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        w.writerows(rows)
+        for row in rows:
+            w.writerow(row)
     return path
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
-from ..serialization import to_jsonable
+from ..fileio import atomic_savez, jsonable
 from .descriptor import (
     check_pair_list,
     descriptor_and_jacobian,
@@ -272,7 +272,7 @@ class GDMLModel:
             "pairs_b": np.asarray(b),
             "energy_unit": np.array("eV"),
             "length_unit": np.array("Ang"),
-            "info": np.array(json.dumps(to_jsonable(self.info))),
+            "info": np.array(json.dumps(jsonable(self.info))),
         }
         if self.alphas is not None:
             arrays["alphas"] = np.asarray(self.alphas)
@@ -465,15 +465,9 @@ def _err_dict(err, factor, default):
 def _atomic_savez(path, arrays: dict, allow_pickle: bool = False) -> Path:
     """np.savez_compressed through :func:`biomlff.data.atomic_path` (temp file + rename); a missing
     ``.npz`` suffix is added and missing parent folders are created."""
-    from ..data import atomic_path
 
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh,
-            **{k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()},
-        )
-    return path
+    arrays = {k: (np.array(v, dtype=object) if isinstance(v, dict) else v) for k, v in arrays.items()}
+    return atomic_savez(path, arrays, compressed=True, make_parents=True)

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 
 from ..errors import ModelError
+from .descriptor import pair_index_matrix
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,6 @@ def check_group(perms: np.ndarray, z: np.ndarray | None = None) -> None:
 def descriptor_perms(perms: np.ndarray, a: np.ndarray, b: np.ndarray, n_atoms: int) -> np.ndarray:
     """Descriptor index maps q (P, D): q[p, k] = index of the pair {π_p(a_k), π_p(b_k)}, so that
     x[q[p]] is the descriptor of the relabelled geometry r'_i = r_{π_p(i)}."""
-    from .descriptor import pair_index_matrix
 
     idx = pair_index_matrix(n_atoms, a, b)
     q = idx[perms[:, a], perms[:, b]]
@@ -243,7 +243,6 @@ def pair_orbits(perms: np.ndarray, a: np.ndarray, b: np.ndarray, n_atoms: int) -
 def check_orbit_closed(perms: np.ndarray, a, b, n_atoms: int) -> None:
     """Raise ModelError unless the pair list (a, b) is a union of orbits of the group ``perms``,
     naming the first broken orbit (its atom pairs that are kept and those that are missing)."""
-    from .descriptor import pair_index_matrix
 
     perms = np.asarray(perms)
     if len(perms) <= 1:

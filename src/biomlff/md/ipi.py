@@ -166,7 +166,7 @@ class IPIClient:
         (3, 3) Å, lattice vectors as rows, used only for a periodic client."""
         import jax.numpy as jnp
 
-        from .simulation import precision_context
+        from ..precision import precision_context
 
         pos = np.asarray(positions, float)
         if pos.shape != (self.n, 3):

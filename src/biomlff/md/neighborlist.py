@@ -43,6 +43,7 @@ import dataclasses
 
 import numpy as np
 
+from .. import geometry
 from ..errors import ModelError
 from ..potential import NeighborSpec, Pairs
 
@@ -59,31 +60,17 @@ def hashable_cell_size(nl):
 
 
 def check_cell(cell, cutoffs: list[float], skin: float = 0.0) -> np.ndarray | None:
-    """Validate a cell (3, 3) Å (rows = lattice vectors) for minimum-image pair lists.
-
-    Every cell height (distance between opposite faces) must be at least 2 × the largest cutoff
-    (Å); returns the cell as float64 or ``None`` for free space. Raises ModelError otherwise."""
+    """Validate a cell (3, 3) Å (rows = lattice vectors) for minimum-image pair lists: every cell
+    height must be ≥ 2 × the largest of ``cutoffs`` (Å), the rule of :func:`biomlff.geometry.check_cell`
+    (``skin`` is not needed: pairs are masked to the cutoff). Returns the cell as float64 or ``None``
+    for free space; raises ModelError otherwise."""
     if cell is None:
         return None
-    c = np.asarray(cell, dtype=float)
-    if c.shape != (3, 3):
-        raise ModelError(f"cell must have shape (3, 3), got {c.shape}")
-    vol = abs(np.linalg.det(c))
-    if vol < 1e-9:
-        raise ModelError("the cell is singular (zero volume); give a full 3-D periodic cell or none")
-    heights = [vol / np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3)]
     if any(x is None for x in cutoffs):
-        raise ModelError(
-            "the model asks for an all-pairs list (cutoff None), which only exists in free space; "
-            "give a long-range cutoff for periodic systems (e.g. --lr-cutoff 12)"
-        )
-    rc = max(cutoffs) if cutoffs else 0.0
-    if rc > 0 and min(heights) < 2 * rc:
-        raise ModelError(
-            f"box heights {np.round(heights, 3).tolist()} Å are smaller than 2 × cutoff = {2 * rc:g} Å; the "
-            "minimum-image convention needs a larger box (or a smaller cutoff)"
-        )
-    return c
+        rc = None
+    else:
+        rc = max(cutoffs) if cutoffs else 0.0
+    return geometry.check_cell(cell, rc)
 
 
 #: systems at least this large trade up to half of the skin for a cell list (:func:`cell_list_skin`)
@@ -134,9 +121,7 @@ class PairLists:
         self.cell0 = check_cell(cell, cutoffs) if self.periodic else None
         if self.periodic and self.skin > 0:
             # the list cutoff rc + skin must also respect the minimum image; shrink the skin if needed
-            c = self.cell0
-            vol = abs(np.linalg.det(c))
-            hmin = min(vol / np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3))
+            hmin = float(geometry.cell_heights(self.cell0).min())
             rc = max(cutoffs) if cutoffs else 0.0
             self.skin = float(max(0.0, min(self.skin, 0.5 * hmin - rc - 1e-6)))
             self.skin = cell_list_skin(hmin, rc, self.skin, self.n)
@@ -341,10 +326,7 @@ class PairLists:
                 valid = valid & (i < j)  # each unordered pair once, i < j as on the host
             i = jnp.where(valid, i, 0)  # padded entries point at atom 0 (Pairs contract)
             j = jnp.where(valid, j, 0)
-            d = positions[j] - positions[i]
-            if self.periodic:
-                s = d @ jnp.linalg.inv(cell)
-                d = (s - jnp.round(s)) @ cell
+            d = geometry.minimum_image(positions[j] - positions[i], cell if self.periodic else None)
             r2 = jnp.sum(d * d, axis=-1)
             mask = valid & (r2 < spec.cutoff**2)
             out[name] = Pairs(i, j, mask)

@@ -62,8 +62,8 @@ def optimize(
     from jax import lax
     from jax_md import minimize
 
+    from ..precision import precision_context
     from .engine import as_pytree_fn, make_evaluate
-    from .simulation import precision_context
 
     if not fmax > 0:
         raise ConfigError(f"fmax must be positive, got {fmax} eV/Å")

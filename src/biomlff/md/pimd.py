@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -45,6 +44,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, ModelError
+from ..fileio import atomic_savez
 from .integrators import fs_to_time, kinetic2, remove_com_momentum
 from .neighborlist import PairLists
 from .simulation import MDSettings, precision_context
@@ -679,12 +679,7 @@ class PIMDSimulation:
         arrays["lists/rebuilds"] = np.asarray(self.lists["rebuilds"])
         if "ref_cell" in self.lists:
             arrays["lists/ref_cell"] = np.asarray(self.lists["ref_cell"])
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_savez(path, {"meta": np.array(json.dumps(meta)), **arrays}, fsync=True)
 
     @staticmethod
     def load_checkpoint(path) -> dict:
@@ -891,7 +886,7 @@ class PIMDSimulation:
         ns_day = (nsteps * self.pimd.dt_fs * 1e-6) / (seconds / 86400.0) if seconds > 0 and nsteps else 0.0
         row = {
             "step": self.step,
-            "time_ps": self.step * self.pimd.dt_fs * 1e-3,
+            "time_ps": self.step * self.pimd.dt_fs * units.ps_per_fs,
             "E_pot": obs["e_pot"],
             "K_cv": obs["k_cv"],
             "K_prim": obs["k_prim"],

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,9 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, ModelError
+from ..fileio import atomic_savez
+from ..geometry import cell_heights
+from ..precision import precision_context
 from .integrators import Ensemble, Integrator, maxwell_boltzmann
 from .neighborlist import PairLists
 from .steering import Steering
@@ -86,13 +88,6 @@ class MDSettings:
         log = Path(self.log_file) if self.log_file else (stem.with_suffix(".log") if stem else None)
         chk = Path(self.checkpoint) if self.checkpoint else (Path(str(stem) + ".chk.npz") if stem else None)
         return traj, log, chk
-
-
-def precision_context(precision: str):
-    """Context in which JAX computes in ``precision`` (thread-local x64 switch)."""
-    import jax
-
-    return jax.enable_x64(precision == "float64")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,12 +403,7 @@ class Simulation:
         arrays["lists/rebuilds"] = np.asarray(self.lists["rebuilds"])
         if "ref_cell" in self.lists:
             arrays["lists/ref_cell"] = np.asarray(self.lists["ref_cell"])
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_savez(path, {"meta": np.array(json.dumps(meta)), **arrays}, fsync=True)
 
     @staticmethod
     def load_checkpoint(path) -> dict:
@@ -569,9 +559,7 @@ class Simulation:
     def _check_finite(self, obs):
         cutoffs = [sp.cutoff for sp in self.potential.neighbors.values() if sp.cutoff is not None]
         if "cell" in self.state and cutoffs:
-            c = np.asarray(self.state["cell"], float)
-            vol = abs(np.linalg.det(c))
-            hmin = min(vol / np.linalg.norm(np.cross(c[(k + 1) % 3], c[(k + 2) % 3])) for k in range(3))
+            hmin = float(cell_heights(np.asarray(self.state["cell"], float)).min())
             if hmin < 2 * max(cutoffs):
                 raise ModelError(
                     f"at step {self.step} the box (height {hmin:.3f} Å) became smaller than "
@@ -617,7 +605,7 @@ class Simulation:
         )
         row = {
             "step": self.step,
-            "time_ps": self.step * self.ensemble.dt_fs * 1e-3,
+            "time_ps": self.step * self.ensemble.dt_fs * units.ps_per_fs,
             "E_pot": obs["e_pot"],
             "E_kin": obs["e_kin"],
             "E_tot": obs["e_tot"],

@@ -83,7 +83,7 @@ class Steering:
             return None
         import jax.numpy as jnp
 
-        from .testing import minimum_image
+        from ..geometry import minimum_image
 
         cf = [(int(a), np.asarray(f, float)) for a, f in self.constant_forces]
         pulls = [(int(a), int(b), float(f)) for a, b, f in self.pulls]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..geometry import minimum_image_np
 
 
 @dataclass
@@ -137,10 +138,7 @@ def repartition_hydrogen_masses(system: System, h_mass: float = 3.024, bond_cuto
     if heavy.size == 0:
         raise DataError(f"{system.name}: hydrogen mass repartitioning needs heavy atoms")
     for h in np.nonzero(z == 1)[0]:
-        d = pos[heavy] - pos[h]
-        if system.cell is not None:
-            s = d @ np.linalg.inv(system.cell)
-            d = (s - np.round(s)) @ system.cell
+        d = minimum_image_np(pos[heavy] - pos[h], system.cell)
         r = np.linalg.norm(d, axis=1)
         k = int(np.argmin(r))
         if r[k] > bond_cutoff:

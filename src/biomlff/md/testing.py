@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import minimum_image  # noqa: F401  (re-exported: biomlff.md.testing.minimum_image)
 from ..potential import NeighborSpec, Potential
 
 
@@ -22,19 +23,6 @@ def _smooth_switch(r, r_on: float, r_off: float):
 
     x = jnp.clip((r - r_on) / (r_off - r_on), 0.0, 1.0)
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
-
-
-def minimum_image(d, cell):
-    """Minimum-image displacement vectors d (…, 3) Å for a cell (3, 3) with lattice vectors as rows
-    (exact for orthorhombic cells and for any cell whose heights exceed 2 × the largest |d| needed)."""
-    import jax.numpy as jnp
-
-    if cell is None:
-        return d
-    inv = jnp.linalg.inv(cell)
-    s = d @ inv
-    s = s - jnp.round(s)
-    return s @ cell
 
 
 def lennard_jones(

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, units
 from ..errors import DataError
 
-PS_PER_FS = 1e-3
+PS_PER_FS = units.ps_per_fs
 
 
 def trajectory_format(path) -> str:

@@ -30,13 +30,14 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .. import units
 from ..errors import ConfigError
 
 #: rows of the per-element tables (Z = 0..118) and of the charge/Hirshfeld tables (Z = 0..99)
 NUM_ELEMENTS = 119
 NUM_ELEMENTS_HEADS = 100
 #: Bohr radius (Å) used by the ZBL initialisation
-_A0 = 0.5291772105638411
+_A0 = units.Bohr_so3lr
 
 
 @dataclass(frozen=True)

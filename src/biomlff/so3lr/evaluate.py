@@ -10,7 +10,6 @@ below). Units: positions Å, cell rows Å, energy eV, forces eV/Å, charges e, d
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -18,20 +17,12 @@ import numpy as np
 
 from ..neighbors import bucket, padded_pairs, pair_indices
 from ..potential import Potential
+from ..precision import precision_context
 
 #: smallest atom-count bucket; buckets grow by ≈ √2 (rounded up to multiples of 32 above it)
 ATOM_BUCKET_MINIMUM = 16
 #: per-compilation trace counter (a test checks that mixed sizes compile only a few programs)
 TRACES = [0]
-
-
-def precision_context(precision: str):
-    """``jax.enable_x64(True)`` for float64 (thread-local, restored on exit), else a no-op."""
-    if precision == "float64":
-        import jax
-
-        return jax.enable_x64(True)
-    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

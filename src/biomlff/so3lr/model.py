@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import geometry
 from ..errors import ConfigError, ModelError
 from ..ewald import EwaldSettings
 from ..potential import NeighborSpec, Pairs, Potential
@@ -50,24 +51,16 @@ def check_elements(atomic_numbers, elements=TRAINED_ELEMENTS, model: str = "SO3L
 
 
 def check_cell(cell, lr_cutoff: float | None, sr_cutoff: float = physics.SR_CUTOFF) -> np.ndarray | None:
-    """Validate a cell for SO3LR: None (free space) or orthorhombic with every edge ≥ 2 × lr cutoff
-    (and ≥ 2 × the short-range cutoff, 4.5 Å). Returns the (3,) box edges in Å or None."""
+    """Validate a cell for SO3LR: None (free space) or orthorhombic (host pair lists) with every
+    height ≥ 2 × max(lr cutoff, short-range cutoff 4.5 Å) (:func:`biomlff.geometry.check_cell`).
+    Returns the (3,) box edges in Å or None."""
     from ..neighbors import orthorhombic_box
 
     if cell is None:
         return None
     box = orthorhombic_box(cell)
-    if lr_cutoff is None:
-        raise ModelError(
-            "lr_cutoff=None (all pairs) is only defined in free space; "
-            "use a finite lr cutoff (e.g. 12 Å) for periodic systems"
-        )
-    need = 2.0 * max(float(lr_cutoff), float(sr_cutoff))
-    if np.any(box < need):
-        raise ModelError(
-            f"box edges {np.round(box, 4).tolist()} Å are shorter than 2 × lr cutoff = {need} Å "
-            "(minimum-image convention); use a larger box or a smaller lr_cutoff"
-        )
+    need = None if lr_cutoff is None else max(float(lr_cutoff), float(sr_cutoff))
+    geometry.check_cell(cell, need, name="lr cutoff")
     return box
 
 
@@ -99,13 +92,7 @@ class SO3LRConfig:
 
 def _displacements(positions, i, j, cell):
     """r_ij = R_j − R_i (Å), minimum image through fractional coordinates when a cell is given."""
-    import jax.numpy as jnp
-
-    d = positions[j] - positions[i]
-    if cell is not None:
-        s = d @ jnp.linalg.inv(cell)
-        d = (s - jnp.round(s)) @ cell
-    return d
+    return geometry.minimum_image(positions[j] - positions[i], cell)
 
 
 def _pair_geometry(positions, pairs, cell):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..serialization import to_jsonable as _to_jsonable
+from ..fileio import atomic_savez, jsonable
 from .architecture import PUBLISHED, Architecture
 
 FORMAT = "biomlff-so3krates-model"
@@ -93,7 +93,6 @@ class SO3LRModel:
 def save_model(path, model: SO3LRModel) -> Path:
     """Write ``model`` to ``path`` (.npz) atomically (temporary file + rename)."""
     from .. import __version__
-    from ..data.io import atomic_path
     from .weights import checksum, flatten, unflatten, validate_tree
 
     path = Path(path)
@@ -112,11 +111,8 @@ def save_model(path, model: SO3LRModel) -> Path:
         "package_version": __version__,
         **{k: v for k, v in model.meta.items() if k not in ("format", "version", "sha256")},
     }
-    blob = np.frombuffer(json.dumps(_to_jsonable(meta), indent=1).encode(), dtype=np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __meta__=blob, **{f"params/{k}": v for k, v in flat.items()})
-    return path
+    blob = np.frombuffer(json.dumps(jsonable(meta), indent=1).encode(), dtype=np.uint8)
+    return atomic_savez(path, {"__meta__": blob, **{f"params/{k}": v for k, v in flat.items()}})
 
 
 def is_model_file(path) -> bool:

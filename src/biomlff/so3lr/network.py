@@ -258,6 +258,25 @@ def _both_directions(q, k, w, i, j, scale):
     return jnp.concatenate([a_ij, a_ji], axis=0) * jnp.concatenate([scale, scale], axis=0)
 
 
+def tabulated_radial_filters(coeffs, r, rc: float, dtype):
+    """Both radial filters (2, P, F) from a layer table ``coeffs`` (cells, K, 2F) of
+    :mod:`biomlff.so3lr.tabulate` at distances ``r`` (P,) Å; ``rc`` the table's upper end (Å).
+    Distances beyond rc use the last cell's polynomial (finite; such pairs carry cutoff factor 0)."""
+    import jax.numpy as jnp
+
+    c = jnp.asarray(coeffs).astype(dtype)
+    cells, k, two_f = c.shape
+    x = r.astype(dtype) * (cells / rc)
+    cell = jnp.clip(jnp.floor(x), 0, cells - 1)
+    t = (x - cell)[:, None]
+    rows = c[cell.astype(jnp.int32)]  # (P, K, 2F)
+    y = rows[:, k - 1]
+    for a in range(k - 2, -1, -1):  # Horner
+        y = y * t + rows[:, a]
+    f = two_f // 2
+    return jnp.stack([y[:, :f], y[:, f:]])
+
+
 def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture = PUBLISHED, table=None):
     """Attention updates (Δx (n, F), Δev (n, Σ(2l+1))) from one block of unordered pairs ``g`` (dict of
     per-pair ``i``, ``j``, ``rbf``, ``ylm``, ``phi``); ``heads`` = (q1, k1, v1, q2, k2) per atom.
@@ -271,9 +290,7 @@ def _messages(ab, heads, ev, g, n: int, dtype, first: bool, arch: Architecture =
     if table is None:
         radial = radial_filters(ab, g["rbf"], dtype)
     else:
-        from .tabulate import evaluate
-
-        radial = evaluate(table, g["r"], arch.sr_cutoff, dtype)
+        radial = tabulated_radial_filters(table, g["r"], arch.sr_cutoff, dtype)
     if first:  # ev = 0 → C(ev_j − ev_i) = 0: the spherical filter is the same constant for all pairs
         inv = jnp.zeros((1, arch.max_degree), dtype)
     else:

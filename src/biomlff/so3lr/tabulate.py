@@ -37,6 +37,7 @@ import functools
 
 import numpy as np
 
+from . import network
 from .architecture import PUBLISHED, Architecture
 
 #: key of the tables in a parameter tree
@@ -56,8 +57,6 @@ R_FIRST_NODE = 1e-9
 def _radial_fn(ab, arch: Architecture):
     """r (P,) Å → both radial filters (P, 2F) in float64, the network's own functions."""
     import jax.numpy as jnp
-
-    from . import network
 
     def f(r):
         rbf = network.bernstein_basis(r, jnp.float64, arch.num_rbf)
@@ -201,23 +200,9 @@ def default_cells(precision: str) -> int:
     return DEFAULT_CELLS.get(precision, NUM_CELLS)
 
 
-def evaluate(coeffs, r, rc: float, dtype):
-    """Both radial filters (2, P, F) from a layer table ``coeffs`` (cells, K, 2F) at distances
-    ``r`` (P,) Å; ``rc`` the table's upper end (Å). Distances beyond rc use the last cell's polynomial
-    (finite; such pairs carry cutoff factor 0)."""
-    import jax.numpy as jnp
-
-    c = jnp.asarray(coeffs).astype(dtype)
-    cells, k, two_f = c.shape
-    x = r.astype(dtype) * (cells / rc)
-    cell = jnp.clip(jnp.floor(x), 0, cells - 1)
-    t = (x - cell)[:, None]
-    rows = c[cell.astype(jnp.int32)]  # (P, K, 2F)
-    y = rows[:, k - 1]
-    for a in range(k - 2, -1, -1):  # Horner
-        y = y * t + rows[:, a]
-    f = two_f // 2
-    return jnp.stack([y[:, :f], y[:, f:]])
+#: both radial filters (2, P, F) from a layer table at distances r (P,) Å (lives in
+#: :mod:`biomlff.so3lr.network`, which evaluates it inside the layers)
+evaluate = network.tabulated_radial_filters
 
 
 def table_error(params, tables, arch: Architecture = PUBLISHED, samples: int = 20011) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..fileio import atomic_savez, atomic_write
 
 FORMAT = "biomlff-so3lr-params"
 FORMAT_VERSION = 1
@@ -451,20 +452,9 @@ def save_canonical(params, directory=None, source: str = "") -> Path:
         "n_parameters": int(sum(v.size for v in flat.values())),
         "source": source,
     }
-    target = directory / PARAMS_FILE
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **flat)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
+    target = atomic_savez(directory / PARAMS_FILE, flat)
+    with atomic_write(directory / META_FILE) as fh:
         json.dump(meta, fh, indent=1)
-    os.replace(tmp, directory / META_FILE)
     return target
 
 

@@ -33,6 +33,8 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError
+from ..fileio import atomic_path, atomic_savez, atomic_write
+from ..precision import dtype_of, precision_context
 from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
 from .config import TrainConfig
 
@@ -281,16 +283,12 @@ def _strip(batch):
 def _save_checkpoint(path: Path, state, best, info: dict) -> None:
     import jax
 
-    from ..data.io import atomic_path
-
     leaves = jax.tree_util.tree_leaves(state)
     best_leaves = jax.tree_util.tree_leaves(best) if best is not None else []
     arrays = {f"s{k:05d}": np.asarray(a) for k, a in enumerate(leaves)}
     arrays.update({f"b{k:05d}": np.asarray(a) for k, a in enumerate(best_leaves)})
     blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, __info__=blob, **arrays)
+    atomic_savez(path, {"__info__": blob, **arrays})
 
 
 def _load_checkpoint(path: Path, state, best):
@@ -312,17 +310,14 @@ def _load_checkpoint(path: Path, state, best):
 
 
 def _write_history(workdir: Path, history: list[dict]) -> None:
-    from ..data.io import atomic_path
-
     if not history:
         return
     keys = list(history[-1].keys())
-    with atomic_path(workdir / "history.csv") as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            for row in history:
-                w.writerow(row)
+    with atomic_write(workdir / "history.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for row in history:
+            w.writerow(row)
 
 
 def plot_learning_curves(history: list[dict], path) -> None:
@@ -331,8 +326,6 @@ def plot_learning_curves(history: list[dict], path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..data.io import atomic_path
 
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -374,8 +367,6 @@ def _history_row(epoch, step, train_loss, m, score, lr, seconds) -> dict:
 
 def train(cfg: TrainConfig, *, resume: bool = False, log=print) -> TrainResult:
     """Train or fine-tune a model as configured (see module docstring); returns a TrainResult."""
-    from ..so3lr.evaluate import precision_context
-
     with precision_context(cfg.precision):
         return _train(cfg, resume, log)
 
@@ -390,7 +381,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     from .optim import make_optimizer
 
     t_start = time.perf_counter()
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    dtype = dtype_of(cfg.precision)
     if cfg.devices > len(jax.devices()):
         raise ConfigError(
             f"config: devices={cfg.devices} but JAX sees {len(jax.devices())} device(s) "
@@ -605,11 +596,10 @@ def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", b
     """Errors of a model (SO3LRModel) on a labelled dataset: MAE/RMSE per label as in
     :func:`metrics_of` (eV, eV/Å, e·Å; energies also kcal/mol). ``lr_cutoff="auto"``: all pairs in
     free space, 12 Å for periodic frames. Exact radial filters."""
-    from ..so3lr.evaluate import precision_context
     from ..so3lr.model import make_config, neighbor_specs
 
     lr = _lr_cutoff(lr_cutoff, ds)
-    dtype = np.float64 if precision == "float64" else np.float32
+    dtype = dtype_of(precision)
     with precision_context(precision):
         config = make_config(lr, 2.0, precision, model.arch, filters="exact")
         groups = build_frames(ds, neighbor_specs(lr, model.arch))
