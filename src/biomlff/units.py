@@ -25,7 +25,7 @@ nm = 10.0
 # --- time, temperature, pressure, misc
 fs = 1.0  # internal time unit
 ps = 1000.0  # fs per ps
-ps_per_fs = 1e-3  # ps per fs (the literal, so that x * ps_per_fs is the old x * 1e-3 bit for bit)
+ps_per_fs = 1.0 / ps  # ps per fs (the same double as the literal 1e-3)
 kB = _u.kB  # eV/K
 atm = 1.01325 * _u.bar  # eV/Å^3 per atm
 bar = _u.bar  # eV/Å^3 per bar

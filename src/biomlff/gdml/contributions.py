@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError, ModelError
+from ..precision import precision_context
 from .descriptor import descriptor_and_jacobian
 from .model import GDMLModel
 
@@ -111,7 +112,7 @@ def contributions(model: GDMLModel, positions, batch_size: int = 64) -> Contribu
     etot = np.empty(nb)
     fn = jax.jit(_pair_terms)
     bs = max(1, min(batch_size, nb))
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         args = (jnp.asarray(xpc), jnp.asarray(up), jnp.asarray(xpu), float(model.sigma), float(model.std))
         for s in range(0, nb, bs):
             xs = x[s : s + bs] - xbar

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from ..precision import precision_context
+
 SQRT5 = math.sqrt(5.0)
 
 
@@ -276,10 +278,9 @@ class KernelAssembler:
 
     def block_tile(self, rows: np.ndarray, cols: np.ndarray, sigma: float) -> np.ndarray:
         """Dense K[rows-blocks, cols-blocks] for geometry index arrays of length ``tile``."""
-        import jax
 
         extra = () if self.basis is None else (self.basis[rows], self.basis[cols])
-        with jax.enable_x64(True):
+        with precision_context("float64"):
             out = self._compiled()(
                 self.X[rows], self.C[rows], self.X[cols], self.C[cols], float(sigma), *extra
             )
@@ -332,7 +333,6 @@ class KernelAssembler:
         """Energy constraint blocks (spec §3): K_FE (kM, M) with K_FE[i-block, j] = cov(F_i, E_j) and
         K_EE (M, M) = cov(E_i, E_j) (k = 3N, or 3N − 6 in reduced coordinates). Written into
         ``out_fe``/``out_ee`` if given (any array views of the right shape)."""
-        import jax
 
         m, n3, t = self.m, self.n3, self.tile
         if out_fe is None:
@@ -341,7 +341,7 @@ class KernelAssembler:
             out_ee = np.empty((m, m))
         tiles = self._tile_indices(np.arange(m))
         fn = self._energy_compiled()
-        with jax.enable_x64(True):
+        with precision_context("float64"):
             for ti, rows in enumerate(tiles):
                 extra = () if self.basis is None else (self.basis[rows],)
                 for tj, cols in enumerate(tiles):

@@ -27,6 +27,7 @@ import numpy as np
 from .. import units
 from ..errors import DataError, ModelError
 from ..fileio import atomic_savez, jsonable
+from ..precision import precision_context
 from .descriptor import (
     check_pair_list,
     descriptor_and_jacobian,
@@ -170,7 +171,6 @@ class GDMLModel:
         1024 gives ~1.5× the throughput of 128); a last partial batch is padded to the next power of
         two, so that few compiled shapes serve all calls.
         """
-        import jax
 
         from .predict import row_chunk
 
@@ -194,7 +194,7 @@ class GDMLModel:
 
             starts = tqdm(starts, desc="predict", unit="batch", leave=False)
         n_rows = self.n_train * self.n_perms
-        with jax.enable_x64(True):
+        with precision_context("float64"):
             for s in starts:
                 chunk_pos = pos[s : s + bs]
                 k = len(chunk_pos)

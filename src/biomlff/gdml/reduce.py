@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
+from ..precision import precision_context
 from .descriptor import descriptor_and_jacobian
 from .model import GDMLModel
 from .perms import check_orbit_closed, pair_orbits  # noqa: F401  (public here too)
@@ -60,7 +61,6 @@ def masked_predict(model: GDMLModel, positions, mask) -> tuple[np.ndarray, np.nd
     ``mask`` (D,) = 0 are zeroed in the query descriptor and Jacobian and in every permuted training
     row P_π x_j, P_π u_j; then the ordinary batched prediction formula runs (the reference for the
     vectorised update of :func:`feature_importance`)."""
-    import jax
     import jax.numpy as jnp
 
     from .predict import batch_energy_forces, prepare_rows
@@ -76,7 +76,7 @@ def masked_predict(model: GDMLModel, positions, mask) -> tuple[np.ndarray, np.nd
     xp, up = model._permuted()
     ae = model._ae_rows()
     rows = prepare_rows(xp * mask, up * mask, len(xp), ae)
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         e, f = batch_energy_forces(
             jnp.asarray(x),
             jnp.asarray(c),
@@ -166,7 +166,7 @@ def masked_predictions(model: GDMLModel, positions, groups: list[np.ndarray]):
         eg, gg, _, _ = jax.vmap(lambda v: _masked_sums_one(v, xpc_, up_, ind_, sigma, ae_))(xq)
         return float(model.c) + std * eg, vjp(cq[:, None], std * gg, a, b, n)
 
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         e, f = jax.jit(fn)(x - xbar, c, xpc, up, ind, None if ae is None else jnp.asarray(ae))
         return np.asarray(e), np.asarray(f)
 
@@ -260,7 +260,7 @@ def feature_importance(
         from tqdm.auto import tqdm
 
         it = tqdm(chunks, desc="feature importance", unit="chunk", leave=False)
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         xpc_j = jnp.asarray(xpc)
         up_j = jnp.asarray(up)
         ae_j = None if ae is None else jnp.asarray(ae)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError
+from ..precision import precision_context
 from .data import Frames, check_frames
 from .descriptor import check_pair_list, descriptor_and_jacobian, jvp, pair_list
 from .kernel import KernelAssembler, internal_basis
@@ -213,7 +214,7 @@ class TrainingSet:
             u = jvp(C, v.reshape(m, n_atoms, 3), a, b)  # (M, D)
             rows = prepare_rows(xp, u[:, q].reshape(-1, d), rchunk)
             out = np.empty((m + pad, n_atoms, 3))
-            with jax.enable_x64(True):
+            with precision_context("float64"):
                 for s in range(0, m + pad, bs):
                     out[s : s + bs] = np.asarray(kvj(Xpad[s : s + bs], Cpad[s : s + bs], *rows, float(sigma)))
             return out[:m].reshape(-1)

@@ -37,6 +37,7 @@ import functools
 
 import numpy as np
 
+from ..precision import precision_context
 from . import network
 from .architecture import PUBLISHED, Architecture
 
@@ -113,7 +114,7 @@ def layer_table(ab, arch: Architecture = PUBLISHED, num_cells: int = NUM_CELLS, 
     h = rc / num_cells
     nodes = np.arange(num_cells + 1, dtype=np.float64) * h
     nodes[0] = R_FIRST_NODE
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         ab64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a), ab)
         d = np.asarray(jax.jit(node_derivatives, static_argnums=2)(ab64, jnp.asarray(nodes), arch))
     scaled = d * np.array([1.0, h, h * h])[:, None, None]  # derivatives in t = r/h
@@ -209,12 +210,11 @@ def table_error(params, tables, arch: Architecture = PUBLISHED, samples: int = 2
     """Largest |table − network| per layer over ``samples`` distances in [0.05 Å, r_c] (float64
     evaluation of both; the table in its own dtype), and the largest |network| value, as a dict
     ``{"layers_k": (max abs error, max abs value)}``."""
-    import jax
     import jax.numpy as jnp
 
     r = np.linspace(0.05, float(arch.sr_cutoff), samples)
     out = {}
-    with jax.enable_x64(True):
+    with precision_context("float64"):
         for k in range(arch.num_layers):
             ab = params[f"layers_{k}"]["attention_block"]
             exact = np.asarray(_radial_fn(ab, arch)(jnp.asarray(r)))
