@@ -287,3 +287,41 @@ class PotentialCalculator(Calculator):
                     else:
                         arr = np.asarray(val, dtype=float)
                         self.results[name] = float(arr) if arr.ndim == 0 else arr
+
+
+class ModelCalculator(PotentialCalculator):
+    """ASE calculator of any model in the registry (:mod:`biomlff.models`: a registered name or a
+    model file), rebuilt for each new system (atomic numbers, ``info["charge"]`` in e,
+    ``info["multiplicity"]``, periodicity).
+
+    Args: model name or path; charge, multiplicity: defaults for atoms without them in ``info``;
+    precision, capacity_margin: as :class:`PotentialCalculator`; ``settings``: the fields of
+    :class:`biomlff.models.Settings` (lr_cutoff Å, dispersion_damping Å, filters, ...)."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        charge: float = 0.0,
+        multiplicity: int = 1,
+        precision: str = "float32",
+        capacity_margin: float = 1.25,
+        **settings,
+    ):
+        super().__init__(None, precision=precision, capacity_margin=capacity_margin)
+        self.model = str(model)
+        self.default_charge = float(charge)
+        self.default_multiplicity = int(multiplicity)
+        self.settings = settings
+
+    def system_key(self, atoms):
+        charge = float(atoms.info.get("charge", self.default_charge))
+        mult = int(atoms.info.get("multiplicity", self.default_multiplicity))
+        return (tuple(int(z) for z in atoms.numbers), charge, mult, cell_of(atoms) is not None)
+
+    def make_potential(self, atoms) -> Potential:
+        from ..models import build_potential, system_of
+
+        _, charge, mult, _ = self.system_key(atoms)
+        system = system_of(atoms, charge=charge, multiplicity=mult)
+        return build_potential(self.model, system, precision=self.precision, **self.settings)
