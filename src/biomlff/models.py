@@ -181,7 +181,10 @@ def calculator(name_or_path, *, charge: float = 0.0, multiplicity: int = 1, **se
         lr = settings.pop("lr_cutoff", None)
         settings = {k: v for k, v in settings.items() if v is not None}
         return SO3LRCalculator(
-            DEFAULT_LR_CUTOFF if lr is None else lr, charge=float(charge), multiplicity=int(multiplicity), **settings
+            DEFAULT_LR_CUTOFF if lr is None else lr,
+            charge=float(charge),
+            multiplicity=int(multiplicity),
+            **settings,
         )
     path = Path(key)
     if key.lower() not in _BUILDERS and not path.exists():

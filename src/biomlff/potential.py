@@ -207,7 +207,9 @@ def bind(
 
     inputs = model.inputs(system)
     energy_fn = jax.tree_util.Partial(_Bound(model), params, inputs)
-    outputs_fn = jax.tree_util.Partial(_Bound(model, "outputs"), params, inputs) if model.has_outputs else None
+    outputs_fn = (
+        jax.tree_util.Partial(_Bound(model, "outputs"), params, inputs) if model.has_outputs else None
+    )
     return Potential(
         energy_fn=energy_fn,
         neighbors=dict(model.neighbors),

@@ -404,7 +404,9 @@ class SO3LR(Model):
         out = {k: row[k] for k in ("species", "charge", "spin")}
         n = row["species"].shape[0]
         out["frag_ids"] = row["frag_ids"] if "frag_ids" in row else jnp.zeros((n,), jnp.int32)
-        out["frag_charges"] = row["frag_charges"] if "frag_charges" in row else jnp.reshape(row["charge"], (1,))
+        out["frag_charges"] = (
+            row["frag_charges"] if "frag_charges" in row else jnp.reshape(row["charge"], (1,))
+        )
         return out
 
     def _call(self, outputs: bool, params, inputs, positions, pairs, cell):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .architecture import PUBLISHED, Architecture
 
 FORMAT = "biomlff-so3krates-model"
@@ -57,7 +58,7 @@ class SO3LRModel:
         charge: float = 0.0,
         multiplicity: int = 1,
         lr_cutoff: float | None | str = "default",
-        dispersion_damping: float | None = 2.0,
+        dispersion_damping: float | None = DEFAULT_DISPERSION_DAMPING,
         precision: str = "float32",
         fragments=None,
         **kwargs: Any,
@@ -68,7 +69,7 @@ class SO3LRModel:
         from .model import so3lr_potential
 
         if lr_cutoff == "default":
-            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", 12.0)
+            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", DEFAULT_LR_CUTOFF)
         return so3lr_potential(
             atomic_numbers,
             charge=charge,
