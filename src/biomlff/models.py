@@ -17,15 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-#: SO3LR's long-range cutoff (Å) for periodic systems (the thesis setting); free-space systems
-#: default to no cutoff (all pairs, the training setting)
-DEFAULT_LR_CUTOFF = 12.0
-#: width (Å) of SO3LR's dispersion switch before the long-range cutoff
-DEFAULT_DISPERSION_DAMPING = 2.0
-#: relative force accuracy of the lattice sums ("ewald" / "pme" electrostatics)
-DEFAULT_EWALD_ACCURACY = 1e-4
-#: Lennard-Jones cutoff (Å) for periodic systems (free space: all pairs)
-DEFAULT_LJ_CUTOFF = 8.5
+from .defaults import (  # noqa: F401  (the registry's defaults, kept here for its users)
+    DEFAULT_DISPERSION_DAMPING,
+    DEFAULT_EWALD_ACCURACY,
+    DEFAULT_LJ_CUTOFF,
+    DEFAULT_LR_CUTOFF,
+)
 
 
 @dataclass(frozen=True)
@@ -197,6 +194,14 @@ def calculator(name_or_path, *, charge: float = 0.0, multiplicity: int = 1, **se
 
             precision = settings.get("precision")
             return GDMLCalculator(path, **({} if precision is None else {"precision": precision}))
+    from functools import partial
+
     from .calculators.base import ModelCalculator
 
-    return ModelCalculator(key, charge=float(charge), multiplicity=int(multiplicity), **settings)
+    precision = settings.pop("precision", None) or "float32"
+    build = partial(_build_for, key, settings)
+    return ModelCalculator(build, charge=float(charge), multiplicity=int(multiplicity), precision=precision)
+
+
+def _build_for(key: str, settings: dict, system, precision: str):
+    return build_potential(key, system, precision=precision, **settings)

@@ -290,29 +290,27 @@ class PotentialCalculator(Calculator):
 
 
 class ModelCalculator(PotentialCalculator):
-    """ASE calculator of any model in the registry (:mod:`biomlff.models`: a registered name or a
-    model file), rebuilt for each new system (atomic numbers, ``info["charge"]`` in e,
-    ``info["multiplicity"]``, periodicity).
+    """ASE calculator of a model built per system by ``build(system, precision) -> Potential``
+    (``system``: a :class:`~biomlff.potential.ChemicalSystem` with the atomic numbers,
+    ``info["charge"]`` in e, ``info["multiplicity"]`` and the cell of fully periodic atoms); rebuilt
+    whenever these change. :func:`biomlff.models.calculator` makes one for any registered model.
 
-    Args: model name or path; charge, multiplicity: defaults for atoms without them in ``info``;
-    precision, capacity_margin: as :class:`PotentialCalculator`; ``settings``: the fields of
-    :class:`biomlff.models.Settings` (lr_cutoff Å, dispersion_damping Å, filters, ...)."""
+    Args: build; charge, multiplicity: defaults for atoms without them in ``info``; precision,
+    capacity_margin: as :class:`PotentialCalculator`."""
 
     def __init__(
         self,
-        model,
+        build: Callable,
         *,
         charge: float = 0.0,
         multiplicity: int = 1,
         precision: str = "float32",
         capacity_margin: float = 1.25,
-        **settings,
     ):
         super().__init__(None, precision=precision, capacity_margin=capacity_margin)
-        self.model = str(model)
+        self.build = build
         self.default_charge = float(charge)
         self.default_multiplicity = int(multiplicity)
-        self.settings = settings
 
     def system_key(self, atoms):
         charge = float(atoms.info.get("charge", self.default_charge))
@@ -320,8 +318,7 @@ class ModelCalculator(PotentialCalculator):
         return (tuple(int(z) for z in atoms.numbers), charge, mult, cell_of(atoms) is not None)
 
     def make_potential(self, atoms) -> Potential:
-        from ..models import build_potential, system_of
+        from ..potential import ChemicalSystem
 
         _, charge, mult, _ = self.system_key(atoms)
-        system = system_of(atoms, charge=charge, multiplicity=mult)
-        return build_potential(self.model, system, precision=self.precision, **self.settings)
+        return self.build(ChemicalSystem(atoms.numbers, charge, mult, cell=cell_of(atoms)), self.precision)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
 from .base import PotentialCalculator, cell_of
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING
 from ..errors import ConfigError
 from ..geometry import separate_fragments as separate  # noqa: F401  (public name kept)
-from ..models import DEFAULT_DISPERSION_DAMPING
 from ..potential import ChemicalSystem
 from .model import SO3LR, TERMS, TRAINED_ELEMENTS
 

@@ -86,8 +86,9 @@ def evaluate_systems(
     ``config``: a :class:`biomlff.so3lr.SO3LRConfig` or a :class:`biomlff.so3lr.model.SO3LR` model
     (with ``filters="tabulated"`` the radial tables are added to ``params`` once, cached per
     weights), evaluated through ``model.apply`` on :func:`pad_batch`'s batches; all systems must be
-    either free-space or periodic (mixed lists are split by the caller). Systems are grouped by atom-count bucket and
-    evaluated ``batch_size`` at a time (the last batch of a group is padded with copies).
+    either free-space or periodic (mixed lists are split by the caller). Systems are grouped by
+    atom-count bucket and evaluated ``batch_size`` at a time (the last batch of a group is padded
+    with copies).
     ``progress(n)`` is called after each batch with the number of real structures in it.
     Returns one dict per system, in input order, with NumPy float64 arrays trimmed to its atoms."""
     import jax

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, ModelError
 from ..ewald import EwaldSettings
-from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..potential import ChemicalSystem, Model, NeighborSpec, Pairs, Potential, bind
 from . import network, physics
 from .architecture import PUBLISHED, Architecture

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ModelError
-from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .architecture import PUBLISHED, Architecture
 
 FORMAT = "biomlff-so3krates-model"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .model import TERMS
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError
-from ..models import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
 from .config import TrainConfig
 
