@@ -15,6 +15,27 @@ Everything else (forces, stress, Hessians) follows by autodiff — see :func:`en
 :func:`stress`. Pair lists are built outside the energy function: on the host by
 :mod:`biomlff.neighbors` (calculators, evaluation) or inside a compiled MD step by JAX-MD
 (:mod:`biomlff.md`). A model states what lists it needs with :class:`NeighborSpec`.
+
+A :class:`Model` is the unbound form: pure functions of the parameters, evaluated on a *batch* of
+structures by :meth:`Model.apply` (training, batched evaluation, committees) and bound to one
+system by :func:`bind`, which returns the :class:`Potential` used by MD and the calculators.
+
+The batch layout (the one :func:`biomlff.so3lr.evaluate.evaluate_systems` and
+:func:`biomlff.training.batching.make_batch` build): a dict of arrays with a leading frame axis B,
+every structure padded to the same atom count n (padding atoms have species 0, no pairs, no energy)
+
+* ``species`` (B, n) int32 atomic numbers, 0 = padding atom;
+* ``positions`` (B, n, 3) Å;
+* ``charge`` (B,) total charge in e; ``spin`` (B,) multiplicity − 1;
+* ``pairs`` ``{name: Pairs}`` with (B, capacity) arrays (or ``(i, j, mask)`` tuples), one per entry
+  of :attr:`Model.neighbors`;
+* ``cell`` (B, 3, 3) Å rows — absent for free space;
+* optional ``frag_ids`` (B, n) and ``frag_charges`` (B, F) in e (charge conserved per fragment;
+  default: one fragment per structure).
+
+:meth:`Model.apply` returns a dict with ``energy`` (B,) eV and ``forces`` (B, n, 3) eV/Å (zero on
+padding atoms) plus the model's extra outputs (e.g. ``charges`` (B, n) e, ``dipole`` (B, 3) e·Å,
+``hirshfeld_ratios`` (B, n)).
 """
 
 from __future__ import annotations
@@ -71,6 +92,148 @@ class Potential:
     outputs_fn: Callable[..., dict] | None = None
     name: str = "potential"
     info: Mapping[str, Any] = field(default_factory=dict)
+    #: set by :func:`bind`: the unbound model, its parameters and the system's per-structure inputs
+    #: (batched evaluation of a bound potential goes through ``model.apply(params, batch)``)
+    model: Model | None = None
+    params: Any = None
+    inputs: Mapping[str, Any] | None = None
+
+
+class Model:
+    """A model whose parameters are passed in: ``apply(params, batch) -> dict`` on a padded batch of
+    structures (layout in the module docstring) and :func:`bind` to one system.
+
+    Subclasses are hashable (frozen dataclasses of their static settings, so equal settings share
+    compiled programs) and define :attr:`neighbors`, :meth:`energy` and, where the model has them,
+    :meth:`outputs`; :meth:`inputs` turns a :class:`ChemicalSystem` into the per-structure arrays
+    ``energy`` takes (default: ``species`` only). The default :meth:`apply` vmaps
+    ``value_and_grad(energy)`` over the frames; a model with a faster batched path overrides it.
+    """
+
+    name: str = "model"
+
+    @property
+    def neighbors(self) -> Mapping[str, NeighborSpec]:
+        """The pair lists :meth:`energy` expects, by name (none by default: a global model)."""
+        return {}
+
+    def inputs(self, system: ChemicalSystem) -> dict:
+        """Per-structure constant arrays of ``system`` (the batch keys other than positions, pairs
+        and cell, for one structure)."""
+        import numpy as np
+
+        return {"species": np.asarray(system.atomic_numbers, np.int32)}
+
+    def row_inputs(self, row: Mapping) -> dict:
+        """The per-structure inputs of one frame of a batch (defaults filled in)."""
+        return {"species": row["species"]}
+
+    def energy(self, params, inputs: Mapping, positions, pairs, cell=None):
+        """Energy (eV, scalar) of one structure: positions (n, 3) Å, pairs ``{name: Pairs}``, cell
+        (3, 3) Å rows or None."""
+        raise NotImplementedError
+
+    def outputs(self, params, inputs: Mapping, positions, pairs, cell=None) -> dict | None:
+        """Extra per-structure outputs (charges e, dipole e·Å, ...), or None for a model without."""
+        return None
+
+    @property
+    def has_outputs(self) -> bool:
+        return type(self).outputs is not Model.outputs
+
+    def apply(self, params, batch: Mapping) -> dict:
+        """``energy`` (B,) eV, ``forces`` (B, n, 3) eV/Å and the extra outputs of a padded batch."""
+        import jax
+
+        def one(row):
+            inputs = self.row_inputs(row)
+            pairs = {k: Pairs(*v) for k, v in row.get("pairs", {}).items()}
+            cell = row.get("cell")
+
+            def f(x):
+                out = self.outputs(params, inputs, x, pairs, cell) if self.has_outputs else {}
+                return self.energy(params, inputs, x, pairs, cell), out
+
+            (e, out), g = jax.value_and_grad(f, has_aux=True)(row["positions"])
+            return {**out, "forces": -g, "energy": e}
+
+        return jax.vmap(one)(dict(batch))
+
+
+@dataclass(frozen=True)
+class ChemicalSystem:
+    """What a model is bound to: atomic numbers (N,), total charge (e), multiplicity (2S + 1),
+    optional fragments (per-atom ids (N,), per-fragment charges (F,) in e) and the cell (3, 3) Å
+    rows or None (free space; models whose static settings depend on the cell, e.g. lattice sums,
+    read it here)."""
+
+    atomic_numbers: Any
+    charge: float = 0.0
+    multiplicity: int = 1
+    fragments: Any = None
+    cell: Any = None
+
+    @property
+    def periodic(self) -> bool:
+        return self.cell is not None
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """``model.energy`` (or ``model.outputs``) with params and inputs as leading arguments: the
+    function of a :class:`jax.tree_util.Partial`, whose leaves (weights, system arrays) then travel
+    into compiled programs as arguments."""
+
+    model: Model
+    kind: str = "energy"
+
+    @property
+    def config(self):
+        """The model's static settings (its ``config``), for inspection."""
+        return getattr(self.model, "config", None)
+
+    def __call__(self, params, inputs, positions, pairs, cell=None):
+        return getattr(self.model, self.kind)(params, inputs, positions, pairs, cell)
+
+
+def bind(
+    model: Model, params, system: ChemicalSystem, *, name: str | None = None, info: Mapping | None = None
+) -> Potential:
+    """``model`` with ``params`` bound to one ``system``: a :class:`Potential` whose
+    ``energy_fn(positions Å, pairs, cell Å | None) -> eV`` (and ``outputs_fn``) are
+    :class:`jax.tree_util.Partial` objects over (params, the system's inputs)."""
+    import jax
+    import numpy as np
+
+    inputs = model.inputs(system)
+    energy_fn = jax.tree_util.Partial(_Bound(model), params, inputs)
+    outputs_fn = (
+        jax.tree_util.Partial(_Bound(model, "outputs"), params, inputs) if model.has_outputs else None
+    )
+    return Potential(
+        energy_fn=energy_fn,
+        neighbors=dict(model.neighbors),
+        atomic_numbers=np.asarray(inputs["species"]),
+        outputs_fn=outputs_fn,
+        name=model.name if name is None else name,
+        info={} if info is None else dict(info),
+        model=model,
+        params=params,
+        inputs=inputs,
+    )
+
+
+def batch_of(potential: Potential, positions, pairs, cell=None) -> dict:
+    """The one-frame batch (B = 1, see module docstring) of a bound ``potential`` at positions
+    (N, 3) Å with pair lists ``{name: Pairs}`` and cell (3, 3) Å or None."""
+    import numpy as np
+
+    batch = {k: np.asarray(v)[None] for k, v in potential.inputs.items()}
+    batch["positions"] = np.asarray(positions)[None]
+    batch["pairs"] = {k: Pairs(*(np.asarray(a)[None] for a in p)) for k, p in pairs.items()}
+    if cell is not None:
+        batch["cell"] = np.asarray(cell)[None]
+    return batch
 
 
 def energy_and_forces(potential: Potential) -> Callable:
@@ -86,15 +249,23 @@ def energy_and_forces(potential: Potential) -> Callable:
     return fn
 
 
+def strain_energy(energy_fn: Callable, strain, positions, pairs, cell):
+    """Energy (eV) with positions (N, 3) Å and cell (3, 3) Å rows deformed by (I + sym(strain));
+    its gradient at strain = 0 is V σ (eV). The one definition of the strain derivative: the
+    calculators' stress and MD's barostat (diagonal strain) both use it."""
+    import jax.numpy as jnp
+
+    sym = 0.5 * (strain + strain.T)
+    deform = jnp.eye(3, dtype=positions.dtype) + sym
+    return energy_fn(positions @ deform, pairs, cell @ deform)
+
+
 def strained_energy(potential: Potential) -> Callable:
     """``f(strain (3,3), positions, pairs, cell) -> energy`` with positions and cell deformed by
     (I + strain); its gradient at strain = 0 divided by the volume is the stress (eV/Å³)."""
-    import jax.numpy as jnp
 
     def fn(strain, positions, pairs, cell):
-        sym = 0.5 * (strain + strain.T)
-        deform = jnp.eye(3, dtype=positions.dtype) + sym
-        return potential.energy_fn(positions @ deform, pairs, cell @ deform)
+        return strain_energy(potential.energy_fn, strain, positions, pairs, cell)
 
     return fn
 

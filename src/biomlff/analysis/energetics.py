@@ -9,6 +9,7 @@ Energies in eV (``kcal_mol`` helpers convert).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,17 +19,41 @@ from .. import units
 from ..errors import ConfigError, DataError
 
 
+def frame_energies(potential, positions, cell=None) -> np.ndarray:
+    """Energies (T,) in eV of frames (T, N, 3) Å of one system under a
+    :class:`~biomlff.potential.Potential` (cell (3, 3) Å or None): host-built pair lists padded to
+    one capacity bucket, all frames in one compiled call of the potential's energy function."""
+    from ..neighbors import bucket, padded_pairs, pair_indices
+
+    x = np.asarray(positions, dtype=float).reshape(-1, np.shape(positions)[-2], 3)
+    c = None if cell is None else np.asarray(cell, dtype=float)
+    specs = dict(potential.neighbors)
+    lists = [{k: pair_indices(xt, s.cutoff, cell=c, half=s.half) for k, s in specs.items()} for xt in x]
+    caps = {k: bucket(max(len(li[k][0]) for li in lists)) for k in specs}
+    pairs = {k: [padded_pairs(*li[k], caps[k]) for li in lists] for k in specs}
+    stacked = {k: type(v[0])(*(np.stack(a) for a in zip(*v, strict=True))) for k, v in pairs.items()}
+    return np.asarray(_vmapped_energy()(_as_pytree(potential.energy_fn), x, stacked, c), dtype=float)
+
+
 def potential_energy(potential, positions, cell=None) -> float:
     """Energy (eV) of one structure (positions (N, 3) Å, cell (3, 3) Å or None) under a
     :class:`~biomlff.potential.Potential`, with host-built pair lists for every list it needs."""
-    from ..neighbors import build_pairs
+    return float(frame_energies(potential, np.asarray(positions, dtype=float)[None], cell)[0])
 
-    pos = np.asarray(positions, dtype=float)
-    pairs = {
-        name: build_pairs(pos, spec.cutoff, cell=cell, half=spec.half)
-        for name, spec in dict(potential.neighbors).items()
-    }
-    return float(potential.energy_fn(pos, pairs, None if cell is None else np.asarray(cell, dtype=float)))
+
+def _as_pytree(fn):
+    import jax
+
+    return fn if isinstance(fn, jax.tree_util.Partial) else jax.tree_util.Partial(fn)
+
+
+@functools.cache
+def _vmapped_energy():
+    """jit(vmap(energy_fn)) over frames, the energy function passed as a pytree argument (its
+    weights are arguments, not constants folded at compile time)."""
+    import jax
+
+    return jax.jit(lambda fn, x, pairs, cell: jax.vmap(fn, in_axes=(0, 0, None))(x, pairs, cell))
 
 
 def _check_fragments(n_atoms: int, fragments: Sequence[Sequence[int]]) -> list[np.ndarray]:
@@ -101,7 +126,7 @@ def interaction_energy(
     allidx = np.concatenate(frags)
     total = int(sum(q))
     pot_ab = builder(numbers[allidx], total)
-    e_ab = np.array([potential_energy(pot_ab, xt[allidx], cell) for xt in x])
+    e_ab = frame_energies(pot_ab, x[:, allidx], cell)
     if _accepts_fragments(builder):
         if cell is not None:
             raise ConfigError("interaction energies by fragment separation need free space (no cell)")
@@ -109,13 +134,10 @@ def interaction_energy(
 
         ids = np.concatenate([np.full(f.size, k) for k, f in enumerate(frags)])
         pot_sep = builder(numbers[allidx], total, fragments=(ids, np.asarray(q, dtype=float)))
-        e_ref = np.array(
-            [potential_energy(pot_sep, separate_fragments(xt[allidx], ids, separation)) for xt in x]
-        )
+        e_ref = frame_energies(pot_sep, [separate_fragments(xt[allidx], ids, separation) for xt in x])
         return InteractionEnergy(interaction=e_ab - e_ref, complex=e_ab, reference=e_ref, method="separated")
     pots = [builder(numbers[f], int(qi)) for f, qi in zip(frags, q, strict=True)]
-    e_f = np.array([[potential_energy(p, xt[f], cell) for p, f in zip(pots, frags, strict=True)] for xt in x])
-    e_ref = e_f.sum(axis=1)
+    e_ref = sum(frame_energies(p, x[:, f], cell) for p, f in zip(pots, frags, strict=True))
     return InteractionEnergy(interaction=e_ab - e_ref, complex=e_ab, reference=e_ref, method="fragments")
 
 

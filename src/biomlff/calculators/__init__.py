@@ -4,9 +4,16 @@
 package is cheap: the model calculators are loaded on first attribute access.
 """
 
-from .base import PotentialCalculator, cell_of, precision_context
+from .base import ModelCalculator, PotentialCalculator, cell_of, precision_context
 
-__all__ = ["GDMLCalculator", "PotentialCalculator", "SO3LRCalculator", "cell_of", "precision_context"]
+__all__ = [
+    "GDMLCalculator",
+    "ModelCalculator",
+    "PotentialCalculator",
+    "SO3LRCalculator",
+    "cell_of",
+    "precision_context",
+]
 
 
 def __getattr__(name):  # lazy: importing SO3LR pulls in JAX and the weights machinery

@@ -269,3 +269,38 @@ class PotentialCalculator(Calculator):
                     else:
                         arr = np.asarray(val, dtype=float)
                         self.results[name] = float(arr) if arr.ndim == 0 else arr
+
+
+class ModelCalculator(PotentialCalculator):
+    """ASE calculator of a model built per system by ``build(system, precision) -> Potential``
+    (``system``: a :class:`~biomlff.potential.ChemicalSystem` with the atomic numbers,
+    ``info["charge"]`` in e, ``info["multiplicity"]`` and the cell of fully periodic atoms); rebuilt
+    whenever these change. :func:`biomlff.models.calculator` makes one for any registered model.
+
+    Args: build; charge, multiplicity: defaults for atoms without them in ``info``; precision,
+    capacity_margin: as :class:`PotentialCalculator`."""
+
+    def __init__(
+        self,
+        build: Callable,
+        *,
+        charge: float = 0.0,
+        multiplicity: int = 1,
+        precision: str = "float32",
+        capacity_margin: float = 1.25,
+    ):
+        super().__init__(None, precision=precision, capacity_margin=capacity_margin)
+        self.build = build
+        self.default_charge = float(charge)
+        self.default_multiplicity = int(multiplicity)
+
+    def system_key(self, atoms):
+        charge = float(atoms.info.get("charge", self.default_charge))
+        mult = int(atoms.info.get("multiplicity", self.default_multiplicity))
+        return (tuple(int(z) for z in atoms.numbers), charge, mult, cell_of(atoms) is not None)
+
+    def make_potential(self, atoms) -> Potential:
+        from ..potential import ChemicalSystem
+
+        _, charge, mult, _ = self.system_key(atoms)
+        return self.build(ChemicalSystem(atoms.numbers, charge, mult, cell=cell_of(atoms)), self.precision)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
 from .base import PotentialCalculator, cell_of
 
 
@@ -51,8 +52,8 @@ class SO3LRCalculator(PotentialCalculator):
 
     def __init__(
         self,
-        lr_cutoff: float | None = 12.0,
-        dispersion_damping: float | None = 2.0,
+        lr_cutoff: float | None = DEFAULT_LR_CUTOFF,
+        dispersion_damping: float | None = DEFAULT_DISPERSION_DAMPING,
         precision: str = "float32",
         *,
         params=None,
@@ -62,7 +63,7 @@ class SO3LRCalculator(PotentialCalculator):
         multiplicity: int = 1,
         filters: str | None = None,
         electrostatics: str = "cutoff",
-        ewald_accuracy: float = 1e-4,
+        ewald_accuracy: float = DEFAULT_EWALD_ACCURACY,
         pme_order: int = 6,
         **kwargs,
     ):
@@ -136,20 +137,19 @@ class SO3LRCalculator(PotentialCalculator):
         from ..so3lr import so3lr_potential
 
         _, charge, mult, frag = self.system_key(atoms)[:4]
+        lattice = self.electrostatics != "cutoff"
+        settings = {k: getattr(self, k) for k in ("lr_cutoff", "dispersion_damping", "precision", "filters")}
         return so3lr_potential(
             atoms.numbers,
             charge=charge,
             multiplicity=mult,
-            lr_cutoff=self.lr_cutoff,
-            dispersion_damping=self.dispersion_damping,
-            precision=self.precision,
             params=self.params,
             fragments=None if frag is None else (np.asarray(frag[0]), np.asarray(frag[1])),
-            filters=self.filters,
             electrostatics=self.electrostatics,
-            cell=cell_of(atoms) if self.electrostatics != "cutoff" else None,
+            cell=cell_of(atoms) if lattice else None,
             ewald_accuracy=self.ewald_accuracy,
             pme_order=self.pme_order,
+            **settings,
         )
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):

@@ -231,20 +231,10 @@ def _label(args) -> int:
 
 
 def _model_calculator(name: str, charge: int, multiplicity: int):
-    """ASE calculator of a biomlff model named on the command line (so3lr or a GDML model file)."""
-    from ..errors import ConfigError
+    """ASE calculator of a biomlff model named on the command line (see :mod:`biomlff.models`)."""
+    from ..models import calculator
 
-    if name.lower() == "so3lr":
-        try:
-            from ..calculators import SO3LRCalculator
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"--calc so3lr: the SO3LR calculator is not available ({exc})") from exc
-        return SO3LRCalculator(charge=float(charge), multiplicity=int(multiplicity))
-    if name.lower().endswith(".npz"):
-        from ..calculators.gdml import GDMLCalculator
-
-        return GDMLCalculator(name)
-    raise ConfigError(f"--calc {name!r}: use xtb, gfn1, dft, so3lr or a GDML model .npz")
+    return calculator(name, charge=float(charge), multiplicity=int(multiplicity))
 
 
 def _sample(args) -> int:

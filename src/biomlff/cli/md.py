@@ -71,8 +71,6 @@ DEFAULTS = {
     "connect_timeout": 60.0,
 }
 
-DEFAULT_PERIODIC_LR_CUTOFF = 12.0  # Å (thesis setting for periodic systems)
-
 
 def _model_args(p):
     g = p.add_argument_group("model")
@@ -300,63 +298,22 @@ def _read_system(opts):
 
 
 def _build_potential(opts, system):
-    """The model for this system (so3lr, lj or an sGDML model file)."""
-    from pathlib import Path
+    """The model for this system: a name of the registry (:mod:`biomlff.models`: so3lr, lj, ...)
+    or a model file."""
+    from ..models import build_potential
 
-    from ..errors import ConfigError
-
-    model = str(opts["model"])
-    charge = opts["charge"] if opts["charge"] is not None else (system.charge or 0.0)
-    mult = opts["multiplicity"] if opts["multiplicity"] is not None else (system.multiplicity or 1)
-    if model.lower() == "so3lr":
-        from ..so3lr import so3lr_potential
-
-        lr = opts["lr_cutoff"]
-        if lr is None and system.periodic:
-            lr = DEFAULT_PERIODIC_LR_CUTOFF
-        return so3lr_potential(
-            system.atomic_numbers,
-            charge=float(charge),
-            multiplicity=int(mult),
-            lr_cutoff=lr,
-            dispersion_damping=opts["dispersion_damping"],
-            precision=opts["precision"],
-            filters=opts.get("filters"),
-            electrostatics=opts.get("electrostatics") or "cutoff",
-            cell=system.cell,
-            ewald_accuracy=float(opts.get("ewald_accuracy") or 1e-4),
-        )
-    if model.lower() == "lj":
-        from ..md.testing import lennard_jones
-
-        cut = opts["lr_cutoff"] if opts["lr_cutoff"] is not None else (8.5 if system.periodic else None)
-        return lennard_jones(system.atomic_numbers, cutoff=cut)
-    path = Path(model)
-    if not path.exists():
-        raise ConfigError(
-            f"--model must be 'so3lr', 'lj' or an existing model file; {model!r} does not exist"
-        )
-    from ..so3lr.modelfile import is_model_file
-
-    if is_model_file(path):  # a trained / fine-tuned SO3krates-SO3LR model (biomlff train/finetune)
-        from ..so3lr.modelfile import load_model
-
-        lr = opts["lr_cutoff"]
-        if lr is None and system.periodic:
-            lr = DEFAULT_PERIODIC_LR_CUTOFF
-        return load_model(path).potential(
-            system.atomic_numbers,
-            charge=float(charge),
-            multiplicity=int(mult),
-            lr_cutoff=lr,
-            dispersion_damping=opts["dispersion_damping"],
-            precision=opts["precision"],
-            filters=opts.get("filters"),
-        )
-    from ..gdml.model import GDMLModel
-
-    gm = GDMLModel.load(path)
-    return gm.potential()
+    return build_potential(
+        str(opts["model"]),
+        system,
+        charge=opts["charge"],
+        multiplicity=opts["multiplicity"],
+        lr_cutoff=opts["lr_cutoff"],
+        dispersion_damping=opts["dispersion_damping"],
+        precision=opts["precision"],
+        filters=opts.get("filters"),
+        electrostatics=opts.get("electrostatics"),
+        ewald_accuracy=opts.get("ewald_accuracy"),
+    )
 
 
 def _steering(opts, system):

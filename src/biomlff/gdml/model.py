@@ -27,6 +27,7 @@ import numpy as np
 from .. import units
 from ..errors import DataError, ModelError
 from ..fileio import atomic_savez, jsonable
+from ..potential import Model
 from ..precision import precision_context
 from .descriptor import (
     check_pair_list,
@@ -141,26 +142,43 @@ class GDMLModel:
         """α_E per permuted row (rows are ordered training point-major, like ``_permuted``)."""
         return None if self.alphas_E is None else np.repeat(self.alphas_E, self.n_perms)
 
+    def sgdml(self, chunk: int | None = None) -> SGDML:
+        """This model as a :class:`SGDML` :class:`~biomlff.potential.Model` whose batched path runs
+        over ``chunk`` training rows at a time (None: all rows)."""
+        a, b = self.pairs
+        lattice = None if self.lattice is None else tuple(map(tuple, np.asarray(self.lattice, float)))
+        return SGDML(self.n_atoms, (tuple(map(int, a)), tuple(map(int, b))), lattice, chunk)
+
+    def params(self, chunk: int | None = None) -> dict:
+        """Parameters of :meth:`sgdml`: permuted training rows ``xp``, ``up`` (M·P, D), σ (1/Å),
+        ``std`` (eV/Å), ``c`` (eV), pair list ``a``, ``b``, optional ``lattice`` (columns, Å) and
+        ``ae`` (α_E per row); with ``chunk`` also ``rows``, the centred rows of the batched path
+        (:func:`biomlff.gdml.predict.prepare_rows`, padded to a multiple of ``chunk``)."""
+        xp, up = self._permuted()
+        a, b = self.pairs
+        params = {
+            "xp": xp,
+            "up": up,
+            "sigma": float(self.sigma),
+            "std": float(self.std),
+            "c": float(self.c),
+            "a": np.asarray(a),
+            "b": np.asarray(b),
+        }
+        if self.lattice is not None:
+            params["lattice"] = np.asarray(self.lattice, dtype=np.float64)
+        if self.alphas_E is not None:
+            params["ae"] = self._ae_rows()
+        if chunk is not None:
+            params["rows"] = self._rows(chunk)
+        return params
+
     def _batch_fn(self, chunk: int):
         key = ("batch", chunk)
         if key not in self._cache:
             import jax
 
-            from .predict import batch_energy_forces
-
-            a, b = self.pairs
-            n = self.n_atoms
-            lattice = self.lattice
-
-            def fn(positions, rows, sigma, std, const):
-                x, c = descriptor_and_jacobian(positions, a, b, lattice)
-                xbar, xp, up, x2p, xup = rows[:5]
-                ae = rows[5] if len(rows) > 5 else None
-                return batch_energy_forces(
-                    x, c, xbar, xp, up, x2p, xup, sigma, std, const, a, b, n, chunk, ae
-                )
-
-            self._cache[key] = jax.jit(fn)
+            self._cache[key] = jax.jit(self.sgdml(chunk).apply)
         return self._cache[key]
 
     def predict(self, positions, batch_size: int = 1024, progress: bool = False):
@@ -194,6 +212,7 @@ class GDMLModel:
 
             starts = tqdm(starts, desc="predict", unit="batch", leave=False)
         n_rows = self.n_train * self.n_perms
+        consts = {"sigma": float(self.sigma), "std": float(self.std), "c": float(self.c)}
         with precision_context("float64"):
             for s in starts:
                 chunk_pos = pos[s : s + bs]
@@ -202,10 +221,10 @@ class GDMLModel:
                 if k < b:
                     chunk_pos = np.concatenate([chunk_pos, np.repeat(chunk_pos[:1], b - k, axis=0)])
                 chunk = row_chunk(n_rows, b)
-                fn = self._batch_fn(chunk)
-                e, f = fn(chunk_pos, self._rows(chunk), float(self.sigma), float(self.std), float(self.c))
-                energies[s : s + k] = np.asarray(e)[:k]
-                forces[s : s + k] = np.asarray(f)[:k]
+                params = {"rows": self._rows(chunk), **consts}
+                out = self._batch_fn(chunk)(params, {"positions": chunk_pos})
+                energies[s : s + k] = np.asarray(out["energy"])[:k]
+                forces[s : s + k] = np.asarray(out["forces"])[:k]
         if single:
             return float(energies[0]), forces[0]
         return energies, forces
@@ -222,36 +241,12 @@ class GDMLModel:
         return energies_numpy(x, *rows[:5], float(self.sigma), float(self.std), float(self.c), *rows[5:])
 
     def potential(self):
-        """A :class:`biomlff.potential.Potential` (``neighbors = {}``) whose energy function is this
-        model; forces follow by autodiff and equal the analytic forces of :meth:`predict`."""
-        import jax
+        """A :class:`biomlff.potential.Potential` (``neighbors = {}``): :meth:`sgdml` bound to this
+        molecule; forces follow by autodiff and equal the analytic forces of :meth:`predict`."""
+        from ..potential import ChemicalSystem, bind
 
-        from ..potential import Potential
-        from .predict import potential_energy
-
-        xp, up = self._permuted()
-        a, b = self.pairs
-        params = {
-            "xp": xp,
-            "up": up,
-            "sigma": float(self.sigma),
-            "std": float(self.std),
-            "c": float(self.c),
-            "a": np.asarray(a),
-            "b": np.asarray(b),
-        }
-        if self.lattice is not None:
-            params["lattice"] = np.asarray(self.lattice, dtype=np.float64)
-        if self.alphas_E is not None:
-            params["ae"] = self._ae_rows()
-        energy_fn = jax.tree_util.Partial(potential_energy, params)
-        return Potential(
-            energy_fn=energy_fn,
-            neighbors={},
-            atomic_numbers=self.z.copy(),
-            name="sgdml",
-            info={"sigma": float(self.sigma), "n_train": self.n_train, "n_perms": self.n_perms},
-        )
+        info = {"sigma": float(self.sigma), "n_train": self.n_train, "n_perms": self.n_perms}
+        return bind(self.sgdml(), self.params(), ChemicalSystem(self.z), name="sgdml", info=info)
 
     # ---- biomlff model files ---------------------------------------------------------------
     def save(self, path) -> Path:
@@ -380,6 +375,47 @@ class GDMLModel:
     def save_sgdml(self, path, energy_unit: str = "kcal/mol") -> Path:
         """Write an sgdml 1.0.3 model file (atomically); energies in ``energy_unit``, lengths Å."""
         return _atomic_savez(path, self.to_sgdml_arrays(energy_unit), allow_pickle=True)
+
+
+@dataclass(frozen=True)
+class SGDML(Model):
+    """sGDML as a :class:`~biomlff.potential.Model` (parameters: :meth:`GDMLModel.params`).
+
+    Static settings: ``n_atoms``, the descriptor's pair list ``pairs`` (a, b), the model's own
+    ``lattice`` (columns, Å; None = free space) and ``chunk``, the training rows per step of the
+    batched path. :meth:`apply` takes the analytic batched path (descriptor GEMMs, F = Jᵀg) when
+    ``params`` has the prepared ``rows`` — it is what :meth:`GDMLModel.predict` runs — and autodiff
+    of :meth:`energy` otherwise. A global model: no pair lists; the batch needs ``positions`` only."""
+
+    n_atoms: int
+    pairs: tuple
+    lattice: tuple | None = None
+    chunk: int | None = None
+    name: str = field(default="sgdml", compare=False)
+
+    def row_inputs(self, row) -> dict:
+        return {}
+
+    def energy(self, params, inputs, positions, pairs, cell=None):
+        from .predict import potential_energy
+
+        return potential_energy(params, positions, pairs, cell)
+
+    def apply(self, params, batch) -> dict:
+        """``energy`` (B,) eV and ``forces`` (B, N, 3) eV/Å of ``batch["positions"]`` (B, N, 3) Å."""
+        if "rows" not in params:
+            return super().apply(params, batch)
+        from .predict import batch_energy_forces
+
+        a, b = (np.asarray(v) for v in self.pairs)
+        lattice = None if self.lattice is None else np.asarray(self.lattice)
+        x, c = descriptor_and_jacobian(batch["positions"], a, b, lattice)
+        rows = params["rows"]
+        ae = rows[5] if len(rows) > 5 else None
+        e, f = batch_energy_forces(
+            x, c, *rows[:5], params["sigma"], params["std"], params["c"], a, b, self.n_atoms, self.chunk, ae
+        )
+        return {"energy": e, "forces": f}
 
 
 def from_sgdml_arrays(f: dict[str, Any], source: str = "<arrays>") -> GDMLModel:

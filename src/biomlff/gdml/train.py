@@ -91,7 +91,8 @@ def errors(e_ref, e_pred, f_ref, f_pred) -> dict:
 
 
 def evaluate(model: GDMLModel, frames: Frames, batch_size: int = 1024, progress: bool = False) -> dict:
-    """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures."""
+    """Errors of ``model`` on ``frames`` (see :func:`errors`) plus the number of structures; the
+    predictions come from the model's batched ``SGDML.apply`` (through :meth:`GDMLModel.predict`)."""
     if np.any(frames.z != model.z):
         raise DataError(
             f"{frames.source}: atoms {frames.z.tolist()} differ from the model's {model.z.tolist()}"

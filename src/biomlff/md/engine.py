@@ -48,15 +48,16 @@ def make_evaluate(pairlists, external_energy=None):
     import jax
     import jax.numpy as jnp
 
+    from ..potential import strain_energy
+
     periodic = pairlists.periodic
 
     def model_energy(R, eps, energy_fn, pairs, cell):
-        # eps (3,): diagonal strain; positions' k-th coordinates and the cell's k-th column scale by
-        # 1 + eps_k, so dE/deps_k = V σ_kk (eV) drives the (semi-)isotropic barostat
+        # eps (3,): diagonal strain (biomlff.potential.strain_energy, the calculators' stress too);
+        # dE/deps_k = V σ_kk (eV) drives the (semi-)isotropic barostat
         if cell is None:
             return energy_fn(R, pairs, None)
-        s = 1.0 + eps
-        return energy_fn(wrap_positions(R, cell) * s, pairs, cell * s)
+        return strain_energy(energy_fn, jnp.diag(eps), wrap_positions(R, cell), pairs, cell)
 
     vg = jax.value_and_grad(model_energy, argnums=(0, 1))
 

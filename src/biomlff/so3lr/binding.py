@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING
 from ..errors import ConfigError
 from ..geometry import separate_fragments as separate  # noqa: F401  (public name kept)
-from .model import TERMS, so3lr_potential
+from ..potential import ChemicalSystem
+from .model import SO3LR, TERMS, TRAINED_ELEMENTS
 
 
 def fragment_arrays(n_atoms: int, fragments) -> np.ndarray:
@@ -41,7 +43,7 @@ def binding_energy(
     fragment_charges=None,
     *,
     lr_cutoff: float = 1000.0,
-    dispersion_damping: float = 2.0,
+    dispersion_damping: float = DEFAULT_DISPERSION_DAMPING,
     precision: str = "float64",
     separation: float = 1000.0,
     multiplicity: int = 1,
@@ -60,7 +62,9 @@ def binding_energy(
 
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
-    from .evaluate import evaluate
+    from .evaluate import System, evaluate_systems
+    from .model import make_config
+    from .weights import load_params
 
     ids = np.asarray(fragment_ids, dtype=np.int32)
     n_frag = int(ids.max()) + 1 if ids.size else 0
@@ -68,22 +72,22 @@ def binding_energy(
         raise ConfigError("a binding energy needs at least two fragments")
     q = np.zeros(n_frag) if fragment_charges is None else np.asarray(fragment_charges, dtype=float)
     total = float(q.sum())
-    common = dict(
-        charge=total,
-        multiplicity=multiplicity,
-        lr_cutoff=lr_cutoff,
-        dispersion_damping=dispersion_damping,
-        precision=precision,
-        params=params,
-        filters=filters,
-    )
-    if model is not None:
-        common.update(params=model.params, arch=model.arch, elements=model.elements, name=model.name)
-    complex_pot = so3lr_potential(atomic_numbers, **common)
-    sep_pot = so3lr_potential(atomic_numbers, fragments=(ids, q), **common)
+    if model is None:
+        arch, elements, name = None, TRAINED_ELEMENTS, "so3lr"
+    else:
+        params, arch, elements, name = model.params, model.arch, model.elements, model.name
+    extra = {} if arch is None else {"arch": arch}
+    config = make_config(lr_cutoff, dispersion_damping, precision, filters=filters, **extra)
+    so3 = SO3LR(config, tuple(elements), name)
+    inputs = so3.inputs(ChemicalSystem(atomic_numbers, total, multiplicity, (ids, q)))  # validates
+    params = load_params() if params is None else params
     x = np.asarray(positions, dtype=float)
-    a = evaluate(complex_pot, x)
-    b = evaluate(sep_pot, separate(x, ids, separation))
+    z, spin = inputs["species"], float(inputs["spin"])
+    systems = [
+        System(z, x, total, spin),  # the complex: charge conserved over the whole complex
+        System(z, separate(x, ids, separation), total, spin, inputs["frag_ids"], inputs["frag_charges"]),
+    ]
+    a, b = evaluate_systems(systems, so3, params, batch_size=1)
     return {
         "binding_energy": float(a["energy"] - b["energy"]),
         "complex_energy": float(a["energy"]),

@@ -45,26 +45,16 @@ class System:
 
 
 @functools.cache
-def _kernel(config):
-    """jit(vmap(value_and_grad)) of SO3LR energy + outputs for one static config."""
+def _kernel(model):
+    """jit of ``model.apply`` (energy, forces and all outputs of a padded batch) for one static
+    model; equal models share the compiled programs."""
     import jax
 
-    from .model import _EnergyFunction
-
-    efn = _EnergyFunction(config)
-    ofn = _EnergyFunction(config, outputs=True)
-
-    def one(params, species, charge, spin, ids, fch, positions, pairs, cell):
+    def run(params, batch):
         TRACES[0] += 1  # trace-time side effect: counts compilations
-        args = (params, species, charge, spin, ids, fch)
+        return model.apply(params, batch)
 
-        def f(x):
-            return efn(*args, x, pairs, cell), ofn(*args, x, pairs, cell)
-
-        (e, out), g = jax.value_and_grad(f, has_aux=True)(positions)
-        return {**out, "forces": -g, "energy": e}
-
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0)))
+    return jax.jit(run)
 
 
 def _system_pairs(neighbors, s: System) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -84,16 +74,18 @@ def evaluate_systems(
 ) -> list[dict]:
     """Energy (eV), forces (eV/Å) and all SO3LR outputs for structures of any sizes.
 
-    ``config``: a :class:`biomlff.so3lr.SO3LRConfig` (with ``filters="tabulated"`` the radial tables
-    are added to ``params`` once, cached per weights); all systems must be either free-space or
-    periodic (mixed lists are split by the caller). Systems are grouped by atom-count bucket and
-    evaluated ``batch_size`` at a time (the last batch of a group is padded with copies).
+    ``config``: a :class:`biomlff.so3lr.SO3LRConfig` or a :class:`biomlff.so3lr.model.SO3LR` model
+    (with ``filters="tabulated"`` the radial tables are added to ``params`` once, cached per
+    weights), evaluated through ``model.apply`` on :func:`pad_batch`'s batches; all systems must be
+    either free-space or periodic (mixed lists are split by the caller). Systems are grouped by
+    atom-count bucket and evaluated ``batch_size`` at a time (the last batch of a group is padded
+    with copies).
     ``progress(n)`` is called after each batch with the number of real structures in it.
     Returns one dict per system, in input order, with NumPy float64 arrays trimmed to its atoms."""
     import jax
 
     from ..errors import ConfigError
-    from .model import _fragment_arrays, neighbor_specs, prepare_params
+    from .model import SO3LR, prepare_params
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
@@ -101,10 +93,12 @@ def evaluate_systems(
         return []
     if len({s.cell is None for s in systems}) > 1:
         raise ConfigError("evaluate_systems: mix of periodic and free-space structures; split them")
-    neighbors = neighbor_specs(config.lr_cutoff, config.arch)
+    model = config if isinstance(config, SO3LR) else SO3LR(config)
+    config = model.config
+    neighbors = model.neighbors
     params = prepare_params(params, config)  # radial tables when config.filters == "tabulated"
     dtype = config.dtype
-    kernel = _kernel(config)
+    kernel = _kernel(model)
     results: list[dict | None] = [None] * len(systems)
     n_pad = [bucket(s.n_atoms, ATOM_BUCKET_MINIMUM) for s in systems]
     order = sorted(range(len(systems)), key=lambda k: (n_pad[k], k))
@@ -117,27 +111,9 @@ def evaluate_systems(
             chunk = members[start : start + width]
             lists = [_system_pairs(neighbors, systems[k]) for k in chunk]
             caps = {name: bucket(max(len(li[name][0]) for li in lists)) for name in neighbors}
-            fr = [_fragment_arrays(_frag_arg(s), s.n_atoms, s.charge) for s in (systems[k] for k in chunk)]
-            n_frag = max(len(f[1]) for f in fr)
-            batch = []
-            for k, li, (ids, fch) in zip(chunk, lists, fr, strict=True):
-                s = systems[k]
-                n = s.n_atoms
-                species = np.zeros(npad, np.int32)
-                species[:n] = s.species
-                pos = np.zeros((npad, 3), dtype)
-                pos[:n] = s.positions
-                fid = np.zeros(npad, np.int32)
-                fid[:n] = ids
-                fq = np.zeros(n_frag)
-                fq[: len(fch)] = fch
-                pairs = {name: padded_pairs(*li[name], caps[name]) for name in neighbors}
-                cell = None if s.cell is None else np.asarray(s.cell, dtype)
-                batch.append((species, float(s.charge), float(s.spin), fid, fq, pos, pairs, cell))
-            batch += [batch[-1]] * (width - len(chunk))  # fixed batch shape: pad with copies
-            stacked = jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *batch)
+            batch = pad_batch([systems[k] for k in chunk], npad, lists, caps, dtype, width)
             with precision_context(config.precision):
-                out = kernel(params, *stacked)
+                out = kernel(params, batch)
                 out = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), out)
             for b, k in enumerate(chunk):
                 n = systems[k].n_atoms
@@ -149,6 +125,43 @@ def evaluate_systems(
     return results  # type: ignore[return-value]
 
 
+def pad_batch(systems: list[System], npad: int, lists, caps, dtype, width: int) -> dict:
+    """The padded batch (layout: :mod:`biomlff.potential`) of ``systems``: atoms padded to ``npad``,
+    pair lists ``lists`` (per system ``{name: (i, j)}``) to the capacities ``caps``, and the frames
+    to ``width`` with copies of the last one. Positions and cells in ``dtype``."""
+    from .model import _fragment_arrays
+
+    fr = [_fragment_arrays(_frag_arg(s), s.n_atoms, s.charge) for s in systems]
+    n_frag = max(len(f[1]) for f in fr)
+    rows = []
+    for s, li, (ids, fch) in zip(systems, lists, fr, strict=True):
+        n = s.n_atoms
+        row = {
+            "species": np.zeros(npad, np.int32),
+            "positions": np.zeros((npad, 3), dtype),
+            "charge": float(s.charge),
+            "spin": float(s.spin),
+            "frag_ids": np.zeros(npad, np.int32),
+            "frag_charges": np.zeros(n_frag),
+            "pairs": {name: padded_pairs(*li[name], cap) for name, cap in caps.items()},
+        }
+        row["species"][:n] = s.species
+        row["positions"][:n] = s.positions
+        row["frag_ids"][:n] = ids
+        row["frag_charges"][: len(fch)] = fch
+        if s.cell is not None:
+            row["cell"] = np.asarray(s.cell, dtype)
+        rows.append(row)
+    rows += [rows[-1]] * (width - len(rows))  # fixed batch shape: pad with copies
+    return {k: _stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def _stack(values):
+    import jax
+
+    return jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *values)
+
+
 def _frag_arg(s: System):
     if s.frag_ids is None:
         return None
@@ -156,14 +169,14 @@ def _frag_arg(s: System):
 
 
 def _system_of(potential: Potential, positions, cell) -> System:
-    params, species, charge, spin, ids, fch = potential.energy_fn.args
+    s = potential.inputs
     return System(
-        species=np.asarray(species),
+        species=np.asarray(s["species"]),
         positions=np.asarray(positions, dtype=float),
-        charge=float(charge),
-        spin=float(spin),
-        frag_ids=np.asarray(ids),
-        frag_charges=np.asarray(fch),
+        charge=float(s["charge"]),
+        spin=float(s["spin"]),
+        frag_ids=np.asarray(s["frag_ids"]),
+        frag_charges=np.asarray(s["frag_charges"]),
         cell=None if cell is None else np.asarray(cell, dtype=float),
     )
 
@@ -174,12 +187,17 @@ def evaluate(potential: Potential, positions, cell=None) -> dict:
 
 
 def evaluate_batch(potential: Potential, positions, cell=None) -> list[dict]:
-    """Evaluate frames (B, N, 3) Å of an SO3LR ``potential`` (same cell or None) in batches.
+    """Evaluate frames (B, N, 3) Å of an SO3LR ``potential`` (same cell or None) in batches, through
+    its model's ``apply`` (the potential must come from :func:`biomlff.potential.bind`, as
+    :func:`biomlff.so3lr.so3lr_potential` builds it).
 
     Returns one dict per frame: ``energy``, ``forces``, ``energies``, ``energy_terms``, ``charges``,
     ``dipole``, ``hirshfeld_ratios`` (NumPy, float64)."""
+    from ..errors import ModelError
+    from .model import SO3LR
+
+    if not isinstance(potential.model, SO3LR):
+        raise ModelError(f"{potential.name}: not an SO3LR potential bound by biomlff.potential.bind")
     x = np.asarray(positions, dtype=float)
     systems = [_system_of(potential, xi, cell) for xi in x]
-    params = potential.energy_fn.args[0]
-    config = potential.energy_fn.func.config
-    return evaluate_systems(systems, config, params, batch_size=max(1, min(len(x), 16)))
+    return evaluate_systems(systems, potential.model, potential.params, batch_size=max(1, min(len(x), 16)))

@@ -10,14 +10,15 @@ charges e, dipole e·Å.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import geometry
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, ModelError
 from ..ewald import EwaldSettings
-from ..potential import NeighborSpec, Pairs, Potential
+from ..potential import ChemicalSystem, Model, NeighborSpec, Pairs, Potential, bind
 from . import network, physics
 from .architecture import PUBLISHED, Architecture
 
@@ -74,8 +75,8 @@ class SO3LRConfig:
     piecewise-polynomial tables of r that travel in ``params["radial_tables"]``
     (:mod:`biomlff.so3lr.tabulate`, built by :func:`so3lr_potential`)."""
 
-    lr_cutoff: float | None = 12.0
-    dispersion_damping: float | None = 2.0
+    lr_cutoff: float | None = DEFAULT_LR_CUTOFF
+    dispersion_damping: float | None = DEFAULT_DISPERSION_DAMPING
     precision: str = "float32"
     arch: Architecture = PUBLISHED
     filters: str = "exact"
@@ -354,6 +355,59 @@ def _fragment_arrays(fragments, n: int, charge: float):
     return ids.astype(np.int32), fcharges
 
 
+@dataclass(frozen=True)
+class SO3LR(Model):
+    """SO3LR (or a trained SO3krates/SO3LR model of the same family) as a
+    :class:`~biomlff.potential.Model`: static settings ``config`` (:class:`SO3LRConfig`, whose
+    ``arch`` is the network architecture saved in model files), the elements it knows and a name for
+    messages (neither takes part in equality: equal configs share compiled programs).
+
+    Per-structure inputs: ``species``, ``charge`` (e), ``spin`` (multiplicity − 1), ``frag_ids``,
+    ``frag_charges`` (e); outputs: ``energies`` (per atom, eV), ``energy_terms`` (eV),
+    ``charges`` (e), ``dipole`` (e·Å), ``hirshfeld_ratios``."""
+
+    config: SO3LRConfig = SO3LRConfig()
+    elements: tuple = field(default=TRAINED_ELEMENTS, compare=False)
+    name: str = field(default="so3lr", compare=False)
+
+    @property
+    def neighbors(self) -> dict[str, NeighborSpec]:
+        return neighbor_specs(self.config.lr_cutoff, self.config.arch)
+
+    def inputs(self, system: ChemicalSystem) -> dict:
+        z = check_elements(system.atomic_numbers, self.elements, self.name.upper())
+        ids, fcharges = _fragment_arrays(system.fragments, len(z), float(system.charge))
+        return {
+            "species": np.asarray(z, np.int32),
+            "charge": np.float64(system.charge),
+            "spin": np.float64(spin_of(system.multiplicity)),
+            "frag_ids": ids,
+            "frag_charges": fcharges,
+        }
+
+    def row_inputs(self, row) -> dict:
+        import jax.numpy as jnp
+
+        out = {k: row[k] for k in ("species", "charge", "spin")}
+        n = row["species"].shape[0]
+        out["frag_ids"] = row["frag_ids"] if "frag_ids" in row else jnp.zeros((n,), jnp.int32)
+        out["frag_charges"] = (
+            row["frag_charges"] if "frag_charges" in row else jnp.reshape(row["charge"], (1,))
+        )
+        return out
+
+    def _call(self, outputs: bool, params, inputs, positions, pairs, cell):
+        s = inputs
+        args = (s["species"], s["charge"], s["spin"], s["frag_ids"], s["frag_charges"])
+        return _EnergyFunction(self.config, outputs)(params, *args, positions, pairs, cell)
+
+    def energy(self, params, inputs, positions, pairs, cell=None):
+        return self._call(False, params, inputs, positions, pairs, cell)
+
+    def outputs(self, params, inputs, positions, pairs, cell=None) -> dict:
+        return self._call(True, params, inputs, positions, pairs, cell)
+
+
 #: radial filter modes of :class:`SO3LRConfig`
 FILTERS = ("exact", "tabulated")
 
@@ -448,8 +502,8 @@ def so3lr_potential(
     *,
     charge: float = 0.0,
     multiplicity: int = 1,
-    lr_cutoff: float | None = 12.0,
-    dispersion_damping: float | None = 2.0,
+    lr_cutoff: float | None = DEFAULT_LR_CUTOFF,
+    dispersion_damping: float | None = DEFAULT_DISPERSION_DAMPING,
     precision: str = "float32",
     params=None,
     fragments=None,
@@ -495,49 +549,27 @@ def so3lr_potential(
     electrostatics, dispersion; eV), ``charges`` (e), ``dipole`` (Σ q_i R_i, e·Å) and
     ``hirshfeld_ratios``.
     """
-    import jax
-
     from .weights import load_params
 
     arch = PUBLISHED if arch is None else arch
     config = make_config(lr_cutoff, dispersion_damping, precision, arch, filters)
-    lr_cutoff, dispersion_damping = config.lr_cutoff, config.dispersion_damping
     if electrostatics != "cutoff":
         config = _with_lattice_sum(config, electrostatics, cell, ewald_accuracy, pme_order, charge)
-    z = check_elements(atomic_numbers, TRAINED_ELEMENTS if elements is None else elements, name.upper())
-    spin_of(multiplicity)
+    model = SO3LR(config, TRAINED_ELEMENTS if elements is None else tuple(elements), name)
+    system = ChemicalSystem(atomic_numbers, float(charge), int(multiplicity), fragments)
+    model.inputs(system)  # bad elements, multiplicity or fragments: fail before loading weights
     if params is None:
         if arch != PUBLISHED:
             raise ConfigError("params must be given for a non-published architecture")
         params = load_params()
-    params = prepare_params(params, config)
-    ids, fcharges = _fragment_arrays(fragments, len(z), float(charge))
-    leaves = (
-        params,
-        np.asarray(z, np.int32),
-        np.float64(charge),
-        np.float64(int(multiplicity) - 1),
-        ids,
-        fcharges,
-    )
-    energy_fn = jax.tree_util.Partial(_EnergyFunction(config), *leaves)
-    outputs_fn = jax.tree_util.Partial(_EnergyFunction(config, outputs=True), *leaves)
-    neighbors = neighbor_specs(lr_cutoff, arch)
     info = {
         "charge": float(charge),
         "multiplicity": int(multiplicity),
-        "lr_cutoff": lr_cutoff,
-        "dispersion_damping": dispersion_damping,
+        "lr_cutoff": config.lr_cutoff,
+        "dispersion_damping": config.dispersion_damping,
         "precision": precision,
         "filters": config.filters,
         "electrostatics": config.electrostatics,
         "ewald": config.ewald,
     }
-    return Potential(
-        energy_fn=energy_fn,
-        neighbors=neighbors,
-        atomic_numbers=z,
-        outputs_fn=outputs_fn,
-        name=name,
-        info=info,
-    )
+    return bind(model, prepare_params(params, config), system, name=name, info=info)

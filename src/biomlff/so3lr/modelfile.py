@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import DEFAULT_LR_CUTOFF
 from ..errors import ModelError
 from ..fileio import atomic_savez, jsonable
 from .architecture import PUBLISHED, Architecture
@@ -51,39 +52,17 @@ class SO3LRModel:
 
         return cls(PUBLISHED, load_params() if params is None else params, TRAINED_ELEMENTS, {}, "so3lr")
 
-    def potential(
-        self,
-        atomic_numbers,
-        *,
-        charge: float = 0.0,
-        multiplicity: int = 1,
-        lr_cutoff: float | None | str = "default",
-        dispersion_damping: float | None = 2.0,
-        precision: str = "float32",
-        fragments=None,
-        **kwargs: Any,
-    ):
-        """:class:`~biomlff.potential.Potential` of this model for one system (see
-        :func:`biomlff.so3lr.so3lr_potential`); ``lr_cutoff="default"`` takes the model file's
-        setting (12 Å unless stated). ModelError naming any element the model was not trained on."""
+    def potential(self, atomic_numbers, *, lr_cutoff: float | None | str = "default", **kwargs: Any):
+        """:class:`~biomlff.potential.Potential` of this model for one system (keywords: those of
+        :func:`biomlff.so3lr.so3lr_potential`: charge e, multiplicity, dispersion_damping Å,
+        precision, fragments, filters, ...); ``lr_cutoff="default"`` takes the model file's setting
+        (12 Å unless stated). ModelError naming any element the model was not trained on."""
         from .model import so3lr_potential
 
         if lr_cutoff == "default":
-            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", 12.0)
-        return so3lr_potential(
-            atomic_numbers,
-            charge=charge,
-            multiplicity=multiplicity,
-            lr_cutoff=lr_cutoff,
-            dispersion_damping=dispersion_damping,
-            precision=precision,
-            params=self.params,
-            fragments=fragments,
-            arch=self.arch,
-            elements=self.elements,
-            name=self.name,
-            **kwargs,
-        )
+            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", DEFAULT_LR_CUTOFF)
+        model = {"params": self.params, "arch": self.arch, "elements": self.elements, "name": self.name}
+        return so3lr_potential(atomic_numbers, lr_cutoff=lr_cutoff, **model, **kwargs)
 
     def save(self, path) -> Path:
         """Write the model file atomically; returns its path."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .model import TERMS
 
 
@@ -17,7 +18,7 @@ def predict_dataset(
     ds,
     *,
     lr_cutoff: float | None | str = "auto",
-    dispersion_damping: float = 2.0,
+    dispersion_damping: float = DEFAULT_DISPERSION_DAMPING,
     precision: str = "float32",
     batch_size: int = 16,
     params=None,
@@ -57,7 +58,7 @@ def predict_dataset(
         pbc = f.get("pbc")
         periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
         cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
-        lr = (12.0 if periodic else None) if lr_cutoff == "auto" else lr_cutoff
+        lr = (DEFAULT_LR_CUTOFF if periodic else None) if lr_cutoff == "auto" else lr_cutoff
         config = make_config(lr, dispersion_damping, precision, filters=filters, **extra)
         if cell is not None:
             check_cell(cell, config.lr_cutoff)

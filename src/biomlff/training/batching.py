@@ -171,14 +171,7 @@ def epoch_batches(
     """The batches of one epoch as (group index, row indices), in a shuffled order that depends only
     on (seed, epoch). Rows are −1 where a short last batch is filled (weight 0)."""
     rng = np.random.default_rng([int(seed), int(epoch)])
-    out = []
-    for g, fr in enumerate(groups):
-        perm = rng.permutation(len(fr))
-        for s in range(0, len(perm), batch_size):
-            rows = perm[s : s + batch_size]
-            if len(rows) < batch_size:
-                rows = np.concatenate([rows, -np.ones(batch_size - len(rows), int)])
-            out.append((g, rows))
+    out = [b for g, fr in enumerate(groups) for b in _batches_of(g, rng.permutation(len(fr)), batch_size)]
     order = rng.permutation(len(out))
     return [out[k] for k in order]
 
@@ -192,12 +185,16 @@ def make_batch(fr: Frames, rows: np.ndarray, dtype) -> dict:
 
 def all_batches(groups: list[Frames], batch_size: int) -> list[tuple[int, np.ndarray]]:
     """Every frame once, in order (validation / prediction)."""
+    return [b for g, fr in enumerate(groups) for b in _batches_of(g, np.arange(len(fr)), batch_size)]
+
+
+def _batches_of(g: int, idx: np.ndarray, batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """(g, rows) per ``batch_size`` consecutive entries of ``idx``; a short last batch is filled
+    with −1 (weight-0 rows)."""
     out = []
-    for g, fr in enumerate(groups):
-        idx = np.arange(len(fr))
-        for s in range(0, len(idx), batch_size):
-            rows = idx[s : s + batch_size]
-            if len(rows) < batch_size:
-                rows = np.concatenate([rows, -np.ones(batch_size - len(rows), int)])
-            out.append((g, rows))
+    for s in range(0, len(idx), batch_size):
+        rows = idx[s : s + batch_size]
+        if len(rows) < batch_size:
+            rows = np.concatenate([rows, -np.ones(batch_size - len(rows), int)])
+        out.append((g, rows))
     return out

@@ -180,9 +180,4 @@ class TrainConfig:
         )
 
     def label_weights(self) -> dict:
-        return {
-            "forces": self.forces_weight,
-            "dipole": self.dipole_weight,
-            "hirshfeld_ratios": self.hirshfeld_weight,
-            "energy": self.energy_weight,
-        }
+        return self.loss_spec().weights()

@@ -15,8 +15,10 @@ Units: eV, eV/Å, e·Å.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+#: the labels a loss term can weight, in the order of the loss formula
+LABELS = ("forces", "dipole", "hirshfeld_ratios", "energy")
 #: default loss weights F : μ : h : E of the thesis's QCell models
 DEFAULT_WEIGHTS = {"forces": 100.0, "dipole": 10.0, "hirshfeld_ratios": 10.0, "energy": 1.0}
 
@@ -33,43 +35,29 @@ class LossSpec:
     robust_scale: float = 0.1
 
     def weights(self) -> dict:
-        return {
-            "forces": self.forces,
-            "dipole": self.dipole,
-            "hirshfeld_ratios": self.hirshfeld_ratios,
-            "energy": self.energy,
-        }
+        """The weight of each label (forces, dipole, hirshfeld_ratios, energy)."""
+        return {k: getattr(self, k) for k in LABELS}
 
     def scaled(self, factor: float) -> LossSpec:
-        return LossSpec(
-            self.forces * factor,
-            self.dipole * factor,
-            self.hirshfeld_ratios * factor,
-            self.energy * factor,
-            self.robust,
-            self.robust_scale,
-        )
+        """Every label weight times ``factor`` (the robust-loss settings unchanged)."""
+        return replace(self, **{k: w * factor for k, w in self.weights().items()})
 
 
 def structure_predictions(params, s: dict, config) -> dict:
     """Energy (eV), forces (eV/Å), dipole (e·Å) and Hirshfeld ratios of one padded structure ``s``
     (a row of a batch dict, see :mod:`biomlff.training.batching`) for ``config`` (SO3LRConfig)."""
     import jax
-    import jax.numpy as jnp
 
     from ..potential import Pairs
-    from ..so3lr.model import _EnergyFunction
+    from ..so3lr.model import SO3LR
 
-    efn = _EnergyFunction(config, outputs=True)
-    species = s["species"]
-    n = species.shape[0]
+    model = SO3LR(config)
+    inputs = model.row_inputs(s)  # one fragment per structure: charge conserved over the whole
     pairs = {k: Pairs(*v) for k, v in s["pairs"].items()}
     cell = s.get("cell")
-    frag_ids = jnp.zeros((n,), jnp.int32)
-    frag_charges = jnp.reshape(s["charge"], (1,))
 
     def energy(x):
-        out = efn(params, species, s["charge"], s["spin"], frag_ids, frag_charges, x, pairs, cell)
+        out = model.outputs(params, inputs, x, pairs, cell)
         return out["energy"], out
 
     (e, out), g = jax.value_and_grad(energy, has_aux=True)(s["positions"])

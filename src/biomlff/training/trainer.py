@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path, atomic_savez, atomic_write
 from ..precision import dtype_of, precision_context
@@ -133,7 +134,7 @@ def _lr_cutoff(setting, *datasets) -> float | None:
     if setting != "auto":
         return None if setting is None else float(setting)
     periodic = any(_frame_cell(ds.frame(k)) is not None for ds in datasets for k in range(len(ds)))
-    return 12.0 if periodic else None
+    return DEFAULT_LR_CUTOFF if periodic else None
 
 
 # ------------------------------------------------------------------------------- numerics
@@ -409,7 +410,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
 
     lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
     # exact filters: training differentiates through the radial networks (tables are for inference)
-    config = make_config(lr_cutoff, 2.0, cfg.precision, arch, filters="exact")
+    config = make_config(lr_cutoff, DEFAULT_DISPERSION_DAMPING, cfg.precision, arch, filters="exact")
     neighbors = neighbor_specs(lr_cutoff, arch)
     train_groups = build_frames(train_ds, neighbors, source=str(cfg.data))
     valid_groups = build_frames(valid_ds, neighbors, source="validation data")
@@ -570,7 +571,10 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     except Exception as exc:  # plotting must never lose a trained model
         log(f"warning: learning curves not plotted ({exc})")
     meta = {
-        "inference": {"lr_cutoff": 12.0 if lr_cutoff is None else lr_cutoff, "trained_lr_cutoff": lr_cutoff},
+        "inference": {
+            "lr_cutoff": DEFAULT_LR_CUTOFF if lr_cutoff is None else lr_cutoff,
+            "trained_lr_cutoff": lr_cutoff,
+        },
         "reference_energies": {str(k): v for k, v in ref.items()},
         "training": {
             "config": cfg.to_dict(),
@@ -601,7 +605,7 @@ def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", b
     lr = _lr_cutoff(lr_cutoff, ds)
     dtype = dtype_of(precision)
     with precision_context(precision):
-        config = make_config(lr, 2.0, precision, model.arch, filters="exact")
+        config = make_config(lr, DEFAULT_DISPERSION_DAMPING, precision, model.arch, filters="exact")
         groups = build_frames(ds, neighbor_specs(lr, model.arch))
         preds = predict_groups(_cast(model.params, dtype), groups, config, batch_size, dtype)
     return metrics_of(groups, preds)
