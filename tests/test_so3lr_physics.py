@@ -205,3 +205,35 @@ def test_bad_input(params):
         so3lr_potential([1, 1], precision="float16", params=params)
     with pytest.raises(ConfigError, match="dispersion_damping"):
         so3lr_potential([1, 1], lr_cutoff=5.0, dispersion_damping=6.0, params=params)
+
+
+def test_dispersion_is_stable_for_vanishing_hirshfeld_ratios():
+    """A model trained without Hirshfeld labels can drive a ratio to ~1e-8: the C6 combination rule
+    must keep a finite second derivative in float32 (force training differentiates the forces) and
+    equal the literal rule 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i)."""
+    import jax.numpy as jnp
+
+    from biomlff.so3lr.physics import dispersion_pair_energy, free_atom_table
+
+    a0, c60 = free_atom_table()
+    zi, zj = np.array([7, 7, 6, 1]), np.array([7, 1, 8, 1])
+
+    def energy(h, r):
+        hi, hj = h[:4], h[4:]
+        ai, aj = a0[zi] * hi, a0[zj] * hj
+        return jnp.sum(dispersion_pair_energy(r, ai, aj, c60[zi] * hi * hi, c60[zj] * hj * hj, None, None))
+
+    h = np.array([6e-8, 3e-8, 0.9, 1.1, 2e-8, 0.7, 1.2, 1e-7], np.float32)
+    r = np.array([2.9, 1.0, 1.4, 3.5], np.float32)
+    hess = jax.jit(jax.hessian(energy, argnums=(0, 1)))(h, r)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(hess))
+
+    with jax.enable_x64(True):
+        h64, r64 = h.astype(np.float64) * 1e6, r.astype(np.float64)  # ordinary ratios
+        hi, hj = h64[:4], h64[4:]
+        ai, aj, ci, cj = a0[zi] * hi, a0[zj] * hj, c60[zi] * hi**2, c60[zj] * hj**2
+        got = np.asarray(dispersion_pair_energy(r64, ai, aj, ci, cj, None, None))
+        literal_c6 = 2 * ci * cj * ai * aj / (ai**2 * cj + aj**2 * ci)
+        u_i, u_j = ci / ai**2, cj / aj**2
+        np.testing.assert_allclose(2 * ai * aj * u_i * u_j / (u_i + u_j), literal_c6, rtol=1e-14)
+        assert np.all(np.isfinite(got)) and np.all(got < 0)

@@ -172,7 +172,15 @@ def dispersion_pair_energy(
     import jax.numpy as jnp
 
     alpha_ij = 0.5 * (alpha_i + alpha_j)
-    c6 = 2.0 * c6_i * c6_j * alpha_i * alpha_j / (alpha_i**2 * c6_j + alpha_j**2 * c6_i)
+    # combination rule C6_ij = 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i), written through
+    # u = C6/α² (independent of the Hirshfeld ratio h, since α ∝ h and C6 ∝ h²): the same value,
+    # but the literal form's denominator ∝ h_i² h_j² underflows in float32 for ratios ~1e-7 (a model
+    # trained without Hirshfeld labels can drive them there) and its second derivative, which
+    # force training needs, becomes 0·inf = NaN. Two divisions by α (not one by α²): the second
+    # derivative then holds α⁻³, not (α²)⁻³, which overflows float32 for α < 1e-6 bohr³.
+    u_i = c6_i / alpha_i / alpha_i
+    u_j = c6_j / alpha_j / alpha_j
+    c6 = 2.0 * alpha_i * alpha_j * (u_i * u_j / (u_i + u_j))
     a17 = jnp.power(alpha_ij, 1.0 / 7.0)
     big_r = units.alpha_fs ** (-4.0 / 21.0) * a17
     c3, c2, c1, c0 = QDO_FIT
