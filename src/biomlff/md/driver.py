@@ -211,6 +211,21 @@ class Driver:
         """Current cell (3, 3) Å, or None in free space."""
         return None if "cell" not in self.state else np.asarray(self.state["cell"], float)
 
+    def _make_pairlists(self, variable_cell: bool = False):
+        """The system's :class:`~biomlff.md.neighborlist.PairLists` for the potential's neighbour specs
+        (skin Å and capacity head-room from the settings)."""
+        from .neighborlist import PairLists
+
+        cell = None if self.system.cell is None else np.asarray(self.system.cell, float)
+        return PairLists(
+            self.potential.neighbors,
+            self.system.n_atoms,
+            cell=cell,
+            skin=self.settings.skin,
+            capacity_multiplier=self.settings.capacity_multiplier,
+            variable_cell=variable_cell,
+        )
+
     def _compile(self, outputs_fn=None, step_outputs=None):
         """Compile the block (and the per-step outputs when ``settings.log_outputs`` asks for them)."""
         import jax

@@ -461,13 +461,7 @@ class PIMDSimulation(Driver):
 
         s, sysm = self.settings, self.system
         cell = None if sysm.cell is None else np.asarray(sysm.cell, float)
-        self.pairlists = PairLists(
-            self.potential.neighbors,
-            sysm.n_atoms,
-            cell=cell,
-            skin=s.skin,
-            capacity_multiplier=s.capacity_multiplier,
-        )
+        self.pairlists = self._make_pairlists()
         self._evaluate = make_bead_evaluate(self.pairlists)
         self._energy_fn = as_pytree_fn(self.potential.energy_fn)
         self.integrator = RingPolymerIntegrator(self.pimd, sysm.masses, self.periodic)

@@ -28,7 +28,6 @@ from .driver import (  # noqa: F401
     system_from_checkpoint,
 )
 from .integrators import Ensemble, Integrator, maxwell_boltzmann
-from .neighborlist import PairLists
 from .steering import Steering
 from .structure import System
 
@@ -130,14 +129,7 @@ class Simulation(Driver):
 
         s, sysm = self.settings, self.system
         cell = None if sysm.cell is None else np.asarray(sysm.cell, float)
-        self.pairlists = PairLists(
-            self.potential.neighbors,
-            sysm.n_atoms,
-            cell=cell,
-            skin=s.skin,
-            capacity_multiplier=s.capacity_multiplier,
-            variable_cell=self.ensemble.variable_cell,
-        )
+        self.pairlists = self._make_pairlists(variable_cell=self.ensemble.variable_cell)
         self._evaluate = make_evaluate(self.pairlists, self.steering.energy_fn())
         self._energy_fn = as_pytree_fn(self.potential.energy_fn)
         outputs_fn = as_pytree_fn(self.potential.outputs_fn)
