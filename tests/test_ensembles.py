@@ -221,3 +221,11 @@ def test_log_outputs_need_model_outputs():
     pot = lennard_jones(sysm.atomic_numbers, cutoff=None)
     with pytest.raises(ConfigError, match="model outputs"):
         Simulation(pot, sysm, Ensemble(kind="nve"), quiet(log_outputs=("dipole",)))
+
+
+def test_log_outputs_refused_for_pimd():
+    from biomlff.md.pimd import PIMD, PIMDSimulation
+
+    sysm, pot, _ = _charged_cluster()
+    with pytest.raises(ConfigError, match="not available"):
+        PIMDSimulation(pot, sysm, PIMD(beads=2), quiet(log_outputs=("dipole",)))

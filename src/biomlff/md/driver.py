@@ -59,6 +59,15 @@ def grown_capacities(new: dict, old: dict, grow: float) -> dict:
     return caps
 
 
+def keep_unless(overflowed, old, new):
+    """``old`` where ``overflowed`` (a traced bool) else ``new``, leaf by leaf: a step computed with an
+    overflowed pair list is never kept."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(overflowed, a, b), old, new)
+
+
 def ns_per_day(nsteps: int, dt_fs: float, seconds: float) -> float:
     """Simulated ns per wall-clock day of ``nsteps`` steps of ``dt_fs`` fs done in ``seconds``."""
     if not (seconds > 0 and nsteps):
@@ -231,10 +240,13 @@ class Driver:
         import jax
 
         keys = tuple(self.settings.log_outputs)
-        if keys and (outputs_fn is None or step_outputs is None):
+        if keys and step_outputs is None:
+            raise ConfigError(f"per-step model outputs (log_outputs) are not available in {self.what}")
+        if keys and outputs_fn is None:
             raise ConfigError(f"model outputs {list(keys)} requested for the log, but the model has none")
         self._outputs_fn = outputs_fn
         self._step_outputs = step_outputs if keys else None
+        self._outputs_once = jax.jit(step_outputs) if keys else None
         self._block = jax.jit(self._block_fn, static_argnames=("rows",))
         self._observe = jax.jit(self.integrator.observables)
 
@@ -253,8 +265,7 @@ class Driver:
         def advance(st, ls):
             st2, ls2 = integ.step(st, ls, evaluate)
             ovf = self._overflowed(ls2)
-            st = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), st, st2)
-            ls = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), ls, ls2)
+            st, ls = keep_unless(ovf, (st, ls), (st2, ls2))
             return st, ls, ovf
 
         def cond(c):
@@ -503,10 +514,6 @@ class Driver:
     # --- per-step model outputs -------------------------------------------------------------------
     def _outputs_now(self) -> dict:
         """The log_outputs of the current state (host call of the same traced function as the block)."""
-        import jax
-
-        if not hasattr(self, "_outputs_once"):
-            self._outputs_once = jax.jit(self._step_outputs)
         out = self._outputs_once(self._outputs_fn, self.state, self.lists)
         missing = [k for k in self.settings.log_outputs if k not in out]
         if missing:
