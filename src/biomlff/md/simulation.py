@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .driver import (  # noqa: F401
     CHECKPOINT_VERSION,
     Driver,
@@ -281,7 +281,10 @@ class Simulation(Driver):
     @staticmethod
     def load_checkpoint(path) -> dict:
         """Read a checkpoint written by :meth:`save_checkpoint` → {'meta', 'state', 'lists'}."""
-        return read_checkpoint(path)
+        rs = read_checkpoint(path)
+        if rs["meta"].get("kind") == "pimd":
+            raise DataError(f"{path} is a PIMD checkpoint; resume it with 'biomlff md pimd'")
+        return rs
 
     @classmethod
     def resume(
