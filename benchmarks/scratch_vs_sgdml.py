@@ -36,7 +36,8 @@ def sgdml_errors(train_ds, valid_ds, test_ds, sigmas, solver="closed") -> tuple[
 
     tr, va, te = (from_dataset(d) for d in (train_ds, valid_ds, test_ds))
     t0 = time.perf_counter()
-    model, report = train(tr, TrainConfig(n_train=len(tr), n_valid=len(va), sigmas=sigmas, solver=solver), valid=va)
+    cfg = TrainConfig(n_train=len(tr), n_valid=len(va), sigmas=sigmas, solver=solver)
+    model, report = train(tr, cfg, valid=va)
     seconds = time.perf_counter() - t0
     err = evaluate(model, te)
     return err, float(model.sigma), seconds
@@ -79,7 +80,9 @@ def main() -> None:
     row: dict = {"data": args.data, "n_train": len(parts["train"]), "n_valid": len(parts["valid"]),
                  "n_test": len(parts["test"]), "seed": args.seed}
     if not args.skip_sgdml:
-        err, sigma, sec = sgdml_errors(parts["train"], parts["valid"], parts["test"], args.sigmas, args.solver)
+        err, sigma, sec = sgdml_errors(
+            parts["train"], parts["valid"], parts["test"], args.sigmas, args.solver
+        )
         row["sgdml"] = {"F_mae_kcal": err["f_mae_kcal"], "E_mae_kcal": err["e_mae_kcal"], "sigma": sigma,
                         "train_seconds": round(sec, 1)}
         print(f"sGDML M = {len(parts['train'])}: σ = {sigma:g}, test F MAE {err['f_mae_kcal']:.3f} "

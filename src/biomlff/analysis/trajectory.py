@@ -154,20 +154,20 @@ class Trajectory:
 
     def require_cell(self, what: str) -> np.ndarray:
         """(T, 3, 3) cell or a DataError that says ``what`` needs one."""
-        if self.cell is None:
-            raise DataError(
-                f"{self.source}: {what} needs a periodic cell but the trajectory has none "
-                "(free space); use the gas-phase variant or give --cell"
-            )
-        return self.cell
+        return self._require(
+            "cell", what, "a periodic cell", "(free space); use the gas-phase variant or give --cell"
+        )
 
     def require_velocities(self, what: str) -> np.ndarray:
-        if self.velocities is None:
-            raise DataError(
-                f"{self.source}: {what} needs velocities but the trajectory has none "
-                "(write velocities/momenta in the MD run, or use --from-positions)"
-            )
-        return self.velocities
+        """(T, N, 3) velocities (Å/fs) or a DataError that says ``what`` needs them."""
+        hint = "(write velocities/momenta in the MD run, or use --from-positions)"
+        return self._require("velocities", what, "velocities", hint)
+
+    def _require(self, attr: str, what: str, noun: str, hint: str):
+        value = getattr(self, attr)
+        if value is None:
+            raise DataError(f"{self.source}: {what} needs {noun} but the trajectory has none {hint}")
+        return value
 
 
 # --------------------------------------------------------------------------- readers
@@ -382,43 +382,28 @@ def read_h5md(path) -> Trajectory:
 
 
 def write_h5md(path, traj: Trajectory) -> None:
-    """Write ``traj`` in the H5MD layout :func:`read_h5md` reads (atomically: temp file + rename).
-
-    Positions in Å, velocities Å/fs, box edges Å, time fs (``unit`` attributes set)."""
-    import h5py
+    """Write ``traj`` in the H5MD layout :func:`read_h5md` reads (atomically: temp file + rename),
+    with the MD pillar's writer (:class:`biomlff.md.trajectory.H5MDWriter`): positions and box
+    edges in Å, velocities Å/ps, time ps (``unit`` attributes set), steps = frame indices, the
+    per-frame ``info['observables']`` as observables."""
+    from ..md.trajectory import H5MDWriter
 
     path = os.fspath(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5md = h5.create_group("h5md")
-        h5md.attrs["version"] = np.array([1, 1])
-        g = h5.create_group("particles/all")
-        g.create_dataset("species", data=np.asarray(traj.numbers, dtype=np.int32))
-        p = g.create_group("position")
-        d = p.create_dataset("value", data=traj.positions)
-        d.attrs["unit"] = "Å"
-        steps = np.arange(traj.n_frames)
-        p.create_dataset("step", data=steps)
-        if traj.times is not None:
-            p.create_dataset("time", data=traj.times).attrs["unit"] = "fs"
-        if traj.velocities is not None:
-            v = g.create_group("velocity")
-            v.create_dataset("value", data=traj.velocities).attrs["unit"] = "Å/fs"
-            v.create_dataset("step", data=steps)
-            if traj.times is not None:
-                v.create_dataset("time", data=traj.times).attrs["unit"] = "fs"
-        box = g.create_group("box")
-        box.attrs["dimension"] = 3
-        if traj.cell is not None:
-            box.attrs["boundary"] = np.array([b"periodic"] * 3)
-            e = box.create_group("edges")
-            e.create_dataset("value", data=traj.cell).attrs["unit"] = "Å"
-            e.create_dataset("step", data=steps)
-        else:
-            box.attrs["boundary"] = np.array([b"none"] * 3)
-        for key, val in (traj.info or {}).get("observables", {}).items():
-            og = h5.create_group(f"observables/{key}")
-            og.create_dataset("value", data=np.asarray(val, dtype=float))
-            og.create_dataset("step", data=steps)
+    obs = (traj.info or {}).get("observables", {})
+    with atomic_path(path) as tmp:
+        w = H5MDWriter(tmp, traj.numbers, periodic=traj.cell is not None)
+        try:
+            for t in range(traj.n_frames):
+                w.write(
+                    t,
+                    None if traj.times is None else traj.times[t],
+                    traj.positions[t],
+                    None if traj.velocities is None else traj.velocities[t],
+                    None if traj.cell is None else traj.cell[t],
+                    {key: np.asarray(val, dtype=float)[t] for key, val in obs.items()},
+                )
+        finally:
+            w.close()
 
 
 def _read_mdanalysis(path: str, topology) -> Trajectory:

@@ -524,20 +524,16 @@ def read_ase(
 def _collect_extras(atoms, frame, used_keys, extra_f, extra_a) -> None:
     """Keep other numeric (and per-frame string) info/arrays entries, stored as they are: their
     units are not known, so they are never converted."""
-    for k, v in atoms.info.items():
-        if k in used_keys or k in ("cell", "pbc"):
-            continue
-        a = np.asarray(v)
-        if a.dtype.kind in "biufU":
-            if frame == 0 or k in extra_f:
-                extra_f.setdefault(k, []).append(a)
-    for k, v in atoms.arrays.items():
-        if k in used_keys or k in ("numbers", "positions"):
-            continue
-        a = np.asarray(v)
-        if a.dtype.kind in "biuf":
-            if frame == 0 or k in extra_a:
-                extra_a.setdefault(k, []).append(a)
+    for entries, skip, kinds, store in (
+        (atoms.info, ("cell", "pbc"), "biufU", extra_f),
+        (atoms.arrays, ("numbers", "positions"), "biuf", extra_a),
+    ):
+        for k, v in entries.items():
+            if k in used_keys or k in skip:
+                continue
+            a = np.asarray(v)
+            if a.dtype.kind in kinds and (frame == 0 or k in store):
+                store.setdefault(k, []).append(a)
     for store in (extra_f, extra_a):
         for k in list(store):
             if len(store[k]) != frame + 1:  # missing in some frame: drop the extra entirely
@@ -583,23 +579,20 @@ def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extx
 
 
 # ---------------------------------------------------------------------------- front door
+#: unit and label-key keywords that :func:`read_dataset` passes on to the format readers
+UNIT_KEYS = ("energy_unit", "length_unit", "force_unit")
+LABEL_KEYS = ("energy_key", "forces_key", "charge_key", "multiplicity_key", "dipole_key", "hirshfeld_key",
+              "partial_charges_key")
+
+
 def read_dataset(
     path,
     fmt: str | None = None,
     *,
-    energy_unit: str | None = None,
-    length_unit: str | None = None,
-    force_unit: str | None = None,
-    energy_key: str | None = None,
-    forces_key: str | None = None,
-    charge_key: str | None = None,
-    multiplicity_key: str | None = None,
-    dipole_key: str | None = None,
-    hirshfeld_key: str | None = None,
-    partial_charges_key: str | None = None,
     index: Any = None,
     validate: bool = True,
     min_distance: float = 0.1,
+    **options: str | None,
 ) -> Dataset:
     """Read a dataset file into a :class:`Dataset` (positions Å, energy eV, forces eV/Å, charge e).
 
@@ -608,9 +601,18 @@ def read_dataset(
     'Hartree', …), ``length_unit`` ('Ang', 'Bohr'), ``force_unit`` ('kcal/mol/Ang'); required where
     the file does not say (sGDML without ``e_unit``). Label keys (``energy_key``, ``forces_key``,
     ``charge_key``, …) select what is read in rMD17 (``'energies'``/``'old_energies'``) and ASE
-    formats. ``index``: frames to read (int, slice, or ASE index string; QCell: list of ints too).
-    ``validate`` checks shapes, NaN/inf, elements and atoms closer than ``min_distance`` Å.
+    formats (the keyword arguments of :func:`read_ase`: ``energy_key``, ``forces_key``,
+    ``charge_key``, ``multiplicity_key``, ``dipole_key``, ``hirshfeld_key``,
+    ``partial_charges_key``). ``index``: frames to read (int, slice, or ASE index string; QCell: list
+    of ints too). ``validate`` checks shapes, NaN/inf, elements and atoms closer than
+    ``min_distance`` Å.
     """
+    unknown = sorted(set(options) - set(UNIT_KEYS) - set(LABEL_KEYS))
+    if unknown:
+        raise TypeError(f"read_dataset: unknown keyword(s) {', '.join(unknown)}; it takes "
+                        f"{', '.join(UNIT_KEYS + LABEL_KEYS)}")
+    units_ = {k: options.get(k) for k in UNIT_KEYS}
+    label_keys = {k: v for k, v in options.items() if k in LABEL_KEYS}
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -619,11 +621,10 @@ def read_dataset(
     fmt = fmt or detect_format(path)
     common = dict(validate=validate, min_distance=min_distance)
     if fmt == "sgdml":
-        ds = read_sgdml(path, energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit,
-                        **common)
+        ds = read_sgdml(path, **units_, **common)
     elif fmt == "rmd17":
-        ds = read_rmd17(path, energy_key=energy_key, forces_key=forces_key, energy_unit=energy_unit,
-                        length_unit=length_unit, force_unit=force_unit, **common)
+        keys = {k: label_keys.get(k) for k in ("energy_key", "forces_key")}
+        ds = read_rmd17(path, **keys, **units_, **common)
     elif fmt == "qcell":
         from .qcell import read_qcell
 
@@ -632,10 +633,7 @@ def read_dataset(
         ase_fmt = "extxyz" if fmt == "extxyz" else (fmt[4:] if fmt.startswith("ase:") else None)
         ase_index = index if isinstance(index, (str, int, np.integer, slice)) else ":"
         ds = read_ase(
-            path, fmt=ase_fmt, index=ase_index, energy_key=energy_key,
-            forces_key=forces_key, charge_key=charge_key, multiplicity_key=multiplicity_key,
-            dipole_key=dipole_key, hirshfeld_key=hirshfeld_key, partial_charges_key=partial_charges_key,
-            energy_unit=energy_unit, length_unit=length_unit, force_unit=force_unit, **common,
+            path, fmt=ase_fmt, index=ase_index, **units_, **label_keys, **common,
         )
         if index is None or index is ase_index:
             return ds

@@ -167,6 +167,7 @@ class IPIClient:
         import jax.numpy as jnp
 
         from ..precision import precision_context
+        from .driver import grown_capacities
 
         pos = np.asarray(positions, float)
         if pos.shape != (self.n, 3):
@@ -192,12 +193,8 @@ class IPIClient:
                     self._lists = lists
                     break
                 # a pair buffer overflowed: fresh lists for this structure with growing head-room
-                g = 1.25**attempt
                 fresh = self._pl.capacities(self._pl.allocate(R, cj))
-                caps = {
-                    k: (math.ceil(o * g), None if cl is None else math.ceil(cl * g), math.ceil(cp * g))
-                    for k, (o, cl, cp) in fresh.items()
-                }
+                caps = grown_capacities(fresh, fresh, 1.25**attempt)
                 self._lists = self._pl.allocate(R, cj, capacities=caps)
             else:  # pragma: no cover - would need a pathological structure
                 raise ModelError("pair lists kept overflowing; cannot evaluate this structure")

@@ -63,6 +63,7 @@ def optimize(
     from jax_md import minimize
 
     from ..precision import precision_context
+    from .driver import keep_unless
     from .engine import as_pytree_fn, make_evaluate
 
     if not fmax > 0:
@@ -122,8 +123,7 @@ def optimize(
                 st2 = apply_fn(st, lists=ls, efn=efn)
                 ls2 = pl.update(ls, st2.position, cell)
                 ovf = pl.overflowed(ls2)
-                st = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), st, st2)
-                ls = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), ls, ls2)
+                st, ls = keep_unless(ovf, (st, ls), (st2, ls2))
                 return i + jnp.where(ovf, 0, 1), st, ls, ovf
 
             return lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, lists, jnp.zeros((), bool)))

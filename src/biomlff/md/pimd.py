@@ -33,24 +33,19 @@ Units: positions Å, energy eV, masses amu, time fs in the settings (ASE time in
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import units
-from ..errors import ConfigError, DataError, ModelError
-from ..fileio import atomic_savez
-from .integrators import fs_to_time, kinetic2, remove_com_momentum
+from ..errors import ConfigError, DataError
+from .driver import CHECKPOINT_VERSION, Driver, check_checkpoint, read_checkpoint, system_from_checkpoint  # noqa: F401
+from .ensembles.base import fs_to_time, kinetic2, remove_com_momentum
 from .neighborlist import PairLists
-from .simulation import MDSettings, precision_context
+from .simulation import MDSettings
 from .structure import System
 
-CHECKPOINT_VERSION = 1
 THERMOSTATS = ("pile_l", "trpmd")
 
 
@@ -426,10 +421,10 @@ class RingPolymerIntegrator:
 
 
 # ---------------------------------------------------------------------------------------------
-class PIMDSimulation:
-    """A ring-polymer MD run of ``potential`` for ``system``: compiled blocks of steps, pair-list
-    overflow handling, log table, centroid and bead trajectories, checkpoints and exact restarts
-    (the same conventions as :class:`~biomlff.md.simulation.Simulation`).
+class PIMDSimulation(Driver):
+    """A ring-polymer MD run of ``potential`` for ``system``, in the run loop shared with classical MD
+    (:mod:`biomlff.md.driver`: compiled blocks of steps, pair-list overflow handling, log table,
+    trajectories, checkpoints and exact restarts).
 
     Outputs (``settings.output`` = ``run.h5``): ``run.h5`` centroid trajectory (positions,
     velocities, estimators as observables), ``run.beads.h5`` bead trajectory (P frames per stored
@@ -442,65 +437,40 @@ class PIMDSimulation:
     """
 
     write_beads: bool = True
+    what = "the path-integral simulation"
+    checkpoint_kind = "pimd"
+    wrong_checkpoint = (
+        "{path} is a classical MD checkpoint, not a PIMD one; start PIMD from a structure "
+        "(or resume it with 'biomlff md nve|nvt|npt')"
+    )
 
     def __init__(
         self, potential, system: System, pimd: PIMD, settings: MDSettings | None = None, _restart=None
     ):
-        self.settings = (settings or MDSettings()).validate()
         self.pimd = pimd.validate()
-        self.system = system
-        self.potential = potential
-        z = np.asarray(potential.atomic_numbers)
-        if len(z) != system.n_atoms or np.any(z != system.atomic_numbers):
-            raise ConfigError(
-                f"the potential was built for {len(z)} atoms with different elements than "
-                f"the structure {system.name} ({system.n_atoms} atoms)"
-            )
-        self.periodic = system.cell is not None
-        self.history: list[dict] = []
-        self.reallocations = 0
-        self.messages: list[str] = []
-        self._restart = _restart
-        with self._ctx():
-            self._build()
-
-    def _ctx(self):
-        return precision_context(self.settings.precision)
-
-    @property
-    def dtype(self):
-        import jax.numpy as jnp
-
-        return jnp.float64 if self.settings.precision == "float64" else jnp.float32
+        super().__init__(potential, system, settings or MDSettings(), _restart)
 
     @property
     def n_beads(self) -> int:
         return int(self.pimd.beads)
 
+    @property
+    def dt_fs(self) -> float:
+        return self.pimd.dt_fs
+
     def _build(self):
         import jax
         import jax.numpy as jnp
 
-        from .engine import as_pytree_fn
-
         s, sysm = self.settings, self.system
-        cell = None if sysm.cell is None else np.asarray(sysm.cell, float)
-        self.pairlists = PairLists(
-            self.potential.neighbors,
-            sysm.n_atoms,
-            cell=cell,
-            skin=s.skin,
-            capacity_multiplier=s.capacity_multiplier,
-        )
-        self._evaluate = make_bead_evaluate(self.pairlists)
-        self._energy_fn = as_pytree_fn(self.potential.energy_fn)
+        cell = self._bind_model(make_bead_evaluate)
         self.integrator = RingPolymerIntegrator(self.pimd, sysm.masses, self.periodic)
         dt = self.dtype
         P = self.n_beads
         c = None if cell is None else jnp.asarray(cell, dt)
 
         def init(efn, r, p, cc, ls, k):
-            return self.integrator.init(self._bound(efn), r, p, cc, ls, k, dt)
+            return self.integrator.init(self._bound_evaluate(efn), r, p, cc, ls, k, dt)
 
         rs = self._restart
         if rs is None:
@@ -527,12 +497,8 @@ class PIMDSimulation:
             self.start_step = 0
         else:
             meta, saved, lref = rs["meta"], rs["state"], rs["lists"]
-            caps = {k: tuple(v) for k, v in meta.get("capacities", {}).items()}
             ref_cell = None if "ref_cell" not in lref else jnp.asarray(lref["ref_cell"][0])
-            lists = allocate_bead_lists(
-                self.pairlists, jnp.asarray(lref["ref_positions"]), ref_cell, capacities=caps or None
-            )
-            lists["rebuilds"] = jnp.asarray(lref["rebuilds"])
+            lists = self._restored_lists(rs, ref_cell)
             args = (
                 self._energy_fn,
                 jnp.asarray(saved["R"], dt),
@@ -546,84 +512,30 @@ class PIMDSimulation:
                 raise DataError("the PIMD checkpoint does not match this system / number of beads")
             self.state = {k: jnp.asarray(saved[k], dtype=fresh[k].dtype) for k in fresh}
             self.lists = lists
-            self.reallocations = int(meta.get("reallocations", 0))
             self.start_step = int(meta["step"])
-        self._block = jax.jit(self._block_fn)
-        self._observe = jax.jit(self.integrator.observables)
+        self._compile()
         self._atom_observe = jax.jit(self.integrator.atom_observables)
 
-    def _bound(self, energy_fn):
+    def _bound_evaluate(self, energy_fn):
         from functools import partial
 
         return partial(self._evaluate, energy_fn)
 
-    # --- the compiled block ------------------------------------------------------------------
-    def _block_fn(self, energy_fn, state, lists, n):
+    # --- hooks of the shared loop -------------------------------------------------------------------
+    def _overflowed(self, lists):
         import jax
         import jax.numpy as jnp
-        from jax import lax
 
-        integ, pl = self.integrator, self.pairlists
-        evaluate = self._bound(energy_fn)
+        return jnp.any(jax.vmap(self.pairlists.overflowed)(lists))
 
-        def cond(c):
-            i, _, _, ovf = c
-            return (i < n) & (~ovf)
+    def _allocate(self, positions, cell, capacities=None):
+        return allocate_bead_lists(self.pairlists, positions, cell, capacities=capacities)
 
-        def body(c):
-            i, st, ls, _ = c
-            st2, ls2 = integ.step(st, ls, evaluate)
-            ovf = jnp.any(jax.vmap(pl.overflowed)(ls2))
-            st = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), st, st2)
-            ls = jax.tree_util.tree_map(lambda a, b: jnp.where(ovf, a, b), ls, ls2)
-            return i + jnp.where(ovf, 0, 1), st, ls, ovf
+    def _capacities(self, lists):
+        return bead_capacities(self.pairlists, lists)
 
-        i, state, lists, ovf = lax.while_loop(
-            cond, body, (jnp.zeros((), jnp.int32), state, lists, jnp.zeros((), bool))
-        )
-        return state, lists, i, ovf
-
-    def advance(self, n: int) -> int:
-        """Run exactly ``n`` steps without output; returns n."""
-        with self._ctx():
-            return self._advance(int(n))
-
-    def _advance(self, n: int) -> int:
-        import jax.numpy as jnp
-
-        done, stuck = 0, 0
-        while done < n:
-            self.state, self.lists, k, ovf = self._block(
-                self._energy_fn, self.state, self.lists, jnp.asarray(n - done, jnp.int32)
-            )
-            k = int(k)
-            done += k
-            if bool(ovf):
-                stuck = stuck + 1 if k == 0 else 1
-                self._reallocate(grow=1.5**stuck)
-        return done
-
-    def _reallocate(self, grow: float = 1.0):
-        """Re-allocate all bead lists at the current (good) state with ``grow`` × extra room."""
-        old = bead_capacities(self.pairlists, self.lists)
-        cell = self.state.get("cell")
-        fresh = allocate_bead_lists(self.pairlists, self.state["R"], cell)
-        caps = {}
-        for k, (occ, clc, comp) in bead_capacities(self.pairlists, fresh).items():
-            o_occ, o_clc, o_comp = old.get(k, (0, None, 0))
-            occ = max(occ, int(math.ceil(o_occ * grow)))
-            if clc is not None and o_clc is not None:
-                clc = max(clc, int(math.ceil(o_clc * grow)))
-            caps[k] = (occ, clc, max(comp, int(math.ceil(o_comp * grow))))
-        lists = allocate_bead_lists(self.pairlists, self.state["R"], cell, capacities=caps)
-        lists["rebuilds"] = self.lists["rebuilds"] + 1
-        self.lists = lists
-        self.reallocations += 1
-        if self.settings.echo:
-            print(
-                f"# step {self.step}: pair list overflow, re-allocated; the step is recomputed",
-                file=sys.stderr,
-            )
+    def _meta(self) -> dict:
+        return {"kind": "pimd", "beads": self.n_beads, "pimd_settings": asdict(self.pimd)}
 
     # --- observables ---------------------------------------------------------------------------
     def observables(self) -> dict:
@@ -636,10 +548,6 @@ class PIMDSimulation:
         """Centroid-virial kinetic energy per atom (N,) eV of the current configuration."""
         with self._ctx():
             return np.asarray(self._atom_observe(self.state)["k_cv_atoms"], float)
-
-    @property
-    def step(self) -> int:
-        return int(self.state["step"])
 
     def bead_positions(self) -> np.ndarray:
         """(P, N, 3) bead positions, Å (unwrapped)."""
@@ -654,57 +562,7 @@ class PIMDSimulation:
         m = np.asarray(self.system.masses)[None, :, None]
         return np.asarray(self.state["P"], float) / m * units.ase_time_per_fs
 
-    def cell(self):
-        return None if "cell" not in self.state else np.asarray(self.state["cell"], float)
-
     # --- checkpoints ------------------------------------------------------------------------------
-    def save_checkpoint(self, path):
-        """Write a checkpoint (.npz) atomically (temporary file + fsync + rename)."""
-        path = Path(path)
-        meta = {
-            "version": CHECKPOINT_VERSION,
-            "kind": "pimd",
-            "step": self.step,
-            "beads": self.n_beads,
-            "atomic_numbers": [int(z) for z in self.system.atomic_numbers],
-            "masses": [float(m) for m in self.system.masses],
-            "precision": self.settings.precision,
-            "periodic": self.periodic,
-            "capacities": bead_capacities(self.pairlists, self.lists),
-            "reallocations": self.reallocations,
-            "pimd_settings": asdict(self.pimd),
-        }
-        arrays = {f"state/{k}": np.asarray(v) for k, v in self.state.items()}
-        arrays["lists/ref_positions"] = np.asarray(self.lists["ref_positions"])
-        arrays["lists/rebuilds"] = np.asarray(self.lists["rebuilds"])
-        if "ref_cell" in self.lists:
-            arrays["lists/ref_cell"] = np.asarray(self.lists["ref_cell"])
-        atomic_savez(path, {"meta": np.array(json.dumps(meta)), **arrays}, fsync=True)
-
-    @staticmethod
-    def load_checkpoint(path) -> dict:
-        """Read a checkpoint written by :meth:`save_checkpoint` → {'meta', 'state', 'lists'}."""
-        path = Path(path)
-        if not path.exists():
-            raise DataError(f"checkpoint {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                state = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
-                lists = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("lists/")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"{path} is not a biomlff checkpoint: {exc}") from exc
-        if meta.get("kind") != "pimd":
-            raise DataError(
-                f"{path} is a classical MD checkpoint, not a PIMD one; start PIMD from a structure "
-                "(or resume it with 'biomlff md nve|nvt|npt')"
-            )
-        if meta.get("version") != CHECKPOINT_VERSION:
-            raise DataError(
-                f"checkpoint {path} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}"
-            )
-        return {"meta": meta, "state": state, "lists": lists}
-
     @classmethod
     def resume(
         cls,
@@ -717,150 +575,47 @@ class PIMDSimulation:
         """Continue from ``checkpoint`` (same atoms, same number of beads, same precision)."""
         rs = cls.load_checkpoint(checkpoint)
         meta = rs["meta"]
-        z = np.asarray(meta["atomic_numbers"])
-        zp = np.asarray(potential.atomic_numbers)
-        if (
-            len(z) != len(zp)
-            or np.any(z != zp)
-            or (system is not None and (system.n_atoms != len(z) or np.any(system.atomic_numbers != z)))
-        ):
-            raise ConfigError(
-                f"checkpoint {checkpoint} is for a different system ({len(z)} atoms) than the "
-                f"structure/model given ({len(zp)} atoms); refusing to resume"
-            )
+        settings = settings or MDSettings()
+        check_checkpoint(rs, checkpoint, potential, settings, system)
         if int(meta["beads"]) != int(pimd.beads):
             raise ConfigError(
                 f"checkpoint {checkpoint} has {meta['beads']} beads; resume with --beads {meta['beads']}"
             )
-        settings = settings or MDSettings()
-        if settings.precision != meta["precision"]:
-            raise ConfigError(
-                f"checkpoint {checkpoint} was written in {meta['precision']}; resume with "
-                f"--precision {meta['precision']}"
-            )
-        cell = rs["state"].get("cell")
-        sysm = System(
-            atomic_numbers=z.astype(np.int32),
-            positions=np.asarray(rs["state"]["R"], float).mean(axis=0),
-            masses=np.asarray(meta["masses"], float),
-            cell=None if cell is None else np.asarray(cell, float),
-            name=system.name if system is not None else Path(checkpoint).name,
+        positions = np.asarray(rs["state"]["R"], float).mean(axis=0)
+        return cls(
+            potential, system_from_checkpoint(rs, positions, checkpoint, system), pimd, settings, _restart=rs
         )
-        return cls(potential, sysm, pimd, settings, _restart=rs)
 
-    # --- the run ----------------------------------------------------------------------------------
+    # --- trajectories ---------------------------------------------------------------------------
     def bead_trajectory_path(self) -> Path | None:
         """``<output stem>.beads<suffix>`` (None without an output)."""
         traj = self.settings.paths()[0]
         return None if traj is None else traj.with_name(traj.stem + ".beads" + traj.suffix)
 
-    def run(self, steps: int | None = None):
-        """Run until step ``steps`` (default settings.steps; absolute), writing log, centroid and
-        bead trajectories and checkpoints. Returns ``history`` (logged rows)."""
+    def _open_writers(self, resumed: bool) -> list:
         from .trajectory import open_trajectory
 
-        s = self.settings
-        target = s.steps if steps is None else int(steps)
-        traj_path, log_path, chk_path = s.paths()
-        bead_path = self.bead_trajectory_path()
-        # a resumed run, or a second run() of this object, appends to the existing outputs
-        resumed = self._restart is not None or getattr(self, "_ran", False)
-        self._ran = True
-        for msg in self.messages:
-            print(f"# {msg}", file=sys.stderr)
-        for path in (traj_path, log_path, chk_path):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-        writers = []
-        with self._ctx():
-            cw = bw = None
-            if traj_path is not None:
-                kw = dict(append=resumed, truncate_step=self.step if resumed else None)
-                cw = open_trajectory(traj_path, self.system.atomic_numbers, self.periodic, **kw)
-                writers.append(cw)
-                if self.write_beads:
-                    bw = open_trajectory(bead_path, self.system.atomic_numbers, self.periodic, **kw)
-                    writers.append(bw)
-            logf = open(log_path, "a" if resumed else "w") if log_path is not None else None
-            bar = None
-            show_bar = s.progress if s.progress is not None else sys.stderr.isatty()
-            if show_bar and target > self.step:
-                from tqdm import tqdm
+        paths = [self.settings.paths()[0]] + ([self.bead_trajectory_path()] if self.write_beads else [])
+        truncate = self.step if resumed else None
+        return [
+            open_trajectory(p, self.system.atomic_numbers, self.periodic, resumed, truncate) for p in paths
+        ]
 
-                bar = tqdm(total=target, initial=self.step, unit="step", dynamic_ncols=True)
-            try:
-                obs = self.observables()
-                self._check_finite(obs)
-                if not resumed:
-                    self._emit(logf, self._header())
-                    self._log_row(logf, obs, 0.0, 0)
-                    if cw is not None and s.traj_every:
-                        self._frames(cw, bw, obs)
-                else:
-                    self._emit(logf, f"# resumed at step {self.step}")
-                last_t, last_step = time.perf_counter(), self.step
-                while self.step < target:
-                    n = self._next_event(target) - self.step
-                    self._advance(n)
-                    if bar is not None:
-                        bar.update(n)
-                    step = self.step
-                    need_log = (s.log_every and step % s.log_every == 0) or step == target
-                    need_traj = cw is not None and s.traj_every and step % s.traj_every == 0
-                    if need_log or need_traj:
-                        obs = self.observables()
-                        self._check_finite(obs)
-                        if need_log:
-                            now = time.perf_counter()
-                            self._log_row(logf, obs, now - last_t, step - last_step)
-                            last_t, last_step = now, step
-                        if need_traj:
-                            self._frames(cw, bw, obs)
-                    if (
-                        chk_path is not None
-                        and s.checkpoint_every
-                        and (step % s.checkpoint_every == 0 or step == target)
-                    ):
-                        self.save_checkpoint(chk_path)
-            finally:
-                if bar is not None:
-                    bar.close()
-                for w in writers:
-                    w.close()
-                if logf is not None:
-                    logf.close()
-        return self.history
-
-    def _frames(self, cw, bw, obs):
+    def _write_frames(self, writers, obs):
         t = self.step * self.pimd.dt_fs
         cell = self.cell()
         q, v = self.bead_positions(), self.bead_velocities()
         per_atom = {"k_cv_atoms": self.kinetic_cv_atoms()}
-        cw.write(self.step, t, q.mean(axis=0), v.mean(axis=0), cell, obs, per_atom=per_atom)
-        if bw is None:
+        writers[0].write(self.step, t, q.mean(axis=0), v.mean(axis=0), cell, obs, per_atom=per_atom)
+        if len(writers) < 2:
             return
         V = np.asarray(self.state["V"], float)
         for j in range(self.n_beads):
-            bw.write(self.step, t, q[j], v[j], cell, {"bead": j, "e_pot": V[j]})
+            writers[1].write(self.step, t, q[j], v[j], cell, {"bead": j, "e_pot": V[j]})
 
-    def _next_event(self, target: int) -> int:
-        nxt = target
-        for every in (self.settings.log_every, self.settings.traj_every, self.settings.checkpoint_every):
-            if every:
-                nxt = min(nxt, (self.step // every + 1) * every)
-        return nxt
-
-    def _check_finite(self, obs):
-        if not all(math.isfinite(v) for v in obs.values()):
-            raise ModelError(
-                f"the path-integral simulation became unstable at step {self.step} (non-finite "
-                "energy); reduce the timestep or check the starting structure (run 'biomlff opt' first)"
-            )
-
-    def _columns(self):
+    # --- log table ------------------------------------------------------------------------------
+    def _value_columns(self):
         return [
-            ("step", "{:>10d}", 10),
-            ("time_ps", "{:>10.4f}", 10),
             ("E_pot", "{:>14.6f}", 14),
             ("K_cv", "{:>12.6f}", 12),
             ("K_prim", "{:>12.6f}", 12),
@@ -868,25 +623,10 @@ class PIMDSimulation:
             ("conserved", "{:>14.6f}", 14),
             ("T_K", "{:>8.2f}", 8),
             ("Rg_A", "{:>8.4f}", 8),
-            ("ns_day", "{:>9.3f}", 9),
-            ("realloc", "{:>7d}", 7),
         ]
 
-    def _header(self):
-        return " ".join(f"{name:>{w}}" for name, _, w in self._columns())
-
-    def _emit(self, logf, line):
-        if logf is not None:
-            logf.write(line + "\n")
-            logf.flush()
-        if self.settings.echo:
-            print(line, flush=True)
-
-    def _log_row(self, logf, obs, seconds, nsteps):
-        ns_day = (nsteps * self.pimd.dt_fs * 1e-6) / (seconds / 86400.0) if seconds > 0 and nsteps else 0.0
-        row = {
-            "step": self.step,
-            "time_ps": self.step * self.pimd.dt_fs * units.ps_per_fs,
+    def _row(self, obs) -> dict:
+        return {
             "E_pot": obs["e_pot"],
             "K_cv": obs["k_cv"],
             "K_prim": obs["k_prim"],
@@ -894,8 +634,4 @@ class PIMDSimulation:
             "conserved": obs["conserved"],
             "T_K": obs["temperature"],
             "Rg_A": obs["bead_rg"],
-            "ns_day": ns_day,
-            "realloc": self.reallocations,
         }
-        self.history.append(dict(row, **{k: v for k, v in obs.items() if k not in row}))
-        self._emit(logf, " ".join(fmt.format(row[name]) for name, fmt, _ in self._columns()))

@@ -462,7 +462,7 @@ def prepare_params(params, config: SO3LRConfig):
     from . import tabulate
 
     return tabulate.with_tables(
-        params, config.arch, config.dtype, tabulate.default_cells(config.precision)
+        params, config.arch, config.dtype, num_cells=tabulate.default_cells(config.precision)
     )
 
 

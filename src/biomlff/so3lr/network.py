@@ -179,24 +179,13 @@ def embed(params, species, charge, spin, graph_ids, n_graphs: int, dtype, arch: 
     """Initial invariant features x⁰ = (E_Z + e^Q + e^S)/√3, shape (N, F) (the charge and spin
     embeddings only when the architecture has them; the divisor is √(number of embeddings))."""
     x = params["feature_embeddings_0"]["Embed_0"]["embedding"][species].astype(dtype)
-    if arch.charge_embedding:
-        x = x + charge_spin_embedding(
-            params["feature_embeddings_1"]["ChargeSpinEmbedSparse_0"],
-            species,
-            charge,
-            graph_ids,
-            n_graphs,
-            dtype,
-        )
-    if arch.spin_embedding:
-        x = x + charge_spin_embedding(
-            params["feature_embeddings_2"]["ChargeSpinEmbedSparse_0"],
-            species,
-            spin,
-            graph_ids,
-            n_graphs,
-            dtype,
-        )
+    for on, name, value in (
+        (arch.charge_embedding, "feature_embeddings_1", charge),
+        (arch.spin_embedding, "feature_embeddings_2", spin),
+    ):
+        if on:  # charge first, then spin: the published summation order
+            p = params[name]["ChargeSpinEmbedSparse_0"]
+            x = x + charge_spin_embedding(p, species, value, graph_ids, n_graphs, dtype)
     if arch.num_embeddings == 1:
         return x
     return x / math.sqrt(float(arch.num_embeddings))

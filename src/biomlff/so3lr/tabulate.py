@@ -163,14 +163,9 @@ class _Ref:
         return isinstance(other, _Ref)
 
 
-def with_tables(
-    params,
-    arch: Architecture = PUBLISHED,
-    dtype=np.float32,
-    num_cells: int = NUM_CELLS,
-    kind: str = "quintic",
-):
-    """``params`` with ``params["radial_tables"]`` added (a shallow copy; the weights are shared).
+def with_tables(params, arch: Architecture = PUBLISHED, dtype=np.float32, **grid):
+    """``params`` with ``params["radial_tables"]`` added (a shallow copy; the weights are shared);
+    ``grid``: ``num_cells`` and ``kind`` as in :func:`build_tables`.
 
     Tables are built once per parameter set: they are cached by the SHA-256 of the weights
     (:func:`biomlff.so3lr.weights.checksum`), architecture, dtype, grid size and kind, so that the
@@ -178,6 +173,9 @@ def with_tables(
     are kept."""
     from .weights import checksum
 
+    num_cells, kind = int(grid.pop("num_cells", NUM_CELLS)), grid.pop("kind", "quintic")
+    if grid:
+        raise TypeError(f"with_tables: unknown keyword(s) {', '.join(sorted(grid))}")
     dtype = np.dtype(dtype)
     old = params.get(TABLES_KEY)
     if old is not None:

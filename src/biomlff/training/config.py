@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .loss import DEFAULT_WEIGHTS
 
 STRATEGIES = ("scratch", "full", "freeze-embedding", "last-layer+heads")
 OPTIMIZERS = ("amsgrad", "adamw", "adam")
@@ -43,10 +44,10 @@ class TrainConfig:
     lr_cutoff: float | str | None = "auto"
     init_seed: int = 0
     # loss
-    forces_weight: float = 100.0
-    dipole_weight: float = 10.0
-    hirshfeld_weight: float = 10.0
-    energy_weight: float = 1.0
+    forces_weight: float = DEFAULT_WEIGHTS["forces"]
+    dipole_weight: float = DEFAULT_WEIGHTS["dipole"]
+    hirshfeld_weight: float = DEFAULT_WEIGHTS["hirshfeld_ratios"]
+    energy_weight: float = DEFAULT_WEIGHTS["energy"]
     robust: bool = False
     robust_scale: float = 0.1
     fit_reference_energies: bool = True

@@ -25,12 +25,13 @@ DEFAULT_WEIGHTS = {"forces": 100.0, "dipole": 10.0, "hirshfeld_ratios": 10.0, "e
 
 @dataclass(frozen=True)
 class LossSpec:
-    """Loss weights per label and the optional robust loss (scale c in label units)."""
+    """Loss weights per label (no defaults here: :class:`~biomlff.training.config.TrainConfig` holds
+    them, :data:`DEFAULT_WEIGHTS`) and the optional robust loss (scale c in label units)."""
 
-    forces: float = 100.0
-    dipole: float = 10.0
-    hirshfeld_ratios: float = 10.0
-    energy: float = 1.0
+    forces: float
+    dipole: float
+    hirshfeld_ratios: float
+    energy: float
     robust: bool = False
     robust_scale: float = 0.1
 
