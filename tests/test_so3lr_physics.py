@@ -213,7 +213,12 @@ def test_dispersion_is_stable_for_vanishing_hirshfeld_ratios():
     equal the literal rule 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i)."""
     import jax.numpy as jnp
 
-    from biomlff.so3lr.physics import dispersion_pair_energy, free_atom_table
+    from biomlff.so3lr.physics import (
+        c6_per_alpha2_table,
+        dispersion_pair_energy,
+        dispersion_pair_energy_u,
+        free_atom_table,
+    )
 
     a0, c60 = free_atom_table()
     zi, zj = np.array([7, 7, 6, 1]), np.array([7, 1, 8, 1])
@@ -237,3 +242,6 @@ def test_dispersion_is_stable_for_vanishing_hirshfeld_ratios():
         u_i, u_j = ci / ai**2, cj / aj**2
         np.testing.assert_allclose(2 * ai * aj * u_i * u_j / (u_i + u_j), literal_c6, rtol=1e-14)
         assert np.all(np.isfinite(got)) and np.all(got < 0)
+        u0 = c6_per_alpha2_table()  # what the model uses: u = C6/α² from the free-atom table
+        via_u = np.asarray(dispersion_pair_energy_u(r64, ai, aj, u0[zi], u0[zj], None, None))
+        np.testing.assert_allclose(via_u, got, rtol=1e-13)

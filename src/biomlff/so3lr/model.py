@@ -115,10 +115,10 @@ def _pair_geometry(positions, pairs, cell):
 LR_BLOCK = 8192
 
 
-def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
+def _long_range(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
     """Per-atom electrostatic and dispersion energies (eV), each unordered pair split ½/½.
 
-    q: partial charges (e), alpha / c6: Hirshfeld-scaled α (bohr³) and C6 (Hartree·bohr⁶) per atom;
+    q: partial charges (e), alpha: Hirshfeld-scaled α (bohr³), u: C6/α² (Hartree) per atom;
     lr: the long-range pair list (each unordered pair once)."""
     import jax
     import jax.numpy as jnp
@@ -140,12 +140,12 @@ def _long_range(positions, q, alpha, c6, lr, cell, config: SO3LRConfig):
         else:
             e_el = jnp.zeros_like(r)
         if arch.dispersion:
-            e_disp = physics.dispersion_pair_energy(
+            e_disp = physics.dispersion_pair_energy_u(
                 r,
                 alpha[i],
                 alpha[j],
-                c6[i],
-                c6[j],
+                u[i],
+                u[j],
                 config.lr_cutoff,
                 config.dispersion_damping,
                 arch.dispersion_beta,
@@ -279,11 +279,11 @@ def so3lr_terms(
 
     # ---- long range: electrostatics + dispersion, each unordered pair once, split ½/½ per atom
     if arch.long_range:
-        alpha0, c60 = physics.free_atom_table()
+        alpha0 = physics.free_atom_table()[0]
         z_table = jnp.where(real, species, 1)  # the Z = 0 row of the tables is NaN (padding atoms)
         alpha = jnp.asarray(alpha0, dtype)[z_table] * h
-        c6 = jnp.asarray(c60, dtype)[z_table] * h * h
-        e_el, e_disp = _long_range(positions, q, alpha, c6, pairs["lr"], cell, config)
+        u = jnp.asarray(physics.c6_per_alpha2_table(), dtype)[z_table]  # C6/α², independent of h
+        e_el, e_disp = _long_range(positions, q, alpha, u, pairs["lr"], cell, config)
         if arch.electrostatics and config.electrostatics != "cutoff":
             from .lattice import reciprocal_atom_energies
 

@@ -168,18 +168,43 @@ def dispersion_pair_energy(
     """Dispersion energy (eV) of each unordered LR pair (spec §1.9).
 
     alpha_*: Hirshfeld-scaled polarisabilities (bohr³), c6_*: scaled C6 (Hartree·bohr⁶); rational
-    damping with QDO-derived C8/C10; switched off over (r_c − damping, r_c) with a cutoff."""
+    damping with QDO-derived C8/C10; switched off over (r_c − damping, r_c) with a cutoff. The same
+    as :func:`dispersion_pair_energy_u` with u = C6/α²."""
+    # two divisions by α (not one by α²): the second derivative then holds α⁻³, not (α²)⁻³, which
+    # overflows float32 for α < 1e-6 bohr³
+    return dispersion_pair_energy_u(
+        r, alpha_i, alpha_j, c6_i / alpha_i / alpha_i, c6_j / alpha_j / alpha_j, lr_cutoff, damping, beta
+    )
+
+
+def c6_per_alpha2_table() -> np.ndarray:
+    """u0[Z] = C6_0/α0² (Hartree, float64, indexed by Z): independent of the Hirshfeld ratio h,
+    since α = h α0 and C6 = h² C6_0 (TS scaling), so u = C6/α² = u0 for every atom."""
+    alpha0, c60 = free_atom_table()
+    return c60 / alpha0**2
+
+
+def dispersion_pair_energy_u(
+    r,
+    alpha_i,
+    alpha_j,
+    u_i,
+    u_j,
+    lr_cutoff: float | None,
+    damping: float | None,
+    beta: float = DISPERSION_BETA,
+):
+    """Dispersion energy (eV) of each unordered LR pair from α (bohr³) and u = C6/α² (Hartree) of
+    both atoms (:func:`c6_per_alpha2_table`); otherwise as :func:`dispersion_pair_energy`.
+
+    The combination rule C6_ij = 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i) is evaluated as
+    2 α_i α_j u_i u_j / (u_i + u_j): the same value, but the literal form's denominator ∝ h_i² h_j²
+    underflows in float32 when a Hirshfeld ratio goes to ~1e-7 (a model trained without Hirshfeld
+    labels can drive it there), and its second derivative, which force training needs, becomes
+    0·inf = NaN. With u from the table the ratio enters only through α."""
     import jax.numpy as jnp
 
     alpha_ij = 0.5 * (alpha_i + alpha_j)
-    # combination rule C6_ij = 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i), written through
-    # u = C6/α² (independent of the Hirshfeld ratio h, since α ∝ h and C6 ∝ h²): the same value,
-    # but the literal form's denominator ∝ h_i² h_j² underflows in float32 for ratios ~1e-7 (a model
-    # trained without Hirshfeld labels can drive them there) and its second derivative, which
-    # force training needs, becomes 0·inf = NaN. Two divisions by α (not one by α²): the second
-    # derivative then holds α⁻³, not (α²)⁻³, which overflows float32 for α < 1e-6 bohr³.
-    u_i = c6_i / alpha_i / alpha_i
-    u_j = c6_j / alpha_j / alpha_j
     c6 = 2.0 * alpha_i * alpha_j * (u_i * u_j / (u_i + u_j))
     a17 = jnp.power(alpha_ij, 1.0 / 7.0)
     big_r = units.alpha_fs ** (-4.0 / 21.0) * a17
