@@ -176,6 +176,44 @@ def test_tiny_model_overfits(tmp_path):
     assert losses[0] / min(losses[-10:]) >= 10.0, losses[::10]
 
 
+def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
+    """A batch with a NaN gradient must not poison the parameters: its update is skipped, and
+    training stops with a clear error after MAX_BAD_STEPS such steps in a row."""
+    import jax.numpy as jnp
+
+    import biomlff.training.loss as loss_mod
+    import biomlff.training.trainer as trainer
+
+    real = loss_mod.batch_loss
+
+    def poisoned(params, batch, config, spec):
+        total, terms = real(params, batch, config, spec)
+        return total * jnp.nan, terms  # NaN loss and gradient on every batch
+
+    seen = {}
+    real_make = trainer._make_step
+
+    def spy(*a, **k):
+        f = real_make(*a, **k)
+
+        def g(state, batch, rbatch):
+            seen.setdefault("first", state["params"])
+            out = f(state, batch, rbatch)
+            seen["last"] = out[0]["params"]
+            return out
+
+        return g
+
+    monkeypatch.setattr(loss_mod, "batch_loss", poisoned)
+    monkeypatch.setattr(trainer, "_make_step", spy)
+    cfg = tiny_cfg(tmp_path, n_train=4, n_valid=2, batch_size=2, epochs=20, checkpoint_every=1000)
+    with pytest.raises(FloatingPointError, match=f"{trainer.MAX_BAD_STEPS} steps in a row"):
+        train(cfg, log=lambda *a: None)
+    leaves = jax.tree_util.tree_leaves
+    for a, b in zip(leaves(seen["first"]), leaves(seen["last"]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # every update skipped
+
+
 @pytest.mark.slow
 def test_resume_is_bitwise_identical_float64(tmp_path):
     # 40 frames in batches of 2: 20 steps per epoch, so that validations and epoch checkpoints stay rare

@@ -220,6 +220,10 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), tree)
 
 
+#: consecutive steps with a non-finite loss or gradient (each skipped) after which training stops
+MAX_BAD_STEPS = 10
+
+
 def _make_step(config, spec, replay_spec, tx, ema_decay: float):
     import jax
     import optax
@@ -235,6 +239,8 @@ def _make_step(config, spec, replay_spec, tx, ema_decay: float):
         return total, terms
 
     def step(state, batch, rbatch):
+        import jax.numpy as jnp
+
         (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rbatch)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
@@ -243,7 +249,13 @@ def _make_step(config, spec, replay_spec, tx, ema_decay: float):
             new["ema"] = jax.tree_util.tree_map(
                 lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params
             )
-        return new, loss, terms
+        # a step with a non-finite loss or gradient is skipped (state unchanged), so that one bad
+        # batch cannot poison the parameters; the loop stops after MAX_BAD_STEPS of them in a row
+        ok = jnp.isfinite(loss) & jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
+        )
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return new, loss, terms, ok
 
     return jax.jit(step)
 
@@ -505,21 +517,28 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     epoch, start_batch = int(info["epoch"]), int(info["batch"])
     stopped = ""
     losses: list[float] = []
+    bad_steps = 0  # consecutive skipped (non-finite) steps
     deadline = None if cfg.max_time is None else t_start + float(cfg.max_time)
     while epoch < cfg.epochs and not stopped:
         batches = epoch_batches(train_groups, cfg.batch_size, cfg.seed, epoch)
         for k in range(start_batch, len(batches)):
             g, rows = batches[k]
             batch = _shard(_strip(make_batch(train_groups[g], rows, dtype)), cfg.devices)
-            state, loss, _ = step_fn(state, batch, _shard(replay_batch(step), cfg.devices))
+            state, loss, _, ok = step_fn(state, batch, _shard(replay_batch(step), cfg.devices))
             step += 1
             loss = float(loss)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} at step {step}: lower the lr, tighten clip_norm or check "
-                    "the labels (units?)"
-                )
-            losses.append(loss)
+            if not bool(ok):
+                bad_steps += 1
+                if bad_steps == 1:
+                    log(f"\nstep {step}: non-finite loss or gradient (loss {loss}); the update is skipped")
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise FloatingPointError(
+                        f"{bad_steps} steps in a row up to step {step} had a non-finite loss or gradient: "
+                        "lower the lr, tighten clip_norm or check the labels (units?)"
+                    )
+            else:
+                bad_steps = 0
+                losses.append(loss)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3g}", epoch=epoch)
