@@ -251,9 +251,7 @@ def _make_step(config, spec, replay_spec, tx, ema_decay: float):
             )
         # a step with a non-finite loss or gradient is skipped (state unchanged), so that one bad
         # batch cannot poison the parameters; the loop stops after MAX_BAD_STEPS of them in a row
-        ok = jnp.isfinite(loss) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-        )
+        ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))  # NaN/inf in any leaf
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, state)
         return new, loss, terms, ok
 
