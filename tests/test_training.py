@@ -207,8 +207,9 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     monkeypatch.setattr(loss_mod, "batch_loss", poisoned)
     monkeypatch.setattr(trainer, "_make_step", spy)
     cfg = tiny_cfg(tmp_path, n_train=4, n_valid=2, batch_size=2, epochs=20, checkpoint_every=1000)
-    with pytest.raises(FloatingPointError, match=f"{trainer.MAX_BAD_STEPS} steps in a row"):
+    with pytest.raises(FloatingPointError, match=f"{trainer.MAX_BAD_STEPS} steps in a row") as err:
         train(cfg, log=lambda *a: None)
+    assert isinstance(err.value, BiomlffError)  # the CLI prints it as one line
     leaves = jax.tree_util.tree_leaves
     for a, b in zip(leaves(seen["first"]), leaves(seen["last"]), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # every update skipped

@@ -22,5 +22,10 @@ class ModelError(BiomlffError):
     """A model cannot be built or evaluated for this input (unknown element, cell too small, ...)."""
 
 
+class TrainingError(BiomlffError, FloatingPointError):
+    """Training cannot go on (e.g. the loss or gradient stayed non-finite); the message says what
+    to change (learning rate, clipping, labels)."""
+
+
 class MissingDependencyError(BiomlffError, ImportError):
     """An optional dependency is missing; the message names the pip command that installs it."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import units
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import atomic_path, atomic_savez, atomic_write
 from ..precision import dtype_of, precision_context
 from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
@@ -530,7 +530,7 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
                 if bad_steps == 1:
                     log(f"\nstep {step}: non-finite loss or gradient (loss {loss}); the update is skipped")
                 if bad_steps >= MAX_BAD_STEPS:
-                    raise FloatingPointError(
+                    raise TrainingError(
                         f"{bad_steps} steps in a row up to step {step} had a non-finite loss or gradient: "
                         "lower the lr, tighten clip_norm or check the labels (units?)"
                     )
