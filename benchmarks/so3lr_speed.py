@@ -15,7 +15,10 @@ The peer runs in its own virtual environment (torch conflicts with the package's
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/so3lr_speed.py --torch-python .venv-bench-so3lr/bin/python
 
 Systems: dha (56 atoms), ala15_folded (162 atoms), water 1536 (periodic 24.8 Å box); from
-../shared/so3lr/reference.
+../shared/so3lr/reference. ``solvated_ala15`` is the T4-lysozyme-sized case of issue 13: ala15_folded
+in a free-space water droplet cut from the tiled ``water_64`` box (waters with no atom closer than
+2.0 Å to the peptide, the nearest to its centre kept until 2,603 atoms as T4 lysozyme has: 162 + 813 × 3
+= 2,601), no cell.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def load_system(name: str):
     import ase.io
 
     ref = SHARED / "so3lr" / "reference"
+    if name == "solvated_ala15":
+        return solvated_peptide(ref, n_target=2603)
     if name == "water":
         atoms = ase.io.read(ref / "water_64.xyz")
         atoms.wrap()
@@ -53,6 +58,37 @@ def load_system(name: str):
         atoms.positions -= atoms.positions.mean(axis=0)
     atoms.info = {}
     atoms.arrays.pop("momenta", None)
+    return atoms
+
+
+def solvated_peptide(ref: Path, n_target: int):
+    """ala15_folded (162 atoms) in a free-space water droplet with about ``n_target`` atoms."""
+    import ase.io
+    from scipy.spatial import cKDTree
+
+    pep = ase.io.read(ref / "ala15_folded.xyz")
+    pep.set_cell(None)
+    pep.pbc = False
+    pep.positions -= pep.positions.mean(axis=0)
+    water = ase.io.read(ref / "water_64.xyz")
+    water.wrap()
+    # molecules of the box: O followed by its two H (checked below), made whole, then tiled 5×5×5
+    sym = water.get_chemical_symbols()
+    assert sym[::3] == ["O"] * (len(sym) // 3), "water_64.xyz is not in O,H,H order"
+    box = water * (5, 5, 5)
+    pos = box.positions.reshape(-1, 3, 3)
+    cell = box.cell.array
+    frac = np.linalg.solve(cell.T, (pos[:, 1:] - pos[:, :1]).reshape(-1, 3).T).T.reshape(-1, 2, 3)
+    pos[:, 1:] = pos[:, :1] + (frac - np.round(frac)) @ cell  # whole molecules
+    pos = pos - pos[:, 0].mean(axis=0)
+    tree = cKDTree(pep.positions)
+    clash = np.array([tree.query(m, k=1)[0].min() < 2.0 for m in pos])
+    pos = pos[~clash]
+    order = np.argsort(np.linalg.norm(pos[:, 0], axis=1))
+    n_water = (n_target - len(pep)) // 3
+    keep = pos[order[:n_water]]
+    atoms = pep + ase.Atoms("OH2" * n_water, positions=keep.reshape(-1, 3))
+    atoms.positions -= atoms.positions.mean(axis=0)
     return atoms
 
 

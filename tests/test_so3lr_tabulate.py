@@ -248,7 +248,7 @@ def test_cell_list_skin_avoids_the_all_pairs_fallback():
     n, box = 2048, 25.5
     x = rng.uniform(0, box, size=(n, 3))
     cell = np.eye(3) * box
-    pl = PairLists({"lr": NeighborSpec(6.0, half=True)}, n, cell, skin=0.5)
+    pl = PairLists({"lr": NeighborSpec(6.0, half=True)}, n, cell, skin=0.5, builder="jax_md")
     assert pl.skin == pytest.approx(25.5 / 4 - 6.0 - 1e-3)
     state = pl.allocate(x, cell)
     assert state["lists"]["lr"].cell_list_capacity is not None  # a cell list, not N² candidates

@@ -42,15 +42,16 @@ CHECKPOINT_VERSION = 1
 
 
 def grown_capacities(new: dict, old: dict, grow: float) -> dict:
-    """Pair-list buffer sizes {name: (occupancy, cell-list capacity | None, compact capacity)}: at least
-    what ``new`` (a fresh allocation) needs and ``grow`` × the ``old`` ones."""
+    """Pair-list buffer sizes {name: (occupancy | pair capacity, cell-list capacity | None, compact
+    capacity, *grid)}: at least what ``new`` (a fresh allocation) needs and ``grow`` × the ``old``
+    ones; a blocked list's grid (cells per axis, origin) is the fresh one."""
     caps = {}
-    for k, (occ, clc, comp) in new.items():
-        o_occ, o_clc, o_comp = old.get(k, (0, None, 0))
+    for k, (occ, clc, comp, *grid) in new.items():
+        o_occ, o_clc, o_comp = tuple(old.get(k, (0, None, 0)))[:3]
         occ = max(occ, int(math.ceil(o_occ * grow)))
         if clc is not None and o_clc is not None:
             clc = max(clc, int(math.ceil(o_clc * grow)))
-        caps[k] = (occ, clc, max(comp, int(math.ceil(o_comp * grow))))
+        caps[k] = (occ, clc, max(comp, int(math.ceil(o_comp * grow))), *grid)
     return caps
 
 
@@ -234,6 +235,7 @@ class Driver:
             skin=self.settings.skin,
             capacity_multiplier=self.settings.capacity_multiplier,
             variable_cell=variable_cell,
+            builder=self.settings.pair_lists,
         )
 
     def _bind_model(self, make_evaluate, variable_cell: bool = False):

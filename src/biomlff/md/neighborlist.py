@@ -99,7 +99,10 @@ class PairLists:
 
     specs: the model's ``Potential.neighbors``; n_atoms; cell: (3, 3) Å or None (free space);
     skin: Verlet skin in Å (0 → rebuild every step); capacity_multiplier: head-room of each list
-    at allocation (JAX-MD ``capacity_multiplier``).
+    at allocation (JAX-MD ``capacity_multiplier``); builder: ``"blocked"`` (our streaming cell-list
+    builder, :mod:`biomlff.md.blocklist`: memory linear in N, ~8 bytes per pair), ``"jax_md"``
+    (JAX-MD ``Dense`` lists) or ``"auto"`` (blocked from :data:`CELL_LIST_MIN_ATOMS` atoms on, where
+    JAX-MD's candidate arrays reach ≈ 470 KB/atom; JAX-MD below, where they are small).
     """
 
     def __init__(
@@ -110,9 +113,15 @@ class PairLists:
         skin: float = 0.5,
         capacity_multiplier: float = 1.25,
         variable_cell: bool = False,
+        builder: str = "auto",
     ):
+        if builder not in ("auto", "blocked", "jax_md"):
+            raise ModelError(f"unknown pair-list builder {builder!r}: use 'auto', 'blocked' or 'jax_md'")
         self.specs = dict(specs)
         self.n = int(n_atoms)
+        if builder == "auto":
+            builder = "blocked" if self.n >= CELL_LIST_MIN_ATOMS else "jax_md"
+        self.builder = builder
         self.periodic = cell is not None
         self.skin = float(skin)
         self.capacity_multiplier = float(capacity_multiplier)
@@ -124,8 +133,10 @@ class PairLists:
             hmin = float(geometry.cell_heights(self.cell0).min())
             rc = max(cutoffs) if cutoffs else 0.0
             self.skin = float(max(0.0, min(self.skin, 0.5 * hmin - rc - 1e-6)))
-            self.skin = cell_list_skin(hmin, rc, self.skin, self.n)
+            if self.builder == "jax_md":
+                self.skin = cell_list_skin(hmin, rc, self.skin, self.n)
         self._fns = {}
+        self._blocked: dict[str, float] = {}  # name → list cutoff rc + skin (Å)
         self._all_pairs = {}
         for name, spec in self.specs.items():
             if spec.cutoff is None:
@@ -138,6 +149,8 @@ class PairLists:
                 else:
                     i, j = np.nonzero(~np.eye(self.n, dtype=bool))
                 self._all_pairs[name] = (i.astype(np.int32), j.astype(np.int32))
+            elif self.builder == "blocked":
+                self._blocked[name] = float(spec.cutoff) + self.skin
             else:
                 self._fns[name] = self._make_fn(spec)
 
@@ -199,6 +212,14 @@ class PairLists:
         lists = {}
         x = self._list_positions(positions, cell)
         kw = {"box": cell.T} if self.periodic else {}
+        for name, r_list in self._blocked.items():
+            from . import blocklist
+
+            caps = None
+            if capacities and name in capacities:
+                c = tuple(capacities[name])
+                caps = (c[0], c[1], *c[3:])
+            lists[name] = blocklist.allocate(positions, cell, r_list, self.capacity_multiplier, caps)
         for name, fn in self._fns.items():
             nl = hashable_cell_size(fn.allocate(x, **kw))
             if capacities and name in capacities:
@@ -218,7 +239,7 @@ class PairLists:
         state["pair_overflow"] = jnp.zeros((), bool)
         full = self._full_pairs(state, positions, cell)
         for name, p in full.items():
-            if name not in self._fns:
+            if name in self._all_pairs:
                 continue  # constant all-pairs lists are already exact
             if capacities and name in capacities and len(capacities[name]) > 2:
                 cap = int(capacities[name][2])
@@ -229,14 +250,24 @@ class PairLists:
         return state
 
     def capacities(self, state) -> dict:
-        """{name: (max_occupancy, cell_list_capacity)} of the allocated lists (for checkpoints)."""
-        return {
+        """{name: buffer sizes} of the allocated lists (for checkpoints): JAX-MD lists (max_occupancy,
+        cell_list_capacity, compact pairs); blocked lists (pair capacity, cell capacity, compact
+        pairs, cells per axis ×3, free-space grid origin ×3 Å)."""
+        from . import blocklist
+
+        out = {}
+        for k, v in state["lists"].items():
+            if k in self._blocked:
+                c = blocklist.capacities(v)
+                out[k] = (c[0], c[1], int(state["compact"][k].shape[0]), *c[2:])
+        return out | {
             k: (
                 int(v.max_occupancy),
                 None if v.cell_list_capacity is None else int(v.cell_list_capacity),
                 int(state["compact"][k].shape[0]),
             )
             for k, v in state["lists"].items()
+            if k not in self._blocked
         }
 
     # --- inside jit ---------------------------------------------------------------------------
@@ -244,7 +275,7 @@ class PairLists:
         """True when an atom moved ≥ skin/2 (or the cell changed enough) since the last build."""
         import jax.numpy as jnp
 
-        if not self._fns:
+        if not (self._fns or self._blocked):
             return jnp.zeros((), bool)
         dr = jnp.sqrt(jnp.max(jnp.sum((positions - state["ref_positions"]) ** 2, axis=-1)))
         moved = 2.0 * dr
@@ -257,12 +288,17 @@ class PairLists:
         """Rebuild the lists (inside jit) if :meth:`needs_rebuild`; returns the new state."""
         from jax import lax
 
-        if not self._fns:
+        if not (self._fns or self._blocked):
             return state
 
         def rebuild(st):
+            from . import blocklist
+
             x = self._list_positions(positions, cell)
             lists = {k: self._fns[k].update(x, st["lists"][k], **self._kwargs(cell)) for k in self._fns}
+            c = cell if self.periodic else None
+            for k, r_list in self._blocked.items():
+                lists[k] = blocklist.build(st["lists"][k], positions, c, r_list)
             new = dict(st, lists=lists, ref_positions=positions, rebuilds=st["rebuilds"] + 1)
             if self.periodic:
                 new["ref_cell"] = cell
@@ -275,7 +311,10 @@ class PairLists:
         import jax.numpy as jnp
 
         flag = jnp.zeros((), bool)
-        for nl in state["lists"].values():
+        for name, nl in state["lists"].items():
+            if name in self._blocked:
+                flag = flag | nl["overflow"]
+                continue
             # NB: JAX-MD 0.2.29 sets MALFORMED_BOX for every *valid* box (it ORs in
             # ``is_box_valid(box)`` instead of its negation), so only the overflow and cell-size bits
             # are meaningful here; the cell itself is validated on the host (check_cell).
@@ -318,6 +357,17 @@ class PairLists:
             out[name] = Pairs(ii, jnp.asarray(j), jnp.ones(ii.shape, bool))
         for name, nl in state["lists"].items():
             spec = self.specs[name]
+            if name in self._blocked:
+                from . import blocklist
+
+                i, j, valid = blocklist.pairs(nl)
+                if not spec.half:  # both directions
+                    i, j = jnp.concatenate([i, j]), jnp.concatenate([j, i])
+                    valid = jnp.concatenate([valid, valid])
+                d = geometry.minimum_image(positions[j] - positions[i], cell if self.periodic else None)
+                mask = valid & (jnp.sum(d * d, axis=-1) < spec.cutoff**2)
+                out[name] = Pairs(jnp.where(valid, i, 0), jnp.where(valid, j, 0), mask)
+                continue
             k = nl.idx.shape[1]
             i = jnp.repeat(jnp.arange(self.n, dtype=jnp.int32), k)
             j = nl.idx.reshape(-1).astype(jnp.int32)

@@ -39,6 +39,7 @@ class MDSettings:
     path (.h5/.hdf5 → H5MD, else extxyz; None = no trajectory); log_file / checkpoint: default
     ``<output stem>.log`` / ``<output stem>.chk.npz``; seed: RNG seed (velocities, Langevin);
     precision: 'float32' | 'float64'; skin (Å) and capacity_multiplier: pair-list head-room;
+    pair_lists: pair-list builder, 'auto' | 'blocked' | 'jax_md' (:class:`~biomlff.md.neighborlist.PairLists`);
     write_forces: add forces to the trajectory; observables: model outputs (keys of
     ``Potential.outputs_fn``) to write with each frame; log_outputs: model outputs computed inside
     the compiled block after every step, written to ``<output stem>.outputs.dat`` (one line per step)
@@ -56,6 +57,7 @@ class MDSettings:
     precision: str = "float32"
     skin: float = 0.5
     capacity_multiplier: float = 1.25
+    pair_lists: str = "auto"
     write_forces: bool = False
     observables: tuple = field(default_factory=tuple)
     log_outputs: tuple = field(default_factory=tuple)
@@ -72,6 +74,8 @@ class MDSettings:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.skin < 0 or self.capacity_multiplier < 1.0:
             raise ConfigError("skin must be ≥ 0 Å and capacity_multiplier ≥ 1")
+        if self.pair_lists not in ("auto", "blocked", "jax_md"):
+            raise ConfigError(f"pair_lists must be 'auto', 'blocked' or 'jax_md', got {self.pair_lists!r}")
         return self
 
     def paths(self) -> tuple[Path | None, Path | None, Path | None]:
