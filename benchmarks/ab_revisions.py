@@ -53,8 +53,9 @@ def main() -> int:
     for name, tree in trees.items():
         if not (tree / "benchmarks" / a.script).exists():
             ap.error(f"{tree}/benchmarks/{a.script} does not exist ({name})")
-        rev = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True,
-                             text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True
+        ).stdout.strip()
         print(f"{name}: {tree} ({rev[:90]})", flush=True)
     for r in range(a.rounds):
         order = ["before", "after"] if r % 2 == 0 else ["after", "before"]

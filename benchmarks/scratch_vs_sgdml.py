@@ -74,19 +74,32 @@ def main() -> None:
     paths = {k: out / f"{name}_{k}.xyz" for k in parts}
     for k, d in parts.items():
         write_dataset(d, paths[k])
-    print(f"{name}: {len(ds)} frames → train {len(parts['train'])}, valid {len(parts['valid'])}, "
-          f"test {len(parts['test'])} (seed {args.seed})")
+    print(
+        f"{name}: {len(ds)} frames → train {len(parts['train'])}, valid {len(parts['valid'])}, "
+        f"test {len(parts['test'])} (seed {args.seed})"
+    )
 
-    row: dict = {"data": args.data, "n_train": len(parts["train"]), "n_valid": len(parts["valid"]),
-                 "n_test": len(parts["test"]), "seed": args.seed}
+    row: dict = {
+        "data": args.data,
+        "n_train": len(parts["train"]),
+        "n_valid": len(parts["valid"]),
+        "n_test": len(parts["test"]),
+        "seed": args.seed,
+    }
     if not args.skip_sgdml:
         err, sigma, sec = sgdml_errors(
             parts["train"], parts["valid"], parts["test"], args.sigmas, args.solver
         )
-        row["sgdml"] = {"F_mae_kcal": err["f_mae_kcal"], "E_mae_kcal": err["e_mae_kcal"], "sigma": sigma,
-                        "train_seconds": round(sec, 1)}
-        print(f"sGDML M = {len(parts['train'])}: σ = {sigma:g}, test F MAE {err['f_mae_kcal']:.3f} "
-              f"kcal/mol/Å, E MAE {err['e_mae_kcal']:.3f} kcal/mol ({sec:.0f} s)")
+        row["sgdml"] = {
+            "F_mae_kcal": err["f_mae_kcal"],
+            "E_mae_kcal": err["e_mae_kcal"],
+            "sigma": sigma,
+            "train_seconds": round(sec, 1),
+        }
+        print(
+            f"sGDML M = {len(parts['train'])}: σ = {sigma:g}, test F MAE {err['f_mae_kcal']:.3f} "
+            f"kcal/mol/Å, E MAE {err['e_mae_kcal']:.3f} kcal/mol ({sec:.0f} s)"
+        )
 
     tag = f"{name}_so3krates_F{args.features}_T{args.layers}"
     import shutil
@@ -96,8 +109,12 @@ def main() -> None:
         valid_data=str(paths["valid"]),
         model="scratch",
         strategy="scratch",
-        architecture={"num_features": args.features, "num_layers": args.layers,
-                      "energy_regression_dim": args.features, "hirshfeld_dim": args.features // 2},
+        architecture={
+            "num_features": args.features,
+            "num_layers": args.layers,
+            "energy_regression_dim": args.features,
+            "hirshfeld_dim": args.features // 2,
+        },
         lr=args.lr,
         warmup_steps=100,
         batch_size=8,
@@ -124,11 +141,15 @@ def main() -> None:
     print("|---|---|---|---|")
     if "sgdml" in row:
         s = row["sgdml"]
-        print(f"| sGDML M = {row['n_train']}, σ = {s['sigma']:g} | {s['F_mae_kcal']:.3f} | "
-              f"{s['E_mae_kcal']:.3f} | {s['train_seconds']:.0f} s |")
+        print(
+            f"| sGDML M = {row['n_train']}, σ = {s['sigma']:g} | {s['F_mae_kcal']:.3f} | "
+            f"{s['E_mae_kcal']:.3f} | {s['train_seconds']:.0f} s |"
+        )
     s = row["so3krates"]
-    print(f"| SO3krates F = {args.features}, T = {args.layers} + ZBL/elec./disp. | {s['F_mae_kcal']:.3f} | "
-          f"{s['E_mae_kcal']:.3f} | {s['steps']} steps, {s['train_seconds'] / 60:.0f} min ({s['stopped']}) |")
+    print(
+        f"| SO3krates F = {args.features}, T = {args.layers} + ZBL/elec./disp. | {s['F_mae_kcal']:.3f} | "
+        f"{s['E_mae_kcal']:.3f} | {s['steps']} steps, {s['train_seconds'] / 60:.0f} min ({s['stopped']}) |"
+    )
     print(f"(same {row['n_train']} training / {row['n_valid']} validation / {row['n_test']} test frames)")
 
 

@@ -92,8 +92,10 @@ def test_pillars_do_not_import_cli_or_calculators_at_module_level():
         name = _module_name(p)
         if name.split(".")[1:2] and name.split(".")[1] in pillars:
             for node in ast.parse(p.read_text()).body:  # module level only
-                if isinstance(node, ast.ImportFrom) and node.module and (
-                    node.module.startswith("cli") or ".cli" in ("." * node.level + node.module)
+                if (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module
+                    and (node.module.startswith("cli") or ".cli" in ("." * node.level + node.module))
                 ):
                     bad.append(f"{name}: from {'.' * node.level}{node.module}")
     assert bad == []

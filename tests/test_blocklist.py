@@ -97,7 +97,9 @@ def argon(n_cells, a=5.4):
 
 
 def settings(**kw):
-    base = dict(log_every=0, traj_every=0, checkpoint_every=0, precision="float64", echo=False, progress=False)
+    base = dict(
+        log_every=0, traj_every=0, checkpoint_every=0, precision="float64", echo=False, progress=False
+    )
     return MDSettings(**(base | kw))
 
 
@@ -122,8 +124,12 @@ def test_blocked_overflow_reallocates_and_matches_ample_capacity():
     sysm = argon(4, 5.0)
     pot = lennard_jones(sysm.atomic_numbers, cutoff=6.0)
     ens = Ensemble(kind="nvt", dt_fs=4.0, temperature_K=150.0, tau_t_fs=100.0)
-    tight = Simulation(pot, sysm, ens, settings(capacity_multiplier=1.0, skin=0.0, seed=7, pair_lists="blocked"))
-    ample = Simulation(pot, sysm, ens, settings(capacity_multiplier=3.0, skin=0.0, seed=7, pair_lists="blocked"))
+    tight = Simulation(
+        pot, sysm, ens, settings(capacity_multiplier=1.0, skin=0.0, seed=7, pair_lists="blocked")
+    )
+    ample = Simulation(
+        pot, sysm, ens, settings(capacity_multiplier=3.0, skin=0.0, seed=7, pair_lists="blocked")
+    )
     for _ in range(6):
         tight.advance(30)
         ample.advance(30)
@@ -137,8 +143,17 @@ def test_blocked_npt_restart_is_bitwise_identical(tmp_path):
     sysm = argon(5)
     pot = lennard_jones(sysm.atomic_numbers, cutoff=6.0)
     ens = Ensemble(kind="npt", dt_fs=5.0, temperature_K=80.0, tau_t_fs=200.0, tau_p_fs=1000.0)
-    kw = dict(log_every=20, traj_every=0, checkpoint_every=40, precision="float64", echo=False, seed=5,
-              skin=0.3, pair_lists="blocked", progress=False)
+    kw = dict(
+        log_every=20,
+        traj_every=0,
+        checkpoint_every=40,
+        precision="float64",
+        echo=False,
+        seed=5,
+        skin=0.3,
+        pair_lists="blocked",
+        progress=False,
+    )
     full = Simulation(pot, sysm, ens, MDSettings(steps=100, output=str(tmp_path / "full.xyz"), **kw))
     full.run()
     part = Simulation(pot, sysm, ens, MDSettings(steps=40, output=str(tmp_path / "part.xyz"), **kw))

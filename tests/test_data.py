@@ -45,10 +45,19 @@ def rich_dataset(n_frames=4, seed=0):
     cell[1] = np.diag([8.0, 9.0, 10.0])
     pbc[1] = True
     return Dataset.from_arrays(
-        zs, pos, energy=rng.normal(size=n_frames) * 10 - 100, forces=forces,
-        charge=np.arange(n_frames) % 3 - 1, multiplicity=np.array([1, 2, 1, 3, 1, 2] * 4)[:n_frames],
-        dipole=rng.normal(size=(n_frames, 3)), hirshfeld_ratios=hir, partial_charges=pq,
-        cell=cell, pbc=pbc, name="rich", theory="synthetic",
+        zs,
+        pos,
+        energy=rng.normal(size=n_frames) * 10 - 100,
+        forces=forces,
+        charge=np.arange(n_frames) % 3 - 1,
+        multiplicity=np.array([1, 2, 1, 3, 1, 2] * 4)[:n_frames],
+        dipole=rng.normal(size=(n_frames, 3)),
+        hirshfeld_ratios=hir,
+        partial_charges=pq,
+        cell=cell,
+        pbc=pbc,
+        name="rich",
+        theory="synthetic",
     )
 
 
@@ -57,8 +66,14 @@ def test_from_arrays_layouts_and_access():
     rng = np.random.default_rng(1)
     pos = rng.normal(size=(3, 4, 3)) * 2
     pos[:, :, 0] += np.arange(4) * 3.0  # keep atoms apart
-    ds = Dataset.from_arrays(["C", "H", "H", "O"], pos, energy=[[1.0], [2.0], [3.0]],
-                             forces=np.ones((3, 4, 3)), charge=0, multiplicity=1)
+    ds = Dataset.from_arrays(
+        ["C", "H", "H", "O"],
+        pos,
+        energy=[[1.0], [2.0], [3.0]],
+        forces=np.ones((3, 4, 3)),
+        charge=0,
+        multiplicity=1,
+    )
     assert len(ds) == 3 and ds.is_fixed_composition
     assert ds.atomic_numbers.tolist() == [6, 1, 1, 8] * 3
     np.testing.assert_array_equal(ds.n_atoms, [4, 4, 4])
@@ -160,9 +175,13 @@ def test_sgdml_units_required_and_converted(paths, tmp_path):
         read_dataset(tmp_path / "ev.npz", energy_unit="kcal/mol")
     # Hartree/Bohr file: positions and forces converted with the file's units
     hb = {k: out[k] for k in out.files}
-    hb.update(R=out["R"] / ase.units.Bohr, E=out["E"] / ase.units.Hartree,
-              F=out["F"] / (ase.units.Hartree / ase.units.Bohr), e_unit=np.array("Hartree"),
-              r_unit=np.array("bohr"))
+    hb.update(
+        R=out["R"] / ase.units.Bohr,
+        E=out["E"] / ase.units.Hartree,
+        F=out["F"] / (ase.units.Hartree / ase.units.Bohr),
+        e_unit=np.array("Hartree"),
+        r_unit=np.array("bohr"),
+    )
     np.savez(tmp_path / "hb.npz", **hb)
     hbd = read_dataset(tmp_path / "hb.npz")
     np.testing.assert_allclose(hbd.stacked("positions"), ds.stacked("positions"), rtol=1e-14, atol=1e-14)
@@ -174,8 +193,14 @@ def test_sgdml_md5_and_lattice(tmp_path):
     pos = rng.uniform(0, 6, size=(3, 5, 3))
     pos[:, :, 0] = np.arange(5) * 1.2
     cell = np.array([[6.0, 0, 0], [0.5, 7.0, 0], [0, 0, 8.0]])
-    ds = Dataset.from_arrays([8, 1, 1, 8, 1], pos, energy=rng.normal(size=3),
-                             forces=rng.normal(size=(3, 5, 3)), cell=cell, pbc=True)
+    ds = Dataset.from_arrays(
+        [8, 1, 1, 8, 1],
+        pos,
+        energy=rng.normal(size=3),
+        forces=rng.normal(size=(3, 5, 3)),
+        cell=cell,
+        pbc=True,
+    )
     write_dataset(ds, tmp_path / "p.npz")
     out = np.load(tmp_path / "p.npz")
     np.testing.assert_array_equal(out["lattice"], cell.T)  # sGDML: lattice vectors are columns
@@ -250,8 +275,15 @@ def test_extxyz_rich_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------------------ QCell HDF5
-QCELL_FRAME = ("total_energy", "formation_energy", "homo_energy", "lumo_energy", "charge",
-               "mbd_energy", "xc_energy")
+QCELL_FRAME = (
+    "total_energy",
+    "formation_energy",
+    "homo_energy",
+    "lumo_energy",
+    "charge",
+    "mbd_energy",
+    "xc_energy",
+)
 QCELL_ATOM = ("hirshfeld_ratios", "c6_ratios", "a0_ratios")
 
 
@@ -425,8 +457,11 @@ def test_index_selection_every_format(paths, tmp_path):
     full = read_dataset(paths["md22"], energy_key="Energy", energy_unit="kcal/mol")
     write_dataset(full, tmp_path / "m.h5")
     write_dataset(full, tmp_path / "m.npz")
-    for p, kw in ((paths["md22"], {"energy_key": "Energy", "energy_unit": "kcal/mol"}),
-                  (tmp_path / "m.h5", {}), (tmp_path / "m.npz", {})):
+    for p, kw in (
+        (paths["md22"], {"energy_key": "Energy", "energy_unit": "kcal/mol"}),
+        (tmp_path / "m.h5", {}),
+        (tmp_path / "m.npz", {}),
+    ):
         cases = ((2, [2]), ("1:4", [1, 2, 3]), ([4, 0], [4, 0]), (slice(None, None, 2), [0, 2, 4]))
         for index, want in cases:
             sub = read_dataset(p, index=index, **kw)
@@ -454,8 +489,14 @@ def test_extxyz_kcal_mol_converts_every_energy_and_force_field(tmp_path):
 
 
 def test_single_frame_and_concatenate():
-    one = Dataset.from_arrays([8, 1], np.array([[0.0, 0, 0], [0.97, 0, 0]]), energy=-5.0,
-                              forces=np.ones((2, 3)), dipole=[0.1, 0.2, 0.3], charge=-1)
+    one = Dataset.from_arrays(
+        [8, 1],
+        np.array([[0.0, 0, 0], [0.97, 0, 0]]),
+        energy=-5.0,
+        forces=np.ones((2, 3)),
+        dipole=[0.1, 0.2, 0.3],
+        charge=-1,
+    )
     assert len(one) == 1 and one.energy.tolist() == [-5.0] and one.dipole.shape == (1, 3)
     both = Dataset.concatenate([one, one.subset([0])])
     assert len(both) == 2 and both.offsets.tolist() == [0, 2, 4]

@@ -66,16 +66,18 @@ def test_info_rmd17_and_errors(shared, tmp_path, capsys):
 def test_convert_and_info_hdf5(shared, tmp_path, capsys):
     src = shared / "datasets" / "md22" / "md22_Ac-Ala3-NHMe_5frames.xyz"
     out = tmp_path / "md22.h5"
-    rc, text, _ = run(capsys, "data", "convert", str(src), str(out), "--energy-key", "Energy",
-                      "--energy-unit", "kcal/mol")
+    rc, text, _ = run(
+        capsys, "data", "convert", str(src), str(out), "--energy-key", "Energy", "--energy-unit", "kcal/mol"
+    )
     assert rc == 0 and "wrote 5 frames" in text
     assert read_dataset(out).energy[0] == -620726.002662 * KCAL
     rc, text, _ = run(capsys, "data", "info", str(out), "--units", "kcal/mol")  # streamed
     assert rc == 0 and "min -620726.002662" in text and "42..42 per frame" in text
     rc, _, err = run(capsys, "data", "convert", str(src), str(out), "--energy-key", "Energy")
     assert rc == 2 and "--force" in err
-    rc, _, _ = run(capsys, "data", "convert", str(out), str(tmp_path / "md22.npz"), "--out-energy-unit",
-                   "kcal/mol")
+    rc, _, _ = run(
+        capsys, "data", "convert", str(out), str(tmp_path / "md22.npz"), "--out-energy-unit", "kcal/mol"
+    )
     assert rc == 0
     assert np.load(tmp_path / "md22.npz")["E"][0, 0] == pytest.approx(-620726.002662, rel=1e-15)
 
@@ -83,8 +85,22 @@ def test_convert_and_info_hdf5(shared, tmp_path, capsys):
 def test_split_random_and_explicit(tmp_path, capsys):
     from biomlff.data import example_path
 
-    rc, text, _ = run(capsys, "data", "split", str(example_path()), "--n-train", "20", "--n-valid", "10",
-                      "--seed", "5", "-o", str(tmp_path / "s.json"), "--write-parts", str(tmp_path / "p.xyz"))
+    rc, text, _ = run(
+        capsys,
+        "data",
+        "split",
+        str(example_path()),
+        "--n-train",
+        "20",
+        "--n-valid",
+        "10",
+        "--seed",
+        "5",
+        "-o",
+        str(tmp_path / "s.json"),
+        "--write-parts",
+        str(tmp_path / "p.xyz"),
+    )
     assert rc == 0
     rec = json.loads((tmp_path / "s.json").read_text())
     assert (len(rec["train"]), len(rec["valid"]), len(rec["test"])) == (20, 10, 20)
@@ -93,11 +109,33 @@ def test_split_random_and_explicit(tmp_path, capsys):
     sp.check(ds)
     part = read_dataset(tmp_path / "p_valid.xyz")
     np.testing.assert_allclose(part.energy, ds.energy[sp.valid], rtol=1e-15)
-    rc, _, _ = run(capsys, "data", "split", str(example_path()), "--train", "0:10", "--valid", "10,11",
-                   "--test", "40:50", "-o", str(tmp_path / "e.json"))
+    rc, _, _ = run(
+        capsys,
+        "data",
+        "split",
+        str(example_path()),
+        "--train",
+        "0:10",
+        "--valid",
+        "10,11",
+        "--test",
+        "40:50",
+        "-o",
+        str(tmp_path / "e.json"),
+    )
     assert rc == 0 and Split.load(tmp_path / "e.json").valid.tolist() == [10, 11]
-    rc, _, err = run(capsys, "data", "split", str(example_path()), "--train", "0:10", "--test", "5:15",
-                     "-o", str(tmp_path / "bad.json"))
+    rc, _, err = run(
+        capsys,
+        "data",
+        "split",
+        str(example_path()),
+        "--train",
+        "0:10",
+        "--test",
+        "5:15",
+        "-o",
+        str(tmp_path / "bad.json"),
+    )
     assert rc == 2 and "share" in err and not (tmp_path / "bad.json").exists()
 
 

@@ -13,8 +13,13 @@ def water_npz(path, n_frames=3, **override):
     R = np.tile(np.array([[0.0, 0.0, 0.0], [0.0, 0.757, 0.586], [0.0, -0.757, 0.586]]), (n_frames, 1, 1))
     R = R + np.arange(n_frames)[:, None, None] * 0.01
     d = {
-        "R": R, "z": np.array([8, 1, 1]), "E": np.zeros((n_frames, 1)), "F": np.zeros((n_frames, 3, 3)),
-        "e_unit": np.array("kcal/mol"), "r_unit": np.array("Ang"), "name": np.array("water"),
+        "R": R,
+        "z": np.array([8, 1, 1]),
+        "E": np.zeros((n_frames, 1)),
+        "F": np.zeros((n_frames, 3, 3)),
+        "e_unit": np.array("kcal/mol"),
+        "r_unit": np.array("Ang"),
+        "name": np.array("water"),
     }
     for k, v in override.items():
         if v is None:
@@ -85,8 +90,9 @@ def test_atoms_too_close_ragged_and_periodic():
     # ragged frames take the per-frame path; the periodic one must use the minimum image
     pos = [np.array([[0.0, 0, 0], [1.0, 0, 0]]), np.array([[0.0, 0, 0], [1.5, 0, 0], [9.95, 0, 0]])]
     with pytest.raises(DataError, match=r"frame 1, field 'positions': atoms"):
-        Dataset.from_arrays([[1, 1], [8, 1, 1]], pos, cell=np.diag([10.0, 10, 10]),
-                            pbc=[[False] * 3, [True] * 3])
+        Dataset.from_arrays(
+            [[1, 1], [8, 1, 1]], pos, cell=np.diag([10.0, 10, 10]), pbc=[[False] * 3, [True] * 3]
+        )
     Dataset.from_arrays([[1, 1], [8, 1, 1]], pos, cell=np.diag([10.0, 10, 10]), pbc=False)
 
 
@@ -193,8 +199,10 @@ def test_missing_file_and_folder(tmp_path):
 
 
 def test_write_ragged_to_sgdml_refused(tmp_path):
-    ds = Dataset.from_arrays([[1, 1], [8, 1, 1]], [np.array([[0.0, 0, 0], [0.74, 0, 0]]),
-                                                   np.array([[0.0, 0, 0], [0.96, 0, 0], [-0.3, 0.9, 0]])])
+    ds = Dataset.from_arrays(
+        [[1, 1], [8, 1, 1]],
+        [np.array([[0.0, 0, 0], [0.74, 0, 0]]), np.array([[0.0, 0, 0], [0.96, 0, 0], [-0.3, 0.9, 0]])],
+    )
     with pytest.raises(DataError, match="same atoms in every frame"):
         write_dataset(ds, tmp_path / "r.npz")
     assert not (tmp_path / "r.npz").exists()

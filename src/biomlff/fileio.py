@@ -55,8 +55,14 @@ def atomic_path(
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", *, make_parents: bool = False, fsync: bool = False,
-                 **open_kwargs):
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    make_parents: bool = False,
+    fsync: bool = False,
+    **open_kwargs,
+):
     """Open a temporary file beside ``path`` (``open(tmp, mode, **open_kwargs)``) and yield the file
     object; it replaces ``path`` only if the block finishes without error (:func:`atomic_path`)."""
     with atomic_path(path, make_parents=make_parents, fsync=fsync) as tmp:
@@ -64,8 +70,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, make_parents: bool
             yield fh
 
 
-def atomic_savez(path: str | os.PathLike, arrays: dict, *, compressed: bool = False, fsync: bool = False,
-                 make_parents: bool = False) -> Path:
+def atomic_savez(
+    path: str | os.PathLike,
+    arrays: dict,
+    *,
+    compressed: bool = False,
+    fsync: bool = False,
+    make_parents: bool = False,
+) -> Path:
     """Write ``arrays`` ({name: array}) to the .npz file ``path`` atomically (``np.savez`` or, with
     ``compressed``, ``np.savez_compressed`` into a file object, so the name is kept as given);
     returns ``path``."""

@@ -92,8 +92,9 @@ def padded_pairs(i, j, capacity: int | None = None) -> Pairs:
     return Pairs(pi, pj, mask)
 
 
-def build_pairs(positions, cutoff: float | None, cell=None, half: bool = False,
-                capacity: int | None = None) -> Pairs:
+def build_pairs(
+    positions, cutoff: float | None, cell=None, half: bool = False, capacity: int | None = None
+) -> Pairs:
     """Padded pair list for one structure (positions Å, cutoff Å, cell rows Å or None)."""
     i, j = pair_indices(positions, cutoff, cell=cell, half=half)
     return padded_pairs(i, j, capacity)

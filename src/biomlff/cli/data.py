@@ -22,15 +22,19 @@ line: an sGDML .npz without e_unit needs --energy-unit (MD17/MD22: kcal/mol); ex
 read as eV/Å unless --energy-unit says otherwise (MD22 .xyz files are kcal/mol).
 """
 
-INFO_EPILOG = """\
+INFO_EPILOG = (
+    """\
 examples:
   biomlff data info --example
   biomlff data info ../shared/datasets/rmd17/rmd17_ethanol_train_01.npz --energy-key energies --units kcal/mol
   biomlff data info md22.xyz --energy-key Energy --energy-unit kcal/mol
 
-""" + FORMATS_HELP
+"""
+    + FORMATS_HELP
+)
 
-CONVERT_EPILOG = """\
+CONVERT_EPILOG = (
+    """\
 Reads IN with the reading options above, checks it (shapes, NaN/inf, elements, atoms closer
 than --min-distance Å) and writes OUT atomically (a failed write leaves no partial file).
 Energies are stored in eV inside biomlff; --out-energy-unit chooses the unit written to .npz and
@@ -46,7 +50,9 @@ examples:
   # only some frames (first 100)
   biomlff data convert big.h5 small.xyz --index 0:100
 
-""" + FORMATS_HELP
+"""
+    + FORMATS_HELP
+)
 
 SPLIT_EPILOG = """\
 A split is a JSON record: the train/valid/test frame indices, the number of frames and the
@@ -76,28 +82,57 @@ XYZ_KEY_OPTIONS = (
 
 def _add_read_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     g = p.add_argument_group("reading options (units and label keys of the input)")
-    g.add_argument("--format", dest="fmt", metavar="FMT",
-                   help="input format: sgdml, rmd17, extxyz, qcell or ase:NAME (default: from extension)")
-    g.add_argument("--energy-unit", metavar="UNIT",
-                   help="energy unit of the input when it does not say (eV, kcal/mol, kJ/mol, Hartree)")
+    g.add_argument(
+        "--format",
+        dest="fmt",
+        metavar="FMT",
+        help="input format: sgdml, rmd17, extxyz, qcell or ase:NAME (default: from extension)",
+    )
+    g.add_argument(
+        "--energy-unit",
+        metavar="UNIT",
+        help="energy unit of the input when it does not say (eV, kcal/mol, kJ/mol, Hartree)",
+    )
     g.add_argument("--length-unit", metavar="UNIT", help="length unit of the input (Ang, Bohr, nm)")
-    g.add_argument("--force-unit", metavar="UNIT",
-                   help="force unit of the input if not energy/length (e.g. Hartree/Bohr)")
-    g.add_argument("--energy-key", metavar="KEY",
-                   help="key of the energy label: rMD17 'energies' or 'old_energies' (required there); "
-                        "XYZ info key (default 'energy'; MD22 files use 'Energy')")
+    g.add_argument(
+        "--force-unit",
+        metavar="UNIT",
+        help="force unit of the input if not energy/length (e.g. Hartree/Bohr)",
+    )
+    g.add_argument(
+        "--energy-key",
+        metavar="KEY",
+        help="key of the energy label: rMD17 'energies' or 'old_energies' (required there); "
+        "XYZ info key (default 'energy'; MD22 files use 'Energy')",
+    )
     g.add_argument("--forces-key", metavar="KEY", help="key of the forces (XYZ default 'forces')")
     for flag, text in XYZ_KEY_OPTIONS:
         g.add_argument(flag, metavar="KEY", help=text)
     g.add_argument("--index", metavar="SEL", help="read only these frames: N, A:B or A:B:STEP")
-    g.add_argument("--min-distance", type=float, default=0.1, metavar="Å",
-                   help="reject frames with atoms closer than this (default 0.1 Å; 0 disables)")
+    g.add_argument(
+        "--min-distance",
+        type=float,
+        default=0.1,
+        metavar="Å",
+        help="reject frames with atoms closer than this (default 0.1 Å; 0 disables)",
+    )
 
 
 #: the reading options of _add_read_options, as read_dataset's keywords
 READ_OPTIONS = (
-    "fmt", "energy_unit", "length_unit", "force_unit", "energy_key", "forces_key", "charge_key",
-    "multiplicity_key", "dipole_key", "hirshfeld_key", "partial_charges_key", "index", "min_distance",
+    "fmt",
+    "energy_unit",
+    "length_unit",
+    "force_unit",
+    "energy_key",
+    "forces_key",
+    "charge_key",
+    "multiplicity_key",
+    "dipole_key",
+    "hirshfeld_key",
+    "partial_charges_key",
+    "index",
+    "min_distance",
 )
 
 
@@ -108,9 +143,13 @@ def _read_kwargs(args) -> dict:
 def register(sub) -> None:
     """Add ``data info``, ``data convert`` and ``data split`` (argparse only, no heavy imports)."""
     _, dsub = add_command_group(
-        sub, "data", "inspect, convert and split datasets (sGDML .npz, rMD17, extended XYZ, QCell HDF5)",
-        "Datasets of structures with energies, forces, charges, dipoles, Hirshfeld ratios.", "data_command",
-        epilog=FORMATS_HELP, raw=True,
+        sub,
+        "data",
+        "inspect, convert and split datasets (sGDML .npz, rMD17, extended XYZ, QCell HDF5)",
+        "Datasets of structures with energies, forces, charges, dipoles, Hirshfeld ratios.",
+        "data_command",
+        epilog=FORMATS_HELP,
+        raw=True,
     )
 
     info = add_command(
@@ -122,10 +161,17 @@ def register(sub) -> None:
         INFO_EPILOG,
     )
     info.add_argument("file", nargs="?", help="dataset file")
-    info.add_argument("--example", action="store_true",
-                      help="use the example shipped with biomlff (50 frames of MD17 ethanol)")
-    info.add_argument("--units", default="eV", metavar="UNIT",
-                      help="energy unit of the printed statistics: eV (default) or kcal/mol (forces per Å)")
+    info.add_argument(
+        "--example",
+        action="store_true",
+        help="use the example shipped with biomlff (50 frames of MD17 ethanol)",
+    )
+    info.add_argument(
+        "--units",
+        default="eV",
+        metavar="UNIT",
+        help="energy unit of the printed statistics: eV (default) or kcal/mol (forces per Å)",
+    )
     _add_read_options(info)
     info.set_defaults(func=_info)
 
@@ -140,8 +186,12 @@ def register(sub) -> None:
     conv.add_argument("input", metavar="IN", help="input dataset")
     conv.add_argument("output", metavar="OUT", help="output file (.npz, .xyz/.extxyz, .h5/.hdf5)")
     conv.add_argument("--out-format", metavar="FMT", help="output format: sgdml, extxyz, qcell or ase:NAME")
-    conv.add_argument("--out-energy-unit", default="eV", metavar="UNIT",
-                      help="energy unit written to .npz/.xyz outputs (default eV; forces in UNIT/Å)")
+    conv.add_argument(
+        "--out-energy-unit",
+        default="eV",
+        metavar="UNIT",
+        help="energy unit written to .npz/.xyz outputs (default eV; forces in UNIT/Å)",
+    )
     conv.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     _add_read_options(conv)
     conv.set_defaults(func=_convert)
@@ -165,8 +215,11 @@ def register(sub) -> None:
     g.add_argument("--train", metavar="IDX", help="training indices: 0,5,7 or 0:800 or a file")
     g.add_argument("--valid", metavar="IDX", help="validation indices")
     g.add_argument("--test", metavar="IDX", help="test indices")
-    split.add_argument("--write-parts", metavar="PREFIX.EXT",
-                       help="also write the parts as PREFIX_train.EXT, PREFIX_valid.EXT, PREFIX_test.EXT")
+    split.add_argument(
+        "--write-parts",
+        metavar="PREFIX.EXT",
+        help="also write the parts as PREFIX_train.EXT, PREFIX_valid.EXT, PREFIX_test.EXT",
+    )
     split.add_argument("--force", action="store_true", help="overwrite existing outputs")
     _add_read_options(split)
     split.set_defaults(func=_split)
@@ -209,8 +262,10 @@ def _info(args) -> int:
         for line in old.format(energy_unit=args.units).splitlines():
             if line.startswith(("theory", "energy", "forces")):
                 print("  " + line)
-        print("(rMD17 holds two label sets: choose one with --energy-key energies|old_energies "
-              "when converting or training)")
+        print(
+            "(rMD17 holds two label sets: choose one with --energy-key energies|old_energies "
+            "when converting or training)"
+        )
         return 0
     else:
         summary = summarize(read_dataset(path, **kw))
@@ -299,11 +354,22 @@ def _split(args) -> int:
     _check_new(args.output, args.force)
     ds = read_dataset(args.input, **_read_kwargs(args))
     if explicit:
-        sp = split_from_indices(ds, _parse_indices(args.train), _parse_indices(args.valid),
-                                _parse_indices(args.test), source=str(args.input))
+        sp = split_from_indices(
+            ds,
+            _parse_indices(args.train),
+            _parse_indices(args.valid),
+            _parse_indices(args.test),
+            source=str(args.input),
+        )
     else:
-        sp = make_split(ds, _number(args.n_train, "n-train"), _number(args.n_valid, "n-valid"),
-                        _number(args.n_test, "n-test"), seed=args.seed, source=str(args.input))
+        sp = make_split(
+            ds,
+            _number(args.n_train, "n-train"),
+            _number(args.n_valid, "n-valid"),
+            _number(args.n_test, "n-test"),
+            seed=args.seed,
+            source=str(args.input),
+        )
     parts = {}
     if args.write_parts:
         base = Path(args.write_parts)
@@ -315,6 +381,8 @@ def _split(args) -> int:
     for part, out in parts.items():
         if sp.indices(part).size:
             write_dataset(ds.subset(sp.indices(part)), out)
-    print(f"split of {len(ds)} frames: train {sp.train.size}, valid {sp.valid.size}, test {sp.test.size} "
-          f"(content hash {sp.source_hash[:16]}…) -> {args.output}")
+    print(
+        f"split of {len(ds)} frames: train {sp.train.size}, valid {sp.valid.size}, test {sp.test.size} "
+        f"(content hash {sp.source_hash[:16]}…) -> {args.output}"
+    )
     return 0

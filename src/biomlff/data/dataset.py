@@ -190,8 +190,10 @@ class Dataset:
                 if p.ndim != 2 or p.shape[1] != 3:
                     raise DataError(f"{source}: frame {i}, field 'positions': expected (N,3), got {p.shape}")
             counts = np.array([p.shape[0] for p in pos_list], dtype=np.int64)
-            if isinstance(atomic_numbers, (list, tuple)) and len(atomic_numbers) == n_frames and all(
-                np.ndim(a) == 1 for a in atomic_numbers
+            if (
+                isinstance(atomic_numbers, (list, tuple))
+                and len(atomic_numbers) == n_frames
+                and all(np.ndim(a) == 1 for a in atomic_numbers)
             ):
                 z_list = [_element_numbers(a, source, i) for i, a in enumerate(atomic_numbers)]
             else:
@@ -272,8 +274,17 @@ class Dataset:
             meta["name"] = name
         if theory:
             meta["theory"] = theory
-        return cls(z, flat_pos, offsets, fdata, adata, meta, validate=validate, source=source,
-                   min_distance=min_distance)
+        return cls(
+            z,
+            flat_pos,
+            offsets,
+            fdata,
+            adata,
+            meta,
+            validate=validate,
+            source=source,
+            min_distance=min_distance,
+        )
 
     @classmethod
     def concatenate(cls, datasets: Sequence[Dataset], metadata: Mapping[str, Any] | None = None) -> Dataset:
@@ -415,9 +426,12 @@ class Dataset:
         f = self.frame(i)
         cell = f.get("cell")
         pbc = f.get("pbc")
-        atoms = Atoms(numbers=f["atomic_numbers"], positions=f["positions"],
-                      cell=cell if cell is not None else None,
-                      pbc=pbc if pbc is not None else False)
+        atoms = Atoms(
+            numbers=f["atomic_numbers"],
+            positions=f["positions"],
+            cell=cell if cell is not None else None,
+            pbc=pbc if pbc is not None else False,
+        )
         s = self.atoms_slice(i)
         for k, v in self.frame_data.items():
             if k in ("cell", "pbc"):

@@ -315,7 +315,9 @@ def read_rmd17(
             "name": path.stem,
             "theory": theory,
             "source_units": {
-                "energy": e_unit, "length": r_unit, "forces": force_unit or f"{e_unit}/{r_unit}"
+                "energy": e_unit,
+                "length": r_unit,
+                "forces": force_unit or f"{e_unit}/{r_unit}",
             },
             "provenance": [f"read {path.name} (rMD17 npz, labels {energy_key}/{forces_key})"],
         },
@@ -433,11 +435,15 @@ def read_ase(
                             f"frame: {_available_keys(atoms)}"
                         )
                     if values[field] and values[field][-1] is not None:
-                        raise DataError(f"{path}: frame {frame}, field '{field}': key {key!r} missing "
-                                        "but present in earlier frames")
+                        raise DataError(
+                            f"{path}: frame {frame}, field '{field}': key {key!r} missing "
+                            "but present in earlier frames"
+                        )
                 elif values[field] and values[field][-1] is None:
-                    raise DataError(f"{path}: frame {frame}, field '{field}': key {key!r} present "
-                                    "but missing in earlier frames")
+                    raise DataError(
+                        f"{path}: frame {frame}, field '{field}': key {key!r} present "
+                        "but missing in earlier frames"
+                    )
                 values[field].append(v)
             if extras:
                 _collect_extras(atoms, frame, used_keys, extra_f, extra_a)
@@ -462,8 +468,9 @@ def read_ase(
             else:
                 kw[field] = np.array([np.asarray(v, np.float64) for v in vals])
         except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: field '{field}' (key {keys[field]!r}): not numeric or inconsistent "
-                            f"shapes ({exc})") from None
+            raise DataError(
+                f"{path}: field '{field}' (key {keys[field]!r}): not numeric or inconsistent shapes ({exc})"
+            ) from None
     if "energy" in kw:
         kw["energy"] = kw["energy"].reshape(n_frames, -1)
         if kw["energy"].shape[1] != 1:
@@ -512,8 +519,11 @@ def read_ase(
         metadata={
             "name": path.stem,
             "source_units": src_units,
-            "provenance": [f"read {path.name} ({ase_fmt or 'ase'}; keys "
-                           + ", ".join(f"{f}={k}" for f, k in keys.items()) + ")"],
+            "provenance": [
+                f"read {path.name} ({ase_fmt or 'ase'}; keys "
+                + ", ".join(f"{f}={k}" for f, k in keys.items())
+                + ")"
+            ],
         },
         validate=validate,
         source=str(path),
@@ -581,8 +591,15 @@ def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extx
 # ---------------------------------------------------------------------------- front door
 #: unit and label-key keywords that :func:`read_dataset` passes on to the format readers
 UNIT_KEYS = ("energy_unit", "length_unit", "force_unit")
-LABEL_KEYS = ("energy_key", "forces_key", "charge_key", "multiplicity_key", "dipole_key", "hirshfeld_key",
-              "partial_charges_key")
+LABEL_KEYS = (
+    "energy_key",
+    "forces_key",
+    "charge_key",
+    "multiplicity_key",
+    "dipole_key",
+    "hirshfeld_key",
+    "partial_charges_key",
+)
 
 
 def read_dataset(
@@ -609,8 +626,10 @@ def read_dataset(
     """
     unknown = sorted(set(options) - set(UNIT_KEYS) - set(LABEL_KEYS))
     if unknown:
-        raise TypeError(f"read_dataset: unknown keyword(s) {', '.join(unknown)}; it takes "
-                        f"{', '.join(UNIT_KEYS + LABEL_KEYS)}")
+        raise TypeError(
+            f"read_dataset: unknown keyword(s) {', '.join(unknown)}; it takes "
+            f"{', '.join(UNIT_KEYS + LABEL_KEYS)}"
+        )
     units_ = {k: options.get(k) for k in UNIT_KEYS}
     label_keys = {k: v for k, v in options.items() if k in LABEL_KEYS}
     path = Path(path)
@@ -633,7 +652,12 @@ def read_dataset(
         ase_fmt = "extxyz" if fmt == "extxyz" else (fmt[4:] if fmt.startswith("ase:") else None)
         ase_index = index if isinstance(index, (str, int, np.integer, slice)) else ":"
         ds = read_ase(
-            path, fmt=ase_fmt, index=ase_index, **units_, **label_keys, **common,
+            path,
+            fmt=ase_fmt,
+            index=ase_index,
+            **units_,
+            **label_keys,
+            **common,
         )
         if index is None or index is ase_index:
             return ds
@@ -653,8 +677,11 @@ def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str
     path = Path(path)
     if fmt is None:
         ext = path.suffix.lower()
-        by_ext = {**dict.fromkeys(NPZ_EXT, "sgdml"), **dict.fromkeys(XYZ_EXT, "extxyz"),
-                  **dict.fromkeys(H5_EXT, "qcell")}
+        by_ext = {
+            **dict.fromkeys(NPZ_EXT, "sgdml"),
+            **dict.fromkeys(XYZ_EXT, "extxyz"),
+            **dict.fromkeys(H5_EXT, "qcell"),
+        }
         fmt = by_ext.get(ext)
         if fmt is None:
             raise DataError(

@@ -147,8 +147,9 @@ def iter_qcell(path, names: list[str] | None = None) -> Iterator[dict[str, Any]]
                 raise DataError(f"{path}: frame {frame} ({name!r}): corrupt data ({exc})") from None
             for key in ("atomic_numbers", "positions"):
                 if key not in raw:
-                    raise DataError(f"{path}: frame {frame} ({name!r}), field '{key}': missing "
-                                    f"(keys: {sorted(raw)})")
+                    raise DataError(
+                        f"{path}: frame {frame} ({name!r}), field '{key}': missing (keys: {sorted(raw)})"
+                    )
             out: dict[str, Any] = {"_name": name, "_per_atom": []}
             for key, val in raw.items():
                 field = FROM_QCELL.get(key, key)
@@ -166,11 +167,16 @@ def check_record(rec: dict[str, Any], source: str, frame: int, min_distance: flo
     z = np.asarray(rec["atomic_numbers"])
     pos = np.asarray(rec["positions"], dtype=np.float64)
     if z.ndim != 1 or pos.shape != (z.shape[0], 3):
-        raise DataError(f"{source}: frame {frame} ({rec['_name']!r}), field 'positions': shape {pos.shape} "
-                        f"for {z.shape} atomic numbers")
+        raise DataError(
+            f"{source}: frame {frame} ({rec['_name']!r}), field 'positions': shape {pos.shape} "
+            f"for {z.shape} atomic numbers"
+        )
     per_atom = set(rec["_per_atom"])
-    fd = {k: np.asarray(v)[None] for k, v in rec.items()
-          if not k.startswith("_") and k not in per_atom and k not in ("atomic_numbers", "positions")}
+    fd = {
+        k: np.asarray(v)[None]
+        for k, v in rec.items()
+        if not k.startswith("_") and k not in per_atom and k not in ("atomic_numbers", "positions")
+    }
     ad = {k: np.asarray(rec[k]) for k in per_atom}
     ds = Dataset(z, pos, np.array([0, z.shape[0]]), fd, ad, validate=False)
     validate_dataset(ds, source=source, min_distance=min_distance, frame_offset=frame)
@@ -212,16 +218,20 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
         z = np.asarray(rec["atomic_numbers"])
         p = np.asarray(rec["positions"], dtype=np.float64)
         if z.ndim != 1 or p.shape != (z.shape[0], 3):
-            raise DataError(f"{path}: frame {frame} ({rec['_name']!r}), field 'positions': shape {p.shape} "
-                            f"for {z.shape[0] if z.ndim == 1 else z.shape} atoms")
+            raise DataError(
+                f"{path}: frame {frame} ({rec['_name']!r}), field 'positions': shape {p.shape} "
+                f"for {z.shape[0] if z.ndim == 1 else z.shape} atoms"
+            )
         zs.append(z)
         pos.append(p)
         for k in keys - {"atomic_numbers", "positions"}:
             v = np.asarray(rec[k])
             if k in per_atom:
                 if v.shape[:1] != (z.shape[0],):
-                    raise DataError(f"{path}: frame {frame} ({rec['_name']!r}), field '{k}': shape {v.shape} "
-                                    f"for {z.shape[0]} atoms")
+                    raise DataError(
+                        f"{path}: frame {frame} ({rec['_name']!r}), field '{k}': shape {v.shape} "
+                        f"for {z.shape[0]} atoms"
+                    )
                 atom_vals.setdefault(k, []).append(v)
             else:
                 frame_vals.setdefault(k, []).append(v)
@@ -240,8 +250,16 @@ def read_qcell(path, *, index: Any = None, validate: bool = True, min_distance: 
     if len({len(z) for z in zs}) == 1:  # one composition: stacked arrays (the fixed-size layout)
         zs, pos = np.stack(zs), np.stack(pos)
         atom_vals = {k: np.stack(v) for k, v in atom_vals.items()}
-    return Dataset.from_arrays(zs, pos, frame_data=frame_data, atom_data=atom_vals, metadata=meta,
-                               validate=validate, source=str(path), min_distance=min_distance)
+    return Dataset.from_arrays(
+        zs,
+        pos,
+        frame_data=frame_data,
+        atom_data=atom_vals,
+        metadata=meta,
+        validate=validate,
+        source=str(path),
+        min_distance=min_distance,
+    )
 
 
 def write_qcell(ds: Dataset, path) -> None:

@@ -82,9 +82,15 @@ class Split:
         if missing:
             raise DataError(f"{source}: split record lacks {missing}")
         return cls(
-            train=d["train"], valid=d["valid"], test=d["test"], n_frames=int(d["n_frames"]),
-            source_hash=str(d["source_hash"]), method=d.get("method", ""), seed=d.get("seed"),
-            source=d.get("source", ""), info=d.get("info", {}),
+            train=d["train"],
+            valid=d["valid"],
+            test=d["test"],
+            n_frames=int(d["n_frames"]),
+            source_hash=str(d["source_hash"]),
+            method=d.get("method", ""),
+            seed=d.get("seed"),
+            source=d.get("source", ""),
+            info=d.get("info", {}),
         )
 
     def save(self, path) -> None:
@@ -150,15 +156,25 @@ def make_split(ds, n_train, n_valid=0, n_test=None, *, seed: int = 0, source: st
         )
     perm = np.random.default_rng(seed).permutation(n)
     return Split(
-        train=np.sort(perm[:a]), valid=np.sort(perm[a : a + b]), test=np.sort(perm[a + b : a + b + c]),
-        n_frames=n, source_hash=ds.content_hash(), method="random", seed=int(seed), source=source,
+        train=np.sort(perm[:a]),
+        valid=np.sort(perm[a : a + b]),
+        test=np.sort(perm[a + b : a + b + c]),
+        n_frames=n,
+        source_hash=ds.content_hash(),
+        method="random",
+        seed=int(seed),
+        source=source,
     )
 
 
 def split_from_indices(ds, train, valid=(), test=(), *, source: str = "") -> Split:
     """Split with explicit frame indices (checked: in range, no duplicates, disjoint)."""
     return Split(
-        train=np.asarray(train, dtype=np.int64), valid=np.asarray(valid, dtype=np.int64),
-        test=np.asarray(test, dtype=np.int64), n_frames=len(ds), source_hash=ds.content_hash(),
-        method="indices", source=source,
+        train=np.asarray(train, dtype=np.int64),
+        valid=np.asarray(valid, dtype=np.int64),
+        test=np.asarray(test, dtype=np.int64),
+        n_frames=len(ds),
+        source_hash=ds.content_hash(),
+        method="indices",
+        source=source,
     )

@@ -142,8 +142,7 @@ class Summary:
         lines.append(f"atoms:         {self.atoms} in total, {self.n_min}..{self.n_max} per frame")
         els = sorted(self.elements)
         lines.append(
-            "elements:      "
-            + ", ".join(f"{chemical_symbols[z]} ({self.elements[z]})" for z in els)
+            "elements:      " + ", ".join(f"{chemical_symbols[z]} ({self.elements[z]})" for z in els)
         )
         lines.append("fields:        " + (", ".join(self.fields) if self.fields else "(none: unlabelled)"))
         if self.energy.n:

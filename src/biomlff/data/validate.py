@@ -65,8 +65,9 @@ def validate_dataset(ds, source: str = "<dataset>", min_distance: float = 0.1, f
         check_min_distance(ds, min_distance, source, frame_offset=fo)
 
 
-def _check_finite(arr: np.ndarray, name: str, source: str, offsets: np.ndarray, per_atom: bool,
-                  fo: int = 0) -> None:
+def _check_finite(
+    arr: np.ndarray, name: str, source: str, offsets: np.ndarray, per_atom: bool, fo: int = 0
+) -> None:
     if arr.dtype.kind not in "fc":
         return
     flat = arr.reshape(arr.shape[0], -1)

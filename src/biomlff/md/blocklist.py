@@ -225,8 +225,9 @@ def allocate(
     fn = jax.jit(build, static_argnums=3)
     if c_cap is None:
         probe = empty_state(n, origin, size, periodic, 1, 1)
-        cid = np.asarray(cell_ids(pos, c, probe["n"], probe["origin"].astype(pos.dtype),
-                                  probe["size"].astype(pos.dtype)))
+        cid = np.asarray(
+            cell_ids(pos, c, probe["n"], probe["origin"].astype(pos.dtype), probe["size"].astype(pos.dtype))
+        )
         c_cap = _round_up(np.bincount(cid).max() * capacity_multiplier, 8)
     if p_cap is None:
         counted = fn(empty_state(n, origin, size, periodic, 1, c_cap), pos, c, float(r_list))

@@ -39,7 +39,8 @@ class MDSettings:
     path (.h5/.hdf5 → H5MD, else extxyz; None = no trajectory); log_file / checkpoint: default
     ``<output stem>.log`` / ``<output stem>.chk.npz``; seed: RNG seed (velocities, Langevin);
     precision: 'float32' | 'float64'; skin (Å) and capacity_multiplier: pair-list head-room;
-    pair_lists: pair-list builder, 'auto' | 'blocked' | 'jax_md' (:class:`~biomlff.md.neighborlist.PairLists`);
+    pair_lists: pair-list builder, 'auto' | 'blocked' | 'jax_md' (see
+    :class:`~biomlff.md.neighborlist.PairLists`);
     write_forces: add forces to the trajectory; observables: model outputs (keys of
     ``Potential.outputs_fn``) to write with each frame; log_outputs: model outputs computed inside
     the compiled block after every step, written to ``<output stem>.outputs.dat`` (one line per step)
