@@ -117,6 +117,7 @@ def worker(args) -> dict:
         traj_every=0,
         checkpoint_every=0,
         precision=args.precision,
+        pair_lists=args.pair_lists,
         echo=False,
         progress=False,
     )
@@ -140,6 +141,7 @@ def worker(args) -> dict:
     out["rss_peak_mb"] = _rss_mb()
     out["device_peak_mb"] = _device_peak_mb()
     out["reallocations"] = sim.reallocations
+    out["pair_lists"] = sim.pairlists.builder
     out["capacities"] = {k: list(v) for k, v in sim.pairlists.capacities(sim.lists).items()}
     return out
 
@@ -205,6 +207,12 @@ def main(argv=None):
     ap.add_argument("--filters", default=None, choices=(None, "exact", "tabulated"))
     ap.add_argument("--lr-cutoff", type=float, default=12.0)
     ap.add_argument(
+        "--pair-lists",
+        default="auto",
+        choices=("auto", "blocked", "jax_md"),
+        help="MD pair-list builder (auto: blocked from 2,048 atoms, see biomlff.md.neighborlist)",
+    )
+    ap.add_argument(
         "--skin",
         type=float,
         default=0.5,
@@ -244,7 +252,7 @@ def main(argv=None):
         cmd = [sys.executable, __file__, "--worker", str(n), "--steps", str(args.steps)]
         cmd += ["--repeats", str(args.repeats), "--precision", args.precision]
         cmd += ["--lr-cutoff", str(args.lr_cutoff), "--params", args.params, "--skin", str(args.skin)]
-        cmd += ["--mode", args.mode]
+        cmd += ["--mode", args.mode, "--pair-lists", args.pair_lists]
         if args.filters:
             cmd += ["--filters", args.filters]
         proc = subprocess.run(cmd, capture_output=True, text=True)
