@@ -27,6 +27,7 @@ Positions are Cartesian Å (may be unwrapped); cells have lattice vectors as row
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -192,6 +193,14 @@ def empty_state(n, origin, size, periodic: bool, pair_capacity: int, cell_capaci
     }
 
 
+@functools.cache
+def _jitted_build():
+    """One jitted :func:`build` for all host-side allocations (compiled once per buffer shape)."""
+    import jax
+
+    return jax.jit(build, static_argnums=3)
+
+
 def _round_up(x: float, to: int) -> int:
     return int(max(to, int(np.ceil(x / to)) * to))
 
@@ -207,7 +216,6 @@ def allocate(
 
     ``capacities`` = (pair capacity, cell capacity, n0, n1, n2, origin0, origin1, origin2) as returned
     by :func:`capacities` forces sizes and grid (restart: the same padded shapes and pair order)."""
-    import jax
     import jax.numpy as jnp
 
     x = np.asarray(positions)
@@ -222,7 +230,7 @@ def allocate(
         p_cap = c_cap = None
     pos = jnp.asarray(positions)
     c = None if cell is None else jnp.asarray(cell, dtype=pos.dtype)
-    fn = jax.jit(build, static_argnums=3)
+    fn = _jitted_build()
     if c_cap is None:
         probe = empty_state(n, origin, size, periodic, 1, 1)
         cid = np.asarray(
