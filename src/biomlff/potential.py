@@ -287,7 +287,10 @@ def stress(potential: Potential) -> Callable:
 
 
 def hessian(potential: Potential) -> Callable:
-    """Return ``f(positions, pairs, cell) -> (N, 3, N, 3)`` Hessian in eV/Å² (pairs held fixed)."""
+    """Return ``f(positions, pairs, cell) -> (N, 3, N, 3)`` Hessian in eV/Å² (pairs held fixed).
+
+    Reverse over reverse mode (``jacrev`` of ``grad``): models with hand-written reverse passes
+    (:mod:`biomlff.pairsum`, SO3LR's tabulated fast path) support no forward mode."""
     import jax
 
-    return jax.hessian(potential.energy_fn, argnums=0)
+    return jax.jacrev(jax.grad(potential.energy_fn, argnums=0), argnums=0)

@@ -156,6 +156,8 @@ def _long_range(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
         recv = jnp.concatenate([i, j])
         return jax.ops.segment_sum(jnp.concatenate([e, e]), recv, num_segments=n)  # (n, 2)
 
+    if config.filters == "tabulated":  # the inference fast path (float32 default)
+        return _long_range_fast(positions, q, alpha, u, lr, cell, config)
     p = lr.i.shape[0]
     if p <= LR_BLOCK:
         out = block(lr.i, lr.j, lr.mask)
@@ -173,6 +175,66 @@ def _long_range(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
 
         xs = (blocks(lr.i, 0), blocks(lr.j, 0), blocks(lr.mask, False))
         out, _ = lax.scan(body, jnp.zeros((n, 2), positions.dtype), xs)
+    return out[:, 0], out[:, 1]
+
+
+def _lr_pair_energies(r, m, qi, qj, ai, aj, ui, uj, config: SO3LRConfig):
+    """(B, 2) electrostatic and dispersion energies (eV) of a block of unordered LR pairs at
+    distances r (Å), 0 where the mask m is False."""
+    import jax.numpy as jnp
+
+    arch = config.arch
+    if arch.electrostatics and config.electrostatics != "cutoff":
+        from .lattice import real_space_pair_energy
+
+        e_el = real_space_pair_energy(r, qi, qj, config.ewald)
+    elif arch.electrostatics:
+        e_el = physics.electrostatic_pair_energy(r, qi, qj, config.lr_cutoff, arch.electrostatic_sigma)
+    else:
+        e_el = jnp.zeros_like(r)
+    if arch.dispersion:
+        e_disp = physics.dispersion_pair_energy_u(
+            r, ai, aj, ui, uj, config.lr_cutoff, config.dispersion_damping, arch.dispersion_beta
+        )
+    else:
+        e_disp = jnp.zeros_like(r)
+    return jnp.stack([jnp.where(m, e_el, 0.0), jnp.where(m, e_disp, 0.0)], axis=-1)
+
+
+def _lr_block(cell, frozen, ni, nj, pairs, mask, *, config: SO3LRConfig):
+    """One block of LR pairs for :func:`biomlff.pairsum.pair_sum`: rows (R, q, α, u) of atoms i
+    and j, ``cell`` = None or (cell, cell⁻¹) (Å, 1/Å); ½ of every pair energy to each atom."""
+    import jax.numpy as jnp
+
+    d = nj[0] - ni[0]
+    if cell is not None:
+        d = geometry.minimum_image_elementwise(d, *cell)
+    r2 = jnp.where(mask, jnp.sum(d * d, axis=-1), 1.0)
+    e = 0.5 * _lr_pair_energies(jnp.sqrt(r2), mask, ni[1], nj[1], ni[2], nj[2], ni[3], nj[3], config)
+    return e, e
+
+
+def _long_range_fast(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
+    """:func:`_long_range` through :func:`biomlff.pairsum.pair_sum` (blocks of :data:`LR_BLOCK`
+    pairs, reverse pass accumulated in place, minimum image without 3×3 matrix products, cell
+    inverted once). Same energies up to the order of the float additions."""
+    import functools
+
+    import jax.numpy as jnp
+
+    from ..pairsum import as_blocks, pair_sum
+
+    consts = None if cell is None else (cell, jnp.linalg.inv(cell))
+    out = pair_sum(
+        functools.partial(_lr_block, config=config),
+        positions.shape[0],
+        (positions, q, alpha, u),
+        as_blocks(lr.i, LR_BLOCK, 0),
+        as_blocks(lr.j, LR_BLOCK, 0),
+        consts=consts,
+        aux=(mask := as_blocks(lr.mask, LR_BLOCK, False)),
+        live=mask.any(axis=1),
+    )
     return out[:, 0], out[:, 1]
 
 
