@@ -8,6 +8,12 @@ as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here). bioml
 ``--filters`` (exact radial filter networks and tabulated filters, biomlff.so3lr.tabulate); the peer
 once per system and precision.
 
+A second biomlff column, "jit ms", times the jitted energy + forces function alone with pair lists
+built once beforehand (``biomlff.neighbors.build_pairs``): the basis on which the original SO3LR code
+(JAX) was measured for issue 13 on this VM type (one core, lr 12 Å): water 1536 2.261 s (float32) and
+5.124 s (float64), T4 lysozyme (2,603 atoms, free space) 3.089 s and 7.103 s. The "orig/jit" column
+divides those by biomlff's time (water for ``water``, T4 for ``solvated_ala15``).
+
 The peer runs in its own virtual environment (torch conflicts with the package's pins):
 
     python -m venv .venv-bench-so3lr
@@ -37,6 +43,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared"))
 TORCH_SHIFT = -163.6181182861328  # eV/atom, so3krates-torch's energy shift as it stores it (float32)
+#: the original SO3LR (JAX) code, jitted energy + forces with prebuilt pair lists, one core of this VM
+#: type, lr 12 Å (issue 13): seconds per call
+ORIGINAL_S = {
+    ("water", "float32"): 2.261,
+    ("water", "float64"): 5.124,
+    ("solvated_ala15", "float32"): 3.089,  # measured on T4 lysozyme, 2,603 atoms
+    ("solvated_ala15", "float64"): 7.103,
+}
 
 
 def load_system(name: str):
@@ -120,7 +134,44 @@ def run_biomlff(name: str, precision: str, repeats: int, filters: str = "exact")
     calc = SO3LRCalculator(lr_cutoff=12.0, dispersion_damping=2.0, precision=precision, filters=filters)
     out = time_calculator(atoms, calc, repeats)
     out["n_traces"] = calc.n_traces
+    out["jit"] = time_jitted(atoms, precision, repeats, filters)
     return out
+
+
+def time_jitted(atoms, precision: str, repeats: int, filters: str) -> dict:
+    """Median (s) of the jitted energy + forces function alone, pair lists built once beforehand."""
+    import jax
+    import jax.numpy as jnp
+
+    from biomlff.md.engine import as_pytree_fn
+    from biomlff.neighbors import build_pairs
+    from biomlff.potential import Potential, energy_and_forces
+    from biomlff.so3lr import so3lr_potential
+
+    with jax.enable_x64(precision == "float64"):
+        pot = so3lr_potential(
+            atoms.numbers, lr_cutoff=12.0, dispersion_damping=2.0, precision=precision, filters=filters
+        )
+        periodic = bool(atoms.pbc.any())
+        cell = np.asarray(atoms.cell[:]) if periodic else None
+        pos = atoms.positions % np.diag(cell) if periodic else atoms.positions
+        pairs = {k: build_pairs(pos, s.cutoff, cell=cell, half=s.half) for k, s in pot.neighbors.items()}
+        dt = np.float64 if precision == "float64" else np.float32
+        x = jnp.asarray(pos, dt)
+        c = None if cell is None else jnp.asarray(cell, dt)
+
+        def ef(efn, r, p, c):
+            return energy_and_forces(Potential(efn, pot.neighbors, pot.atomic_numbers))(r, p, c)
+
+        f = jax.jit(ef)
+        efn = as_pytree_fn(pot.energy_fn)
+        jax.block_until_ready(f(efn, x, pairs, c))
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            jax.block_until_ready(f(efn, x, pairs, c))
+            times.append(time.perf_counter() - t)
+    return {"median": float(np.median(times)), "times": times}
 
 
 def run_torch(name: str, precision: str, repeats: int) -> dict:
@@ -183,7 +234,8 @@ def main() -> int:
     )
     header = (
         f"{'system':13s} {'N':>5s} {'prec':7s} {'filters':9s} {'biomlff first/s':>15s} {'biomlff ms':>10s} "
-        f"{'torch first/s':>13s} {'torch ms':>9s} {'ratio':>6s} {'|ΔE|/eV':>9s}"
+        f"{'torch first/s':>13s} {'torch ms':>9s} {'ratio':>6s} {'|ΔE|/eV':>9s} {'jit ms':>8s} "
+        f"{'orig/jit':>8s}"
     )
     print(header)
     rows = []
@@ -215,9 +267,12 @@ def main() -> int:
                 t_med = f"{1e3 * theirs['median']:9.1f}" if theirs else f"{'-':>9s}"
                 ratio = f"{theirs['median'] / ours['median']:6.1f}" if theirs else f"{'-':>6s}"
                 de = f"{abs(theirs['energy'] - ours['energy']):9.1e}" if theirs else f"{'-':>9s}"
+                jit = ours["jit"]["median"]
+                orig = ORIGINAL_S.get((name, prec))
+                oj = f"{orig / jit:8.1f}" if orig else f"{'-':>8s}"
                 print(
                     f"{name:13s} {n:5d} {prec:7s} {filters:9s} {ours['first']:15.2f} "
-                    f"{1e3 * ours['median']:10.1f} {t_first} {t_med} {ratio} {de}",
+                    f"{1e3 * ours['median']:10.1f} {t_first} {t_med} {ratio} {de} {1e3 * jit:8.1f} {oj}",
                     flush=True,
                 )
                 rows.append(
