@@ -35,6 +35,7 @@ def pair_sum(
     frozen=None,
     aux=None,
     live=None,
+    fn_vjp: Callable | None = None,
 ):
     """Σ over blocks of pairs of ``fn`` scattered to both atoms of every pair.
 
@@ -54,6 +55,10 @@ def pair_sum(
         live: optional (blocks,) bool: blocks to evaluate. Blocks marked False must contribute
             nothing (all their pairs padding); they are skipped in both passes (``lax.cond``), which
             saves the head-room of padded pair lists (typically 20–25 % of the pairs).
+        fn_vjp: optional hand-written reverse pass of ``fn``:
+            ``fn_vjp(consts, frozen, nodes_i, nodes_j, pairs, aux, ct_i, ct_j) -> (d consts, d nodes_i,
+            d nodes_j, d pairs)`` for the cotangents ``ct_i``, ``ct_j`` of ``(m_i, m_j)``; default
+            ``jax.vjp`` of ``fn``.
 
     Returns the pytree of (N, …) sums, the structure of ``m_i``.
     """
@@ -122,11 +127,15 @@ def pair_sum(
             ni, nj = gather(nodes, bi), gather(nodes, bj)
 
             def cotangents(_):
+                ct_i, ct_j = gather(ct, bi), gather(ct, bj)
+                if fn_vjp is not None:
+                    return fn_vjp(consts, frozen, ni, nj, pd, ax, ct_i, ct_j)
+
                 def f(c, ni, nj, p):
                     return fn(c, frozen, ni, nj, p, ax)
 
                 _, vjp = jax.vjp(f, consts, ni, nj, pd)
-                return vjp((gather(ct, bi), gather(ct, bj)))
+                return vjp((ct_i, ct_j))
 
             def nothing(_):
                 return tmap(jnp.zeros_like, (consts, ni, nj, pd))
