@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,labels,analysis,ipi
 export OMP_NUM_THREADS ?= 1
-export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.jax_cache
+# no persistent JAX compilation cache: on 2026-12-04 the clean-clone suite segfaulted inside JAX's
+# cache write (compilation_cache.put_executable_and_time) near its end; set JAX_COMPILATION_CACHE_DIR
+# yourself to use one
 
 .PHONY: install demo test lint clean
 
