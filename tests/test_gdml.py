@@ -169,6 +169,10 @@ def test_kernel_matrix_symmetric_psd_and_matvec(ethanol, ethanol_perms):
     assert np.allclose(ts.matvec_fn(10.0, cache_bytes=0)(v), K @ v, rtol=1e-10, atol=1e-12)  # JAX path
     rows = np.array([0, 7, 100, ts.n - 1])
     assert np.allclose(ts.assembler.rows(rows, 10.0), K[rows], rtol=0, atol=1e-15)
+    # whole geometries (the Nyström case: rows written in place, more than one row tile of 8)
+    geos = np.array([0, 2, 3, 5, 8, 9, 11, 14, 15, 20, 22])
+    whole = (geos[:, None] * 27 + np.arange(27)).ravel()
+    assert np.allclose(ts.assembler.rows(whole, 10.0), K[whole], rtol=0, atol=1e-15)
 
 
 # ------------------------------------------------------------------ symmetries
@@ -587,6 +591,8 @@ def test_reduced_closed_form_equals_the_full_one(ethanol, ethanol_perms):
     assert np.allclose(Kr, Q.T @ K @ Q, rtol=0, atol=1e-12 * np.abs(K).max())
     assert np.allclose(K @ (np.eye(7 * 27) - Q @ Q.T), 0.0, atol=1e-9 * np.abs(K).max())  # rigid = null
     sel = np.array([0, 5, 20, 7 * 21 - 1])  # rows of the reduced kernel (CG preconditioner)
+    assert np.allclose(red.rows(sel, 9.0), Kr[sel], rtol=0, atol=1e-14 * np.abs(Kr).max())
+    sel = np.r_[np.arange(21, 42), np.arange(5 * 21, 7 * 21)]  # whole geometries 1, 5, 6
     assert np.allclose(red.rows(sel, 9.0), Kr[sel], rtol=0, atol=1e-14 * np.abs(Kr).max())
     common = dict(
         n_train=40, sigmas=[10.0], perms=ethanol_perms, solver="closed", idx_train=np.arange(0, 400, 10)

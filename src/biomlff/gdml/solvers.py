@@ -155,18 +155,25 @@ def build_nystroem(
 ) -> Nystroem:
     """Preconditioner from kernel rows K[cols, :] (m × n) = (K_nm)ᵀ (K is symmetric); ``shift``:
     regularise with μ = max(λ, smallest Nyström eigenvalue) instead of λ (see below)."""
-    from scipy.linalg import solve_triangular
+    from scipy.linalg import blas
 
     cols = np.sort(np.asarray(cols))
-    kmn = rows_fn(cols)  # (m, n)
+    kmn = np.ascontiguousarray(rows_fn(cols))  # (m, n), C order
     kmm = kmn[:, cols]
     kmm = 0.5 * (kmm + kmm.T)
-    u = _cho_stable(kmm)
-    bt = solve_triangular(
-        u, kmn, trans="T", lower=False, overwrite_b=True, check_finite=False
-    )  # Bᵀ = U⁻ᵀ K_mn (a Fortran-ordered copy of the C-ordered K_mn)
-    del kmn  # at most two m × n arrays alive at once
-    btb = bt @ bt.T
+    u = np.asfortranarray(_cho_stable(kmm))
+    # B = K_nm U⁻¹ by BLAS dtrsm from the right on the Fortran-ordered view K_nm = K_mnᵀ, in place:
+    # Bᵀ overwrites K_mn, so only one m × n array is alive (scipy's solve_triangular made a Fortran
+    # copy, and its trtrs path ran at 2/3 of dtrsm's speed: m = 2000, n = 57 000, 9.4 → 6.7 s).
+    # Tried and dropped: skipping the triangular solve with the Gram form (K_mn K_nm + λK_mm)⁻¹ of
+    # the Woodbury identity: forming K_mn K_nm squares the condition number, its Cholesky needs
+    # jitter, and CG took 352 instead of 124 iterations on aspirin M = 1000.
+    b = blas.dtrsm(1.0, u, kmn.T, side=1, lower=0, trans_a=0, overwrite_b=1)
+    if not np.shares_memory(b, kmn):  # pragma: no cover - the wrapper copied after all
+        kmn = None
+    bt = b.T  # (m, n), C order
+    del kmn, b
+    btb = bt @ bt.T  # NumPy calls dsyrk for a product with its own transpose
     # Shift: sgdml regularises the Nyström factor with λ itself, i.e. M = BBᵀ + λI. With λ = 1e-10
     # every direction the m columns miss is then amplified by 1/λ, which stalls CG when the columns
     # capture little of K (large molecules, few inducing points). Shifting by the smallest Nyström
