@@ -30,6 +30,7 @@ heatmap, atom contributions and importance-vs-distance PNGs of the first case's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -78,6 +79,20 @@ def run_case(mol, m, sym, keeps, ranks, args) -> list[dict]:
     order = rng.permutation(len(frames))
     idx_train = np.sort(order[:m])
     rest = order[m:]
+    held_out = args.n_valid + args.n_configs
+    if test is not None and len(rest) < held_out:
+        # rMD17 train_01 has 1000 geometries: at M = 1000 none are left for validation and masking,
+        # so those come from the first n_valid + n_configs geometries of test_01 and the errors are
+        # measured on the rest of test_01 (never seen by training, σ choice or ranking)
+        extra = test.subset(np.arange(held_out))
+        frames = dataclasses.replace(
+            frames.subset(np.arange(len(frames))),
+            R=np.concatenate([frames.R, extra.R]),
+            F=np.concatenate([frames.F, extra.F]),
+            E=np.concatenate([frames.E, extra.E]),
+        )
+        rest = np.arange(len(order), len(order) + held_out)
+        test = test.subset(np.arange(held_out, len(test)))
     idx_valid = np.sort(rest[: args.n_valid])
     idx_cfg = np.sort(rest[args.n_valid : args.n_valid + args.n_configs])
     if test is None:
