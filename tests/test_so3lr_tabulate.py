@@ -360,33 +360,3 @@ def test_fast_path_hessian_by_reverse_over_reverse(shared, params):
     assert np.abs(h["exact"] - fwd).max() < 1e-8
     assert np.abs(h["tabulated"] - h["exact"]).max() < 1e-4
     assert np.abs(h["tabulated"] - h["tabulated"].transpose(2, 3, 0, 1)).max() < 1e-8
-
-
-@pytest.mark.parametrize("rc,damping", [(12.0, 2.0), (6.0, 1.0)])
-def test_long_range_tables_match_their_functions(rc, damping):
-    """The tabulated r-only long-range factors (damped, shifted Coulomb kernel and dispersion switch)
-    equal the closed-form functions far below float32 rounding, including their derivatives (forces),
-    and are exactly 0 from the cutoff on."""
-    import jax.numpy as jnp
-
-    from biomlff.so3lr import physics
-
-    err_k, err_s = tabulate.lr_table_error(rc, damping, 4.0)
-    assert err_k < 1e-11 and err_s < 1e-11
-    coeffs = tabulate.lr_table(rc, damping, 4.0)
-    r = np.linspace(0.6, rc - 1e-3, 3001)
-    with jax.enable_x64(True):
-
-        def tab(x):
-            return jnp.sum(tabulate.lr_factors(coeffs, x, rc, jnp.float64), axis=0)
-
-        def ref(x):
-            return jnp.stack(
-                [jnp.sum(physics.coulomb_kernel(x, rc, 4.0)), jnp.sum(physics.switch(x, rc - damping, rc))]
-            )
-
-        g_tab = np.asarray(jax.jacrev(tab)(jnp.asarray(r)))
-        g_ref = np.asarray(jax.jacrev(ref)(jnp.asarray(r)))
-        beyond = np.asarray(tabulate.lr_factors(coeffs, jnp.asarray([rc, rc + 0.5, 20.0]), rc, jnp.float64))
-    assert np.abs(g_tab - g_ref).max() < 1e-9
-    assert np.all(beyond == 0.0)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import geometry, units
+from .. import geometry
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, ModelError
 from ..ewald import EwaldSettings
 from ..potential import ChemicalSystem, Model, NeighborSpec, Pairs, Potential, bind
-from . import network, physics, tabulate
+from . import network, physics
 from .architecture import PUBLISHED, Architecture
 
 #: elements SO3LR was trained on (H, C, N, O, F, P, S, Cl)
@@ -178,10 +178,9 @@ def _long_range(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
     return out[:, 0], out[:, 1]
 
 
-def _lr_pair_energies(r, m, qi, qj, ai, aj, ui, uj, config: SO3LRConfig, factors=None):
+def _lr_pair_energies(r, m, qi, qj, ai, aj, ui, uj, config: SO3LRConfig):
     """(B, 2) electrostatic and dispersion energies (eV) of a block of unordered LR pairs at
-    distances r (Å), 0 where the mask m is False. ``factors`` (B, 2): the Coulomb kernel (1/Å) and
-    the dispersion switch from :func:`biomlff.so3lr.tabulate.lr_factors`, or None (computed here)."""
+    distances r (Å), 0 where the mask m is False."""
     import jax.numpy as jnp
 
     arch = config.arch
@@ -189,17 +188,11 @@ def _lr_pair_energies(r, m, qi, qj, ai, aj, ui, uj, config: SO3LRConfig, factors
         from .lattice import real_space_pair_energy
 
         e_el = real_space_pair_energy(r, qi, qj, config.ewald)
-    elif arch.electrostatics and factors is not None:
-        e_el = units.k_e * qi * qj * factors[:, 0]
     elif arch.electrostatics:
         e_el = physics.electrostatic_pair_energy(r, qi, qj, config.lr_cutoff, arch.electrostatic_sigma)
     else:
         e_el = jnp.zeros_like(r)
-    if arch.dispersion and factors is not None:
-        e_disp = physics.dispersion_pair_energy_u(
-            r, ai, aj, ui, uj, None, None, arch.dispersion_beta
-        ) * factors[:, 1]
-    elif arch.dispersion:
+    if arch.dispersion:
         e_disp = physics.dispersion_pair_energy_u(
             r, ai, aj, ui, uj, config.lr_cutoff, config.dispersion_damping, arch.dispersion_beta
         )
@@ -216,11 +209,8 @@ def _lr_block(cell, frozen, ni, nj, pairs, mask, *, config: SO3LRConfig):
     d = nj[0] - ni[0]
     if cell is not None:
         d = geometry.minimum_image_elementwise(d, *cell)
-    r = jnp.sqrt(jnp.where(mask, jnp.sum(d * d, axis=-1), 1.0))
-    factors = None
-    if frozen is not None:  # tabulated r-only factors (Coulomb kernel, dispersion switch)
-        factors = tabulate.lr_factors(frozen, r, config.lr_cutoff, r.dtype)
-    e = 0.5 * _lr_pair_energies(r, mask, ni[1], nj[1], ni[2], nj[2], ni[3], nj[3], config, factors)
+    r2 = jnp.where(mask, jnp.sum(d * d, axis=-1), 1.0)
+    e = 0.5 * _lr_pair_energies(jnp.sqrt(r2), mask, ni[1], nj[1], ni[2], nj[2], ni[3], nj[3], config)
     return e, e
 
 
@@ -235,14 +225,6 @@ def _long_range_fast(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
     from ..pairsum import as_blocks, pair_sum
 
     consts = None if cell is None else (cell, jnp.linalg.inv(cell))
-    table = None
-    if config.lr_cutoff is not None and config.electrostatics == "cutoff":
-        table = jnp.asarray(
-            tabulate.lr_table(
-                float(config.lr_cutoff), config.dispersion_damping, float(config.arch.electrostatic_sigma)
-            ),
-            positions.dtype,
-        )
     out = pair_sum(
         functools.partial(_lr_block, config=config),
         positions.shape[0],
@@ -250,7 +232,6 @@ def _long_range_fast(positions, q, alpha, u, lr, cell, config: SO3LRConfig):
         as_blocks(lr.i, LR_BLOCK, 0),
         as_blocks(lr.j, LR_BLOCK, 0),
         consts=consts,
-        frozen=table,
         aux=(mask := as_blocks(lr.mask, LR_BLOCK, False)),
         live=mask.any(axis=1),
     )
