@@ -98,7 +98,8 @@ def register(sub) -> None:
         "--n-inducing",
         type=int,
         default=None,
-        help="CG: inducing training points of the Nyström preconditioner (default 6%% of M, at least 10, capped by --max-memory)",
+        help="CG: inducing training points of the Nyström preconditioner "
+        "(default 6%% of M, at least 10, capped by --max-memory)",
     )
     t.add_argument("--cg-tol", type=float, default=1e-4, help="CG: relative residual tolerance")
     t.add_argument("--checkpoint", metavar="FILE", help="CG: checkpoint file (written every ~2 min)")
