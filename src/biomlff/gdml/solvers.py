@@ -154,7 +154,9 @@ def build_nystroem(
     rows_fn: Callable[[np.ndarray], np.ndarray], cols: np.ndarray, lam: float, shift: bool = False
 ) -> Nystroem:
     """Preconditioner from kernel rows K[cols, :] (m × n) = (K_nm)ᵀ (K is symmetric); ``shift``:
-    regularise with μ = max(λ, smallest Nyström eigenvalue) instead of λ (see below)."""
+    regularise with μ = max(λ, smallest Nyström eigenvalue) instead of λ (see below).
+
+    ``rows_fn`` must return a new array: it is overwritten in place by Bᵀ."""
     from scipy.linalg import blas
 
     cols = np.sort(np.asarray(cols))
