@@ -6,7 +6,8 @@ EXTRAS ?= dev,labels,analysis,ipi
 export OMP_NUM_THREADS ?= 1
 # no persistent JAX compilation cache: on 2026-12-04 the clean-clone suite segfaulted inside JAX's
 # cache write (compilation_cache.put_executable_and_time) near its end; set JAX_COMPILATION_CACHE_DIR
-# yourself to use one
+# yourself to use one. (The likely cause, found 2026-12-07: the process ran out of memory mappings,
+# vm.max_map_count; tests/conftest.py now releases compiled code after every test module.)
 
 .PHONY: install demo test lint clean
 
