@@ -294,14 +294,14 @@ def test_closed_form_and_cg_agree(ethanol, ethanol_perms):
     idx = np.arange(200)
     common = dict(n_train=200, sigmas=[10.0], perms=ethanol_perms, idx_train=idx)
     mc, _ = train(frames, TrainConfig(solver="closed", **common))
-    mg, rep = train(frames, TrainConfig(solver="cg", **common))
+    # 20 inducing geometries (the old 10 % default): where CG stops inside its tolerance depends on
+    # its path, and the bound below was set with this preconditioner
+    mg, rep = train(frames, TrainConfig(solver="cg", n_inducing=20, **common))
     assert rep.solver_stats["converged"]
     assert rep.solver_stats["solver_resid"] <= 1e-4 * rep.solver_stats["norm_y_train"] * 1.01
     ec, fc = mc.predict(test.R[:300])
     eg, fg = mg.predict(test.R[:300])
-    # CG stops at ‖r‖ ≤ 1e-4‖y‖: where it stops depends on its path (inducing points); measured
-    # 0.015 (20 inducing geometries) and 0.021 kcal/mol/Å (12, the 6 % default) against forces ~30
-    assert np.max(np.abs(fc - fg)) / KCAL <= 0.03
+    assert np.max(np.abs(fc - fg)) / KCAL <= 0.02
     # both are real models: test errors well below the force spread
     assert np.mean(np.abs(fc - test.F[:300])) < 0.3 * np.std(test.F)
 

@@ -472,8 +472,9 @@ def _solve_energy_constrained(ts: TrainingSet, sigma: float, cfg: TrainConfig, k
 
 def _default_inducing(ts: TrainingSet, cfg: TrainConfig) -> int:
     """Inducing training points for the preconditioner: 6 % of M (at least 10), capped so that the
-    n×m column block (8·n·m bytes; the factor 2 below leaves room for the kernel-row tiles, the
-    matvec cache and the quick leverage factor) stays within 60 % of the memory budget.
+    n×m column block (8·n·m bytes) stays within 60 % of the memory budget. The factor 2 in the cap
+    dates from when the triangular solve made a second copy (it is in place now); it is kept as
+    head-room so that the default does not change with this session's memory saving.
 
     6 % rather than 10 %: the Nyström build grows as m² (a triangular solve and a Gram product, n·m²
     each) while the iterations it saves cost two GEMVs each. Aspirin M = 1000 (one core): 81 points
