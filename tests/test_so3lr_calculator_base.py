@@ -12,8 +12,10 @@ from biomlff.potential import NeighborSpec, Potential
 EPS, SIG, RC = 0.01, 2.5, 5.0
 
 
-def lj_potential(z, half=True):
+def lj_potential(z, half=True, rc=RC):
     import jax.numpy as jnp
+
+    RC = rc  # noqa: N806  (the cutoff of this potential, Å)
 
     def energy_fn(positions, pairs, cell):
         p = pairs["lj"]
@@ -30,7 +32,7 @@ def lj_potential(z, half=True):
     def outputs_fn(positions, pairs, cell):
         return {"n_pairs": jnp.sum(pairs["lj"].mask)}
 
-    return Potential(energy_fn, {"lj": NeighborSpec(RC, half=half)}, np.asarray(z), outputs_fn=outputs_fn)
+    return Potential(energy_fn, {"lj": NeighborSpec(rc, half=half)}, np.asarray(z), outputs_fn=outputs_fn)
 
 
 def lattice(n=3, a=3.9, pbc=True, seed=0):
@@ -121,3 +123,82 @@ def test_errors():
     small.calc = PotentialCalculator(lj_potential(small.numbers))
     with pytest.raises(ModelError, match="2 × cutoff"):
         small.get_potential_energy()
+
+
+def test_pair_indices_sorted_and_complete():
+    """Host pair lists: every pair within the cutoff exactly once (half) or twice (full), sorted by
+    (i, j) as np.lexsort orders them; periodic (minimum image) and free space."""
+    from biomlff.neighbors import pair_indices
+
+    atoms = lattice(n=4)
+    pos, cell = atoms.positions, atoms.cell.array
+    for c in (cell, None):
+        d = pos[None, :, :] - pos[:, None, :]
+        if c is not None:
+            box = np.diag(c)
+            d -= box * np.round(d / box)
+        r = np.linalg.norm(d, axis=-1)
+        ii, jj = np.nonzero((r < 6.0) & ~np.eye(len(pos), dtype=bool))
+        for half in (True, False):
+            i, j = pair_indices(pos, 6.0, cell=c, half=half)
+            want = (ii, jj) if not half else (ii[ii < jj], jj[ii < jj])
+            order = np.lexsort((want[1], want[0]))
+            np.testing.assert_array_equal(i, want[0][order])
+            np.testing.assert_array_equal(j, want[1][order])
+
+
+def test_long_lists_are_reused_within_half_the_skin():
+    """A list with a cutoff ≥ REUSE_MIN_CUTOFF is built once with a skin and reused while every atom
+    moved less than skin/2 (Verlet): same energy and forces as a calculator that rebuilds every call,
+    also when a pair crosses into the cutoff; rebuilt after a larger move or a new cell."""
+    from biomlff.calculators.base import REUSE_MIN_CUTOFF
+    from biomlff.errors import ConfigError
+
+    rc = 7.0
+    assert rc >= REUSE_MIN_CUTOFF
+    atoms = lattice(n=4)  # 15.6 Å box: skin 0.5 fits the minimum image (7.5 < 7.8)
+    reuse = PotentialCalculator(lj_potential(atoms.numbers, rc=rc), precision="float64", skin=0.5)
+    fresh = PotentialCalculator(lj_potential(atoms.numbers, rc=rc), precision="float64", skin=0.0)
+    a, b = atoms.copy(), atoms.copy()
+    a.calc, b.calc = reuse, fresh
+
+    def same():
+        np.testing.assert_allclose(a.get_potential_energy(), b.get_potential_energy(), rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), rtol=1e-12, atol=1e-13)
+
+    same()
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # small moves: reused
+        step = rng.normal(scale=0.002, size=a.positions.shape)
+        a.positions += step
+        b.positions += step
+        same()
+    assert reuse.list_builds == {"lj": 1} and fresh.list_builds == {"lj": 4}
+    # a pair just outside rc at build moves inside rc, every atom still < skin/2 from its build position
+    d = a.get_all_distances(mic=True)
+    p, q = np.argwhere((d > rc) & (d < rc + 0.4))[0]
+    u = a.get_distance(p, q, mic=True, vector=True) / d[p, q]
+    for x in (a, b):
+        x.positions[p] += 0.24 * u
+        x.positions[q] -= 0.24 * u
+    assert a.get_distance(p, q, mic=True) < rc
+    same()
+    assert reuse.list_builds == {"lj": 1}
+    for x in (a, b):  # a move beyond skin/2: rebuilt
+        x.positions[3] += [0.3, 0.0, 0.0]
+    same()
+    assert reuse.list_builds == {"lj": 2}
+    for x in (a, b):  # a new cell: rebuilt
+        x.set_cell(x.cell.array * 1.01, scale_atoms=True)
+    same()
+    assert reuse.list_builds == {"lj": 3}
+    # short lists (rc < REUSE_MIN_CUTOFF) are rebuilt every call
+    short = PotentialCalculator(lj_potential(atoms.numbers), skin=0.5)
+    c = atoms.copy()
+    c.calc = short
+    c.get_potential_energy()
+    c.positions += 0.01
+    c.get_potential_energy()
+    assert short.list_builds == {"lj": 2}
+    with pytest.raises(ConfigError, match="skin"):
+        PotentialCalculator(lj_potential(atoms.numbers), skin=-0.1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
-from .base import PotentialCalculator, cell_of
+from .base import DEFAULT_SKIN, PotentialCalculator, cell_of
 
 
 class SO3LRCalculator(PotentialCalculator):
@@ -29,6 +29,9 @@ class SO3LRCalculator(PotentialCalculator):
         params: parameter tree (default: the installed weights, :func:`biomlff.so3lr.load_params`).
         weights: path to a weights file (canonical npz, params.pkl or so3krates-torch model) instead.
         capacity_margin: head-room factor of the pair-list capacities.
+        skin: Verlet skin (Å, default 0.5) of the long-range pair list, which is reused between calls
+            until an atom has moved by half of it (limited by the minimum image in small cells; 0
+            rebuilds it every call). The 4.5 Å list is rebuilt every call.
         charge, multiplicity: defaults for atoms without ``info["charge"]`` / ``info["multiplicity"]``.
         filters: radial filters "exact" or "tabulated" (tables built once per calculator from the
             weights, :mod:`biomlff.so3lr.tabulate`); None: tabulated in float32, exact in float64.
@@ -59,6 +62,7 @@ class SO3LRCalculator(PotentialCalculator):
         params=None,
         weights=None,
         capacity_margin: float = 1.25,
+        skin: float = DEFAULT_SKIN,
         charge: float = 0.0,
         multiplicity: int = 1,
         filters: str | None = None,
@@ -67,7 +71,7 @@ class SO3LRCalculator(PotentialCalculator):
         pme_order: int = 6,
         **kwargs,
     ):
-        super().__init__(None, precision=precision, capacity_margin=capacity_margin, **kwargs)
+        super().__init__(None, precision=precision, capacity_margin=capacity_margin, skin=skin, **kwargs)
         self.lr_cutoff = None if lr_cutoff is None else float(lr_cutoff)
         self.dispersion_damping = dispersion_damping
         self._params = params
