@@ -4,7 +4,11 @@ Both are driven through their ASE calculators (host neighbour lists included), e
 call, lr cutoff 12 Å, dispersion damping 2 Å; positions are displaced slightly before every call so no
 result is cached. Reported: compile/first-call time and the median of ``--repeats`` calls after one
 warm-up call, for float32 and float64, and the ratio torch/biomlff. The energies of both are compared
-as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here). biomlff runs with each of
+as a sanity check (so3krates-torch adds −163.618 eV/atom, removed here). Since 2026-12-07 biomlff's
+calculator reuses its 12 Å list between calls (Verlet list, 0.5 Å skin: the 1e-3 Å displacements
+never trigger a rebuild, as in an optimisation or ASE MD between rebuilds) and rebuilds the 4.5 Å
+list every call; so3krates-torch builds its lists on every call. The "jit ms" column below excludes
+list building altogether. biomlff runs with each of
 ``--filters`` (exact radial filter networks and tabulated filters, biomlff.so3lr.tabulate); the peer
 once per system and precision.
 
