@@ -202,3 +202,28 @@ def test_long_lists_are_reused_within_half_the_skin():
     assert short.list_builds == {"lj": 2}
     with pytest.raises(ConfigError, match="skin"):
         PotentialCalculator(lj_potential(atoms.numbers), skin=-0.1)
+
+
+def test_all_pairs_list_built_once_per_system():
+    """An all-pairs list (cutoff None, free space) does not depend on the positions: built once per
+    system and reused, unless skin=0 asks for a rebuild on every call."""
+    import jax.numpy as jnp
+
+    def energy_fn(positions, pairs, cell):
+        p = pairs["all"]
+        d = positions[p.j] - positions[p.i]
+        r2 = jnp.where(p.mask, jnp.sum(d * d, axis=-1), 1.0)
+        return jnp.sum(jnp.where(p.mask, 1.0 / r2, 0.0))
+
+    atoms = lattice(n=2, pbc=False)
+    pot = Potential(energy_fn, {"all": NeighborSpec(None, half=True)}, atoms.numbers)
+    for skin, builds in ((0.5, 1), (0.0, 3)):
+        calc = PotentialCalculator(pot, precision="float64", skin=skin)
+        a = atoms.copy()
+        a.calc = calc
+        for step in range(3):
+            a.positions[0] += 0.7 * step  # far beyond any skin: the list holds all pairs anyway
+            d = a.get_all_distances()
+            want = np.sum(1.0 / d[np.triu_indices(len(a), 1)] ** 2)
+            np.testing.assert_allclose(a.get_potential_energy(), want, rtol=1e-12)
+        assert calc.list_builds == {"all": builds}

@@ -249,11 +249,14 @@ class PotentialCalculator(Calculator):
         return out
 
     def _skin(self, spec, cell) -> float:
-        """Skin (Å) for building list ``spec``: inf for an all-pairs list (built once), 0 for short
-        lists or when reuse is off, else the calculator's skin limited by the minimum image."""
+        """Skin (Å) for building list ``spec``: 0 when reuse is off (``skin=0``) or for short lists, inf
+        for an all-pairs list (built once per system), else the calculator's skin limited by the
+        minimum image."""
+        if self.skin <= 0.0:
+            return 0.0
         if spec.cutoff is None:
             return math.inf
-        if self.skin <= 0.0 or spec.cutoff < REUSE_MIN_CUTOFF:
+        if spec.cutoff < REUSE_MIN_CUTOFF:
             return 0.0
         skin = self.skin
         if cell is not None:
