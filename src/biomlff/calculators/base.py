@@ -77,8 +77,8 @@ class _ReusedList:
             return False
         if math.isinf(self.skin):
             return True
-        d2 = np.einsum("ij,ij->i", positions - self.positions, positions - self.positions)
-        return bool(d2.max(initial=0.0) < 0.25 * self.skin * self.skin)
+        d = positions - self.positions
+        return bool(np.einsum("ij,ij->i", d, d).max(initial=0.0) < 0.25 * self.skin * self.skin)
 
 
 def cell_of(atoms) -> np.ndarray | None:
