@@ -49,7 +49,8 @@ from ..precision import PRECISIONS, check_precision, dtype_of, precision_context
 _CORE = ("energy", "free_energy", "forces", "stress")
 #: pair lists with a cutoff of at least this (Å) are built with the calculator's skin and reused
 #: (all-pairs lists, cutoff None, are built once per system): building SO3LR's 12 Å list of water
-#: 1536 (557k pairs) took ~45 ms per call, the model's time for the 13 % more pairs of a 0.5 Å skin ~10
+#: 1536 (557k pairs) takes ~56 ms; reusing it saved 12–18 ms per call net of the ~10 % more pairs
+#: the skin adds (benchmarks/so3lr_profile.py)
 REUSE_MIN_CUTOFF = 6.0
 #: default Verlet skin (Å) of the reused lists; limited per cell to what the minimum image allows
 DEFAULT_SKIN = 0.5
