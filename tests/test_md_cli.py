@@ -117,7 +117,8 @@ def test_cli_bad_input_clear_error_nothing_overwritten(
         "{bad}": str(bad),
         "{missing}": str(tmp_path / "nope.xyz"),
     }
-    argv = [subs.get(a, a) for a in args] + ["--output", str(out)]
+    # --force: the run may overwrite, yet a run refused for bad input must not touch the file
+    argv = [subs.get(a, a) for a in args] + ["--output", str(out), "--force"]
     rc, so, se = run_cli(argv, capsys)
     assert rc == 2
     assert match in se and se.startswith("biomlff: error:")

@@ -103,7 +103,8 @@ def check_cell(cell, cutoff: float | None, name: str = "cutoff") -> np.ndarray |
     if need > 0 and heights.min() < need:
         raise ModelError(
             f"box heights {np.round(heights, 4).tolist()} Å are smaller than 2 × {name} = {need:g} Å; "
-            "the minimum-image convention needs a larger box (or a smaller cutoff)"
+            "the minimum-image convention needs a larger box, or a smaller cutoff (SO3LR: --lr-cutoff "
+            "on the command line, lr_cutoff= in Python)"
         )
     return c
 

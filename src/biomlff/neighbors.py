@@ -1,7 +1,8 @@
 """Host-side (NumPy) pair lists for evaluating a :class:`~biomlff.potential.Potential` outside MD.
 
 Pairs come from :class:`scipy.spatial.cKDTree` (periodic orthorhombic boxes through its
-``boxsize`` option) and are padded to a small set of capacity "buckets" so that structures of
+``boxsize`` option; triclinic cells through ASE's ``primitive_neighbor_list``, which handles any
+cell) and are padded to a small set of capacity "buckets" so that structures of
 different sizes share compiled programs: the padded capacity only changes when a structure needs
 more room, and it never truncates (the list always holds every pair within the cutoff).
 Inside compiled MD steps, JAX-MD's ``partition.neighbor_list`` is used instead (see ``biomlff.md``).
@@ -31,6 +32,12 @@ def bucket(n: int, minimum: int = 64) -> int:
     return cap
 
 
+def is_orthorhombic(cell) -> bool:
+    """True for a (3, 3) cell (Å, rows) whose off-diagonal entries are zero (to rounding)."""
+    c = np.asarray(cell, dtype=float)
+    return bool(np.all(np.abs(c - np.diag(np.diag(c))) <= 1e-8 * max(1.0, np.abs(c).max())))
+
+
 def orthorhombic_box(cell) -> np.ndarray | None:
     """Box edge lengths (3,) in Å of an orthorhombic cell, or None for no cell.
 
@@ -56,18 +63,18 @@ def pair_indices(positions, cutoff: float | None, cell=None, half: bool = False)
     Returns two int64 arrays sorted by (i, j)."""
     pos = np.asarray(positions, dtype=float)
     n = len(pos)
-    box = orthorhombic_box(cell)
     check_cell(cell, cutoff)  # one rule with the MD lists and SO3LR: cell heights ≥ 2 × cutoff
     if cutoff is None:
         i, j = np.triu_indices(n, k=1) if half else np.nonzero(~np.eye(n, dtype=bool))
         return i.astype(np.int64), j.astype(np.int64)
-    from scipy.spatial import cKDTree
-
-    if box is not None:
-        tree = cKDTree(np.mod(pos, box), boxsize=box)
+    if cell is not None and not is_orthorhombic(cell):
+        ij = _triclinic_pairs(pos, cutoff, np.asarray(cell, dtype=float))
     else:
-        tree = cKDTree(pos)
-    ij = tree.query_pairs(cutoff, output_type="ndarray")  # i < j
+        from scipy.spatial import cKDTree
+
+        box = orthorhombic_box(cell)
+        tree = cKDTree(np.mod(pos, box), boxsize=box) if box is not None else cKDTree(pos)
+        ij = tree.query_pairs(cutoff, output_type="ndarray")  # i < j
     if ij.size == 0:
         ij = np.zeros((0, 2), dtype=np.int64)
     if not half:
@@ -79,6 +86,19 @@ def pair_indices(positions, cutoff: float | None, cell=None, half: bool = False)
     key.sort()
     i, j = np.divmod(key, n)
     return i, j
+
+
+def _triclinic_pairs(pos, cutoff: float, cell) -> np.ndarray:
+    """(P, 2) pairs i < j closer than ``cutoff`` Å under the minimum image of a triclinic ``cell``.
+
+    cKDTree's periodic boxes are orthorhombic only; ASE's cell-list search handles any cell. With
+    every cell height ≥ 2 × cutoff (checked by the caller) a pair has at most one image within the
+    cutoff, so the list has no duplicates."""
+    from ase.neighborlist import primitive_neighbor_list
+
+    i, j = primitive_neighbor_list("ij", (True, True, True), cell, pos, float(cutoff), self_interaction=False)
+    keep = i < j
+    return np.stack([i[keep], j[keep]], axis=1).astype(np.int64)
 
 
 def padded_pairs(i, j, capacity: int | None = None) -> Pairs:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..checks import check_structure
 from ..errors import ConfigError, ModelError
 from ..potential import Pairs, Potential
 from ..precision import PRECISIONS, check_precision, dtype_of, precision_context  # noqa: F401  (re-exported)
@@ -314,10 +315,12 @@ class PotentialCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        pot = self._ensure_potential(atoms)
         cell = cell_of(atoms)
-        dtype = dtype_of(self.precision)
         positions = np.asarray(atoms.positions, dtype=float)
+        # the one structure check of every command (NaN, overlapping atoms, unknown elements)
+        check_structure(atoms.numbers, positions, cell, name="atoms")
+        pot = self._ensure_potential(atoms)
+        dtype = dtype_of(self.precision)
         pairs = self.pairs_for(positions, cell)
         x = positions.astype(dtype)
         c = None if cell is None else cell.astype(dtype)

@@ -31,8 +31,20 @@ Units everywhere: positions Å, energies eV, forces eV/Å, time fs, temperature 
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, reading negative numbers in scientific notation (``--pressure -1e9``) as
+    values: argparse's own rule knows only ``-5`` and ``-0.5`` and takes ``-1e9`` for an option.
+    Subcommand parsers are of the same class (argparse makes them with ``type(parent)``)."""
+
+    def __init__(self, *args, **kwargs):
+        import re
+
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="biomlff",
         description="Machine-learned force fields for (bio)molecules: data, SO3LR, sGDML, MD, analysis.",
         epilog=EPILOG,

@@ -58,8 +58,13 @@ DEFAULTS = {
     "new_velocities": False,
     "hmr": None,
     "pull": None,
-    "force": None,
+    "add_force": None,
     "tether": None,
+    "force": False,
+    "velocities": None,
+    "allow_radicals": False,
+    "guard_temperature_factor": 10.0,
+    "guard_max_force": 100.0,
     "remove_com": True,
     # pimd
     "beads": 16,
@@ -111,6 +116,13 @@ def _model_args(p):
         choices=("auto", "blocked", "jax_md"),
         help="MD pair-list builder: blocked (streaming cell lists, ~70 KB/atom for SO3LR water at 12 Å), "
         "jax_md (JAX-MD Dense lists, ~470 KB/atom), auto (blocked from 2,048 atoms; default)",
+    )
+    g.add_argument(
+        "--allow-radicals",
+        action="store_true",
+        default=None,
+        help="run a structure whose hydrogens look missing (refused otherwise: a heavy-atom-only PDB "
+        "entry heats to thousands of K)",
     )
     g.add_argument("--config", help="YAML file with any of these options (flags override it)")
     g.add_argument("--seed", type=int, help="random seed (0)")
@@ -169,10 +181,27 @@ def register(sub) -> None:
     g.add_argument("--relax", action="store_true", default=None, help="FIRE pre-optimisation before MD")
     g.add_argument("--relax-fmax", type=float, help="FIRE criterion for --relax in eV/Å (0.1)")
     g.add_argument(
+        "--velocities",
+        choices=["file", "maxwell"],
+        help="starting velocities: 'file' (those of the structure file; the default when it has "
+        "some, and their temperature is printed) or 'maxwell' (Maxwell-Boltzmann at --temperature)",
+    )
+    g.add_argument(
         "--new-velocities",
         action="store_true",
         default=None,
-        help="draw Maxwell-Boltzmann velocities even if the structure file has some",
+        help="same as --velocities maxwell",
+    )
+    g.add_argument(
+        "--guard-temperature-factor",
+        type=float,
+        help="stop (before writing the step) when the temperature exceeds this factor × max(target, "
+        "starting temperature, 300 K) (10; 0 disables)",
+    )
+    g.add_argument(
+        "--guard-max-force",
+        type=float,
+        help="stop (before writing the step) when a force exceeds this many eV/Å (100; 0 disables)",
     )
     g.add_argument(
         "--no-remove-com",
@@ -207,7 +236,9 @@ def register(sub) -> None:
         metavar="A,B,F_PN",
         help="force F (pN) pushing atoms A and B apart along their line (negative: together)",
     )
-    g.add_argument("--force", action="append", metavar="ATOM,FX,FY,FZ", help="constant force on ATOM in eV/Å")
+    g.add_argument(
+        "--add-force", action="append", metavar="ATOM,FX,FY,FZ", help="constant force on ATOM in eV/Å"
+    )
     g.add_argument(
         "--tether",
         action="append",
@@ -215,13 +246,25 @@ def register(sub) -> None:
         help="harmonic tether (K eV/Å²) of ATOM to its starting position",
     )
     g = pm.add_argument_group("output")
-    g.add_argument("--output", "-o", help="trajectory (.h5 → H5MD, .xyz/.extxyz → extended XYZ)")
+    g.add_argument(
+        "--output",
+        "-o",
+        help="trajectory: .h5md (or .h5/.hdf5) → H5MD, .xyz/.extxyz → extended XYZ (default "
+        "<input>_<ensemble>.h5md; MDAnalysis recognises H5MD by the .h5md suffix)",
+    )
     g.add_argument("--log-every", type=int, help="log interval in steps (100)")
     g.add_argument("--traj-every", type=int, help="trajectory interval in steps (100)")
     g.add_argument("--checkpoint-every", type=int, help="checkpoint interval in steps (1000)")
     g.add_argument("--log-file", help="log table file (default <output>.log)")
     g.add_argument("--checkpoint", help="checkpoint file (default <output>.chk.npz)")
     g.add_argument("--restart-from", help="continue from this checkpoint (appends to the trajectory)")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        default=None,
+        help="overwrite an existing trajectory, log and checkpoint (without it biomlff refuses, "
+        "so that a good run is never lost)",
+    )
     g.add_argument(
         "--observables", help="model outputs to store, comma-separated (e.g. charges,hirshfeld_ratios)"
     )
@@ -283,6 +326,8 @@ def resolve_options(args, defaults: dict = DEFAULTS) -> dict:
             raise ConfigError(f"config file {cfg_path} must hold a mapping of option: value")
         for k, v in cfg.items():
             key = str(k).replace("-", "_")
+            if key == "force" and not isinstance(v, bool):
+                key = "add_force"  # before 2026-12: 'force' was the constant steering force
             if key not in defaults and key not in ("ensemble", "input", "steering"):
                 raise ConfigError(f"unknown option {k!r} in {cfg_path}; known: {', '.join(sorted(defaults))}")
             opts[key] = v
@@ -296,19 +341,48 @@ def resolve_options(args, defaults: dict = DEFAULTS) -> dict:
 
 def _read_system(opts):
     """The input structure; ``shipped:NAME`` names a structure shipped with biomlff."""
+    from ..checks import check_hydrogens, check_structure
     from ..md.structure import read_structure, shipped_structure
 
     path = str(opts["input"])
     if path.startswith("shipped:"):
         path = str(shipped_structure(path.split(":", 1)[1]))
-    return read_structure(path, free_space=bool(opts.get("free_space")))
+    system = read_structure(path, free_space=bool(opts.get("free_space")))
+    check_structure(system.atomic_numbers, system.positions, system.cell, name=system.name)
+    why = check_hydrogens(
+        system.atomic_numbers, system.positions, system.cell, system.name, bool(opts.get("allow_radicals"))
+    )
+    if why:
+        import sys
+
+        print(
+            f"biomlff: warning: {system.name}: hydrogens look missing ({why}); --allow-radicals given",
+            file=sys.stderr,
+        )
+    return system
 
 
 def _build_potential(opts, system):
     """The model for this system: a name of the registry (:mod:`biomlff.models`: so3lr, lj, ...)
     or a model file."""
+    from ..errors import ModelError
     from ..models import build_potential
 
+    try:
+        return _build(opts, system, build_potential)
+    except ModelError as exc:
+        suffix = str(opts["input"]).lower().rsplit(".", 1)[-1]
+        crystal = suffix in ("pdb", "ent", "cif", "pdbx") and not opts.get("free_space")
+        if "box heights" in str(exc) and crystal:
+            raise ModelError(
+                f"{exc}. The cell comes from the file's crystal record (CRYST1): the crystal's unit cell, "
+                "not a simulation box; pass --free-space to simulate the molecule in vacuum, or solvate it "
+                "in a larger box"
+            ) from None
+        raise
+
+
+def _build(opts, system, build_potential):
     return build_potential(
         str(opts["model"]),
         system,
@@ -324,10 +398,12 @@ def _build_potential(opts, system):
 
 
 def _steering(opts, system):
-    """The steering terms of ``--pull/--force/--tether`` and a config's ``steering`` mapping."""
+    """The steering terms of ``--pull/--add-force/--tether`` and a config's ``steering`` mapping."""
     from ..md.steering import parse_steering
 
-    return parse_steering(opts["pull"], opts["force"], opts["tether"], system.positions, opts.get("steering"))
+    return parse_steering(
+        opts["pull"], opts["add_force"], opts["tether"], system.positions, opts.get("steering")
+    )
 
 
 def _default_output(opts, suffix: str) -> str:
@@ -336,6 +412,52 @@ def _default_output(opts, suffix: str) -> str:
 
     stem = Path(str(opts["input"]).split(":", 1)[-1])
     return str(opts["output"] or stem.with_name(stem.stem + suffix))
+
+
+def _starting_velocities(opts, system, temperature: float) -> None:
+    """``--velocities file|maxwell`` (``--new-velocities`` = maxwell): keep or drop the structure
+    file's velocities, saying what they are, since a file's velocities may be far from the target."""
+    import sys
+
+    import numpy as np
+
+    from ..errors import ConfigError
+
+    choice = opts.get("velocities") or ("maxwell" if opts.get("new_velocities") else None)
+    if choice not in (None, "file", "maxwell"):
+        raise ConfigError(f"--velocities must be 'file' or 'maxwell', got {choice!r}")
+    if choice == "maxwell" or opts.get("restart_from"):
+        system.velocities = None
+        return
+    if system.velocities is None:
+        if choice == "file":
+            raise ConfigError(f"--velocities file: {opts['input']} holds no velocities")
+        return
+    from ase.units import _amu, _e, kB
+
+    m = np.asarray(system.masses, float)[:, None]
+    e_kin = 0.5 * float(np.sum(m * system.velocities**2)) * _amu * 1e10 / _e  # amu Å²/fs² → eV
+    t_file = 2.0 * e_kin / (3 * system.n_atoms * kB)
+    print(
+        f"# starting velocities from {opts['input']}: T = {t_file:.1f} K (target {temperature:g} K); "
+        "pass --velocities maxwell to draw new ones",
+        file=sys.stderr,
+    )
+
+
+def _refuse_overwrite(opts, *paths) -> None:
+    """ConfigError if any output in ``paths`` exists, unless ``--force`` or ``--restart-from`` (which
+    continues those files) was given: a failed or mistaken run never destroys a good one."""
+    from ..errors import ConfigError
+
+    if opts.get("force") or opts.get("restart_from"):
+        return
+    taken = [str(p) for p in paths if p is not None and p.exists()]
+    if taken:
+        raise ConfigError(
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; pass --force to "
+            "overwrite, --restart-from CHECKPOINT to continue, or choose another --output"
+        )
 
 
 def _phase(system) -> str:
@@ -374,6 +496,8 @@ def _md_settings(opts, output: str, **extra):
         capacity_multiplier=float(opts["capacity_multiplier"]),
         pair_lists=opts["pair_lists"],
         progress=opts["progress"],
+        guard_temperature_factor=float(opts["guard_temperature_factor"]),
+        guard_max_force=float(opts["guard_max_force"]),
         **extra,
     ).validate()
 
@@ -382,7 +506,7 @@ def _relax(opts, pot, system) -> None:
     """``--relax``: FIRE pre-optimisation to ``--relax-fmax`` eV/Å, in place."""
     if not opts["relax"]:
         return
-    from ..md.optimize import optimize
+    from ..md.minimize import optimize
 
     res = optimize(
         pot,
@@ -398,7 +522,7 @@ def _relax(opts, pot, system) -> None:
 def _cmd_opt(args) -> int:
     from pathlib import Path
 
-    from ..md.optimize import optimize
+    from ..md.minimize import optimize
 
     opts = resolve_options(args)
     system = _read_system(opts)
@@ -459,8 +583,6 @@ def _cmd_md(args) -> int:
         coupling=str(opts["coupling"]),
     ).validate()
     system = _read_system(opts)
-    if opts["new_velocities"]:
-        system.velocities = None
     if opts["hmr"] is not None:
         from ..md.structure import repartition_hydrogen_masses
 
@@ -472,12 +594,14 @@ def _cmd_md(args) -> int:
     obs = tuple(x for x in str(opts["observables"]).split(",") if x) if opts["observables"] else ()
     settings = _md_settings(
         opts,
-        _default_output(opts, f"_{ens_name}.h5"),
+        _default_output(opts, f"_{ens_name}.h5md"),
         observables=obs,
         write_forces=bool(opts["write_forces"]),
     )
+    _refuse_overwrite(opts, *settings.paths())
     steering = _steering(opts, system)
     pot = _build_potential(opts, system)
+    _starting_velocities(opts, system, temp)
     if opts["restart_from"]:
         sim = Simulation.resume(opts["restart_from"], pot, ensemble, settings, steering, system=system)
     else:
@@ -501,7 +625,7 @@ def _cmd_pimd(opts) -> int:
 
     for key, what in (
         ("pull", "--pull"),
-        ("force", "--force"),
+        ("add_force", "--add-force"),
         ("tether", "--tether"),
         ("steering", "steering"),
         ("observables", "--observables"),
@@ -524,10 +648,14 @@ def _cmd_pimd(opts) -> int:
         remove_com=bool(opts["remove_com"]),
     ).validate()
     system = _read_system(opts)
-    if opts["new_velocities"]:
-        system.velocities = None
-    settings = _md_settings(opts, _default_output(opts, "_pimd.h5"))
+    settings = _md_settings(opts, _default_output(opts, "_pimd.h5md"))
+    traj = settings.paths()[0]
+    beads = None
+    if traj is not None and opts["bead_traj"]:
+        beads = traj.with_name(traj.stem + ".beads" + traj.suffix)
+    _refuse_overwrite(opts, *settings.paths(), beads)
     pot = _build_potential(opts, system)
+    _starting_velocities(opts, system, temp)
     if opts["restart_from"]:
         sim = PIMDSimulation.resume(opts["restart_from"], pot, pimd, settings, system=system)
     else:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks as _checks
 from ..errors import BiomlffError, ConfigError, MissingDependencyError
 
 
@@ -40,8 +41,9 @@ class UnsupportedElementError(LabelError):
     """The method (or basis set) has no parameters for an element of the structure."""
 
 
-class ElectronCountError(LabelError):
-    """Total charge and spin multiplicity do not fit the number of electrons."""
+class ElectronCountError(LabelError, _checks.ElectronCountError):
+    """Total charge and spin multiplicity do not fit the number of electrons (the one rule of
+    :func:`biomlff.checks.check_electrons`)."""
 
 
 @dataclass
@@ -98,23 +100,14 @@ def require(module: str, extra: str | None = "labels", package: str | None = Non
 
 def check_electrons(atomic_numbers, charge: int, multiplicity: int, core_electrons: int = 0) -> int:
     """Number of electrons for total ``charge`` (e); ElectronCountError if ``multiplicity`` (2S+1)
-    cannot be realised (wrong parity, more unpaired electrons than electrons, multiplicity < 1)."""
-    z = np.asarray(atomic_numbers, dtype=np.int64)
-    if int(charge) != charge:
-        raise ElectronCountError(f"total charge must be an integer, got {charge}")
-    if int(multiplicity) != multiplicity or multiplicity < 1:
-        raise ElectronCountError(f"multiplicity must be an integer >= 1, got {multiplicity}")
-    n_el = int(z.sum()) - int(charge) - int(core_electrons)
-    unpaired = int(multiplicity) - 1
-    if n_el < 0:
-        raise ElectronCountError(f"charge {charge} leaves a negative number of electrons ({n_el})")
-    if unpaired > n_el or (n_el - unpaired) % 2:
-        raise ElectronCountError(
-            f"charge {charge} and multiplicity {multiplicity} are inconsistent with {n_el} electrons "
-            f"({'even' if n_el % 2 == 0 else 'odd'} electron count needs an "
-            f"{'odd' if n_el % 2 == 0 else 'even'} multiplicity)"
-        )
-    return n_el
+    cannot be realised (wrong parity, more unpaired electrons than electrons, multiplicity < 1).
+    The one rule of :func:`biomlff.checks.check_electrons`, raised as a labelling error."""
+    from .. import checks
+
+    try:
+        return checks.check_electrons(atomic_numbers, charge, multiplicity, core_electrons)
+    except checks.ElectronCountError as exc:
+        raise ElectronCountError(str(exc)) from None
 
 
 def validate_structure(atomic_numbers, positions) -> tuple[np.ndarray, np.ndarray]:

@@ -111,18 +111,24 @@ def write_checkpoint(path, meta: dict, state: dict, lists: dict) -> None:
     atomic_savez(path, {"meta": np.array(json.dumps(meta)), **arrays}, fsync=True)
 
 
-def read_checkpoint(path, what: str = "biomlff MD checkpoint") -> dict:
-    """Read a checkpoint written by :func:`write_checkpoint` → {'meta', 'state', 'lists'}."""
+def read_checkpoint(path, what: str = "MD checkpoint") -> dict:
+    """Read a checkpoint written by :func:`write_checkpoint` → {'meta', 'state', 'lists'}. An empty,
+    truncated, corrupt or foreign file is a DataError naming it and ``what`` (through the one
+    loader, :func:`biomlff.fileio.open_npz`)."""
+    from ..fileio import open_npz
+
     path = Path(path)
     if not path.exists():
-        raise DataError(f"checkpoint {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            state = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
-            lists = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("lists/")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path} is not a {what}: {exc}") from exc
+        raise DataError(f"{what} {path} does not exist")
+    with open_npz(path, what) as z:
+        meta = json.loads(str(z["meta"]))
+        if not isinstance(meta, dict):
+            raise DataError(f"{what} {path}: its 'meta' entry is not checkpoint metadata")
+        for key in ("state/step", "state/R"):
+            if key not in z:
+                raise z.missing(key)
+        state = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
+        lists = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("lists/")}
     if meta.get("version") != CHECKPOINT_VERSION:
         raise DataError(f"checkpoint {path} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
     return {"meta": meta, "state": state, "lists": lists}
@@ -179,7 +185,7 @@ class Driver:
     @classmethod
     def load_checkpoint(cls, path) -> dict:
         """Read a checkpoint written by :meth:`save_checkpoint` → {'meta', 'state', 'lists'}."""
-        rs = read_checkpoint(path, "biomlff checkpoint")
+        rs = read_checkpoint(path, "PIMD checkpoint" if cls.checkpoint_kind == "pimd" else "MD checkpoint")
         if rs["meta"].get("kind") != cls.checkpoint_kind:
             raise DataError(cls.wrong_checkpoint.format(path=path))
         return rs
@@ -204,6 +210,9 @@ class Driver:
         self._last_outputs: dict = {}
         with self._ctx():
             self._build()
+            # the starting temperature sets the guard's limit (a file's hot velocities are not a fault)
+            self._t_start = 0.0
+            self._t_start = float(np.asarray(self._guard_values(self.state))[0])
 
     def _ctx(self):
         return precision_context(self.settings.precision)
@@ -265,8 +274,9 @@ class Driver:
 
     # --- the compiled block ----------------------------------------------------------------------
     def _block_fn(self, energy_fn, state, lists, n, outputs_fn=None, rows: int = 0):
-        """Up to ``n`` steps; stops at the first overflow. Returns (state, lists, steps done,
-        overflowed, per-step outputs {key: (rows, …)} or None)."""
+        """Up to ``n`` steps; stops at the first overflow or unphysical step. Returns (state, lists,
+        steps done, stop code (0 none, 1 pair-list overflow, 2 guard), guard values of the rejected
+        step, per-step outputs {key: (rows, …)} or None)."""
         import jax
         import jax.numpy as jnp
         from jax import lax
@@ -277,44 +287,104 @@ class Driver:
 
         def advance(st, ls):
             st2, ls2 = integ.step(st, ls, evaluate)
+            # an overflowed list (code 1), or a step the guard calls unphysical (code 2), is not kept:
+            # the loop stops with the last good state; the host then re-allocates, or stops the run
             ovf = self._overflowed(ls2)
-            st, ls = keep_unless(ovf, (st, ls), (st2, ls2))
-            return st, ls, ovf
+            vals = self._guard_values(st2)
+            code = jnp.where(ovf, 1, jnp.where(self._guard_tripped(vals), 2, 0)).astype(jnp.int32)
+            st, ls = keep_unless(code > 0, (st, ls), (st2, ls2))
+            return st, ls, code, vals
 
         def cond(c):
-            return (c[0] < n) & (~c[3])
+            return (c[0] < n) & (c[3] == 0)
 
+        zero = jnp.zeros((), jnp.int32)
+        vals0 = jax.eval_shape(self._guard_values, state)
+        vals0 = jnp.zeros(vals0.shape, vals0.dtype)
         if not rows:
 
             def body(c):
-                i, st, ls, _ = c
-                st, ls, ovf = advance(st, ls)
-                return i + jnp.where(ovf, 0, 1), st, ls, ovf
+                i, st, ls, _, _ = c
+                st, ls, code, vals = advance(st, ls)
+                return i + jnp.where(code > 0, 0, 1), st, ls, code, vals
 
-            i, state, lists, ovf = lax.while_loop(
-                cond, body, (jnp.zeros((), jnp.int32), state, lists, jnp.zeros((), bool))
-            )
-            return state, lists, i, ovf, None
+            i, state, lists, code, vals = lax.while_loop(cond, body, (zero, state, lists, zero, vals0))
+            return state, lists, i, code, vals, None
 
         def pick(st, ls):
             out = self._step_outputs(outputs_fn, st, ls)
             return {k: out[k] for k in keys if k in out}
 
         def body_out(c):
-            i, st, ls, _, buf = c
-            st, ls, ovf = advance(st, ls)
+            i, st, ls, _, _, buf = c
+            st, ls, code, vals = advance(st, ls)
             # a row written for an overflowed step is overwritten by the recomputed one
             buf = jax.tree_util.tree_map(
                 lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, 0), buf, pick(st, ls)
             )
-            return i + jnp.where(ovf, 0, 1), st, ls, ovf, buf
+            return i + jnp.where(code > 0, 0, 1), st, ls, code, vals, buf
 
         shapes = jax.eval_shape(pick, state, lists)
         buf = jax.tree_util.tree_map(lambda s: jnp.zeros((rows,) + s.shape, s.dtype), shapes)
-        i, state, lists, ovf, buf = lax.while_loop(
-            cond, body_out, (jnp.zeros((), jnp.int32), state, lists, jnp.zeros((), bool), buf)
+        i, state, lists, code, vals, buf = lax.while_loop(
+            cond, body_out, (zero, state, lists, zero, vals0, buf)
         )
-        return state, lists, i, ovf, buf
+        return state, lists, i, code, vals, buf
+
+    # --- the guard against unphysical dynamics ---------------------------------------------------
+    def _guard_values(self, st):
+        """(2,) traced [instantaneous temperature K, max_i |F_i| eV/Å] of a state; NaN/inf stay so.
+        The temperature is Σ p²/m over all momentum components by equipartition (ring-polymer
+        beads included, so it is the bead temperature of PIMD)."""
+        import jax.numpy as jnp
+
+        p, f = st["P"], st["F"]
+        m = jnp.asarray(self.system.masses, p.dtype)[:, None]
+        t = jnp.sum(p * p / m) / (p.size * units.kB)
+        fmax = jnp.sqrt(jnp.max(jnp.sum(f * f, axis=-1)))
+        return jnp.stack([t, fmax])
+
+    def _guard_limits(self) -> tuple[float, float]:
+        """(temperature K, force eV/Å) above which a step is unphysical (inf: no limit): the
+        temperature factor × max(target, starting temperature, 300 K), and the force bound."""
+        s = self.settings
+        t_lim = math.inf
+        if s.guard_temperature_factor > 0:
+            t_lim = s.guard_temperature_factor * max(300.0, self._target_temperature(), self._t_start)
+        return t_lim, (s.guard_max_force if s.guard_max_force > 0 else math.inf)
+
+    def _target_temperature(self) -> float:
+        """The run's target temperature in K (0 when it has none)."""
+        spec = getattr(self, "ensemble", None) or getattr(self, "pimd", None)
+        return float(getattr(spec, "temperature_K", 0.0))
+
+    def _guard_tripped(self, vals):
+        """Traced bool: the values of :meth:`_guard_values` are non-finite or above the limits."""
+        import jax.numpy as jnp
+
+        t_lim, f_lim = self._guard_limits()
+        bad = ~jnp.all(jnp.isfinite(vals))
+        return bad | (vals[0] > t_lim) | (vals[1] > f_lim)
+
+    def _guard_message(self, vals, step: int) -> str:
+        """Why the run stopped at ``step`` (the values of the rejected step)."""
+        t, f = (float(v) for v in np.asarray(vals, float))
+        t_lim, f_lim = self._guard_limits()
+        if not (math.isfinite(t) and math.isfinite(f)):
+            why = "the energy or forces became NaN/inf"
+        elif t > t_lim:
+            why = (
+                f"the temperature reached {t:.4g} K, more than {self.settings.guard_temperature_factor:g} × "
+                f"{t_lim / self.settings.guard_temperature_factor:g} K"
+            )
+        else:
+            why = f"a force reached {f:.4g} eV/Å, more than the bound of {f_lim:g} eV/Å"
+        return (
+            f"{self.what} became unphysical at step {step}: {why}. Stopped there; nothing after step "
+            f"{step - 1} was written. Reduce --dt, relax the structure first (biomlff opt, or --relax), "
+            "or check the model and the structure (the guard's limits: --guard-temperature-factor, "
+            "--guard-max-force; 0 disables)"
+        )
 
     def _output_rows(self) -> int:
         """Static length of the per-step output buffer: the shortest output interval (≤ 1000)."""
@@ -338,7 +408,7 @@ class Driver:
         while done < n:
             todo = n - done if not rows else min(n - done, rows)
             first = self.step + 1
-            self.state, self.lists, k, ovf, out = self._block(
+            self.state, self.lists, k, code, vals, out = self._block(
                 self._energy_fn,
                 self.state,
                 self.lists,
@@ -353,7 +423,10 @@ class Driver:
                 self._last_outputs = {key: v[-1] for key, v in block.items()}
                 if sink is not None:
                     sink(first, block)
-            if bool(ovf):
+            code = int(code)
+            if code == 2:
+                raise ModelError(self._guard_message(vals, self.step + 1))
+            if code == 1:
                 stuck = stuck + 1 if k == 0 else 1
                 self._reallocate(grow=1.5**stuck)
         return done
@@ -430,6 +503,13 @@ class Driver:
             try:
                 if traj_path is not None:
                     writers = self._open_writers(resumed)
+                if resumed:  # stale temporaries of a killed checkpoint write; log rows after the checkpoint
+                    from ..fileio import remove_stale_temporaries, truncate_rows
+
+                    for p in remove_stale_temporaries(chk_path):
+                        print(f"# removed {p}, left by an interrupted checkpoint write", file=sys.stderr)
+                    if log_path is not None:
+                        truncate_rows(log_path, self.step)
                 if log_path is not None:
                     logf = open(log_path, "a" if resumed else "w")
                 if out_path is not None:
@@ -508,6 +588,9 @@ class Driver:
         return nxt
 
     def _check_finite(self, obs):
+        vals = np.asarray(self._guard_values(self.state), float)
+        if not np.all(np.isfinite(vals)) or vals[1] > self._guard_limits()[1]:
+            raise ModelError(self._guard_message(vals, self.step))
         cutoffs = [sp.cutoff for sp in self.potential.neighbors.values() if sp.cutoff is not None]
         if "cell" in self.state and cutoffs:
             hmin = float(cell_heights(np.asarray(self.state["cell"], float)).min())

@@ -45,7 +45,10 @@ class MDSettings:
     ``Potential.outputs_fn``) to write with each frame; log_outputs: model outputs computed inside
     the compiled block after every step, written to ``<output stem>.outputs.dat`` (one line per step)
     and added as log columns (e.g. ``("dipole",)``, e·Å); progress: tqdm bar (None = if a
-    terminal); echo: print the log table to stdout."""
+    terminal); echo: print the log table to stdout; guard_temperature_factor / guard_max_force
+    (eV/Å): the run stops with a ModelError, before writing the step, when the instantaneous
+    temperature exceeds the factor × max(target, starting temperature, 300 K) or a force exceeds the
+    bound, or anything becomes NaN (0 disables a limit)."""
 
     steps: int = 1000
     log_every: int = 100
@@ -64,6 +67,8 @@ class MDSettings:
     log_outputs: tuple = field(default_factory=tuple)
     progress: bool | None = None
     echo: bool = True
+    guard_temperature_factor: float = 10.0
+    guard_max_force: float = 100.0
 
     def validate(self):
         if self.precision not in ("float32", "float64"):
@@ -75,6 +80,8 @@ class MDSettings:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.skin < 0 or self.capacity_multiplier < 1.0:
             raise ConfigError("skin must be ≥ 0 Å and capacity_multiplier ≥ 1")
+        if self.guard_temperature_factor < 0 or self.guard_max_force < 0:
+            raise ConfigError("guard_temperature_factor and guard_max_force must be ≥ 0 (0 disables)")
         if self.pair_lists not in ("auto", "blocked", "jax_md"):
             raise ConfigError(f"pair_lists must be 'auto', 'blocked' or 'jax_md', got {self.pair_lists!r}")
         return self

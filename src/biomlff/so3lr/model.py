@@ -52,17 +52,13 @@ def check_elements(atomic_numbers, elements=TRAINED_ELEMENTS, model: str = "SO3L
 
 
 def check_cell(cell, lr_cutoff: float | None, sr_cutoff: float = physics.SR_CUTOFF) -> np.ndarray | None:
-    """Validate a cell for SO3LR: None (free space) or orthorhombic (host pair lists) with every
-    height ≥ 2 × max(lr cutoff, short-range cutoff 4.5 Å) (:func:`biomlff.geometry.check_cell`).
-    Returns the (3,) box edges in Å or None."""
-    from ..neighbors import orthorhombic_box
-
+    """Validate a cell for SO3LR: None (free space) or any periodic cell (3, 3) Å, orthorhombic or
+    triclinic, with every height ≥ 2 × max(lr cutoff, short-range cutoff 4.5 Å)
+    (:func:`biomlff.geometry.check_cell`). Returns the cell as float64 or None."""
     if cell is None:
         return None
-    box = orthorhombic_box(cell)
     need = None if lr_cutoff is None else max(float(lr_cutoff), float(sr_cutoff))
-    geometry.check_cell(cell, need, name="lr cutoff")
-    return box
+    return geometry.check_cell(cell, need, name="lr cutoff (--lr-cutoff)")
 
 
 @dataclass(frozen=True)
@@ -438,6 +434,7 @@ class SO3LR(Model):
 
     def inputs(self, system: ChemicalSystem) -> dict:
         z = check_elements(system.atomic_numbers, self.elements, self.name.upper())
+        check_electrons(z, system.charge, system.multiplicity)
         ids, fcharges = _fragment_arrays(system.fragments, len(z), float(system.charge))
         return {
             "species": np.asarray(z, np.int32),
@@ -526,6 +523,14 @@ def prepare_params(params, config: SO3LRConfig):
     return tabulate.with_tables(
         params, config.arch, config.dtype, num_cells=tabulate.default_cells(config.precision)
     )
+
+
+def check_electrons(atomic_numbers, charge, multiplicity) -> None:
+    """The one electron-count rule (:func:`biomlff.checks.check_electrons`): SO3LR's charge and spin
+    embeddings must describe a state the molecule can have."""
+    from ..checks import check_electrons as check
+
+    check(atomic_numbers, charge, multiplicity)
 
 
 def spin_of(multiplicity) -> float:

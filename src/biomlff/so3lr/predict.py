@@ -42,7 +42,7 @@ def predict_dataset(
     free-space frames keep the cutoff form)."""
     from ..errors import ConfigError
     from .evaluate import System, evaluate_systems
-    from .model import check_cell, check_elements, make_config, spin_of
+    from .model import check_cell, check_electrons, check_elements, make_config, spin_of
     from .weights import load_params
 
     if batch_size < 1:
@@ -70,6 +70,11 @@ def predict_dataset(
                 config, electrostatics, cell, ewald_accuracy, 6, 0.0 if charge is None else float(charge)
             )
         mult = f.get("multiplicity")
+        try:
+            q = 0.0 if charge is None else float(charge)
+            check_electrons(f["atomic_numbers"], q, 1 if mult is None else mult)
+        except ConfigError as exc:
+            raise ConfigError(f"frame {k}: {exc}") from None
         system = System(
             species=check_elements(f["atomic_numbers"], *(() if elements is None else (elements, name))),
             positions=np.asarray(f["positions"], float),
