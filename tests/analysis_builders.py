@@ -1,6 +1,16 @@
 """Test structures built from internal coordinates (NeRF) for the analysis tests."""
 
+from pathlib import Path
+
 import numpy as np
+
+
+def read_csv(path) -> dict:
+    """Columns of a CSV written by biomlff.analysis.plots.write_csv ('#' comment lines first)."""
+    lines = [ln for ln in Path(path).read_text().splitlines() if not ln.startswith("#")]
+    names = lines[0].split(",")
+    data = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]).reshape(-1, len(names))
+    return {n: data[:, k] for k, n in enumerate(names)}
 
 
 def place(a, b, c, bond, angle_deg, torsion_deg):

@@ -7,19 +7,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from analysis_builders import water_trajectory  # noqa: E402
+from analysis_builders import read_csv, water_trajectory  # noqa: E402
 
 from biomlff.analysis import Trajectory, read_trajectory, select_atoms, write_h5md  # noqa: E402
 from biomlff.cli.main import main  # noqa: E402
 from biomlff.errors import DataError  # noqa: E402
-
-
-def read_csv(path) -> dict:
-    """Columns of a CSV written by biomlff.analysis.plots.write_csv ('#' comment lines first)."""
-    lines = [ln for ln in Path(path).read_text().splitlines() if not ln.startswith("#")]
-    names = lines[0].split(",")
-    data = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]]).reshape(-1, len(names))
-    return {n: data[:, k] for k, n in enumerate(names)}
 
 
 def write_md_layout_h5md(path, pos, vel_a_fs, cell, numbers, dt_fs, energies):

@@ -25,7 +25,10 @@ from .membrane import (
     density_profile,
     order_parameters,
 )
+from .molecules import MoleculeAssignment, assign_molecules, molecules_from_topology
+from .observables import resolve_observable
 from .peptide import phi_psi, ramachandran_free_energy, secondary_structure, ss_fractions
+from .safety import AnalysisWarning
 from .structure import (
     angle_series,
     dihedral_series,
@@ -44,10 +47,13 @@ from .topology import backbone_from_positions, bonds_from_positions, find_acyl_c
 from .trajectory import Trajectory, read_h5md, read_trajectory, select_atoms, write_h5md
 
 __all__ = [
+    "AnalysisWarning",
     "DiffusionFit",
+    "MoleculeAssignment",
     "Spectrum",
     "Trajectory",
     "angle_series",
+    "assign_molecules",
     "area_per_lipid",
     "backbone_from_positions",
     "bilayer_center_atoms",
@@ -65,6 +71,7 @@ __all__ = [
     "gas_histogram",
     "interaction_energy",
     "kabsch",
+    "molecules_from_topology",
     "msd",
     "order_parameters",
     "phi_psi",
@@ -76,6 +83,7 @@ __all__ = [
     "relative_rotation",
     "read_h5md",
     "read_trajectory",
+    "resolve_observable",
     "rmsd",
     "rmsd_lag",
     "secondary_structure",

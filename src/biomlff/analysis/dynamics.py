@@ -17,6 +17,7 @@ import numpy as np
 from .. import units
 from ..errors import ConfigError, DataError
 from ..geometry import minimum_image_np
+from .safety import ballistic_message, msd_exponent, nyquist_message, warn
 from .structure import _frames, select_atoms
 
 
@@ -84,7 +85,8 @@ def _blocked_autocorr_sum(a: np.ndarray, weights=None, max_bytes: float = 2e8) -
 class DiffusionFit:
     """Einstein fit MSD(t) = 2·d·D·t + b over [t_start, t_end] fs.
 
-    D in Å²/fs (``D_m2_s`` in m²/s), standard error of D from the fit, intercept Å²."""
+    D in Å²/fs (``D_m2_s`` in m²/s), standard error of D from the fit, intercept Å²; ``exponent``
+    the local α of MSD ∝ t^α over the window (1 for diffusion, 2 for ballistic flight)."""
 
     D: float
     D_err: float
@@ -93,6 +95,7 @@ class DiffusionFit:
     t_end: float
     n_points: int
     dimensions: int
+    exponent: float = float("nan")
 
     @property
     def D_m2_s(self) -> float:
@@ -110,7 +113,8 @@ def diffusion_coefficient(
 
     fit_range: (t_start, t_end) in fs; default (10 %, 50 %) of the longest lag (the ballistic
     start and the noisy long-lag tail are left out). DataError when fewer than ``min_points``
-    lags fall in the range (trajectory too short for the requested fit)."""
+    lags fall in the range (trajectory too short for the requested fit). An AnalysisWarning when
+    MSD grows faster than t^1.5 in the window (still ballistic: D would be meaningless)."""
     t = np.asarray(times_fs, dtype=float)
     y = np.asarray(msd_a2, dtype=float)
     if t.shape != y.shape:
@@ -131,6 +135,8 @@ def diffusion_coefficient(
 
     fit = linregress(t[sel], y[sel])
     k = 2.0 * dimensions
+    alpha = msd_exponent(t[sel], y[sel])
+    warn(ballistic_message(alpha, t0, t1))
     return DiffusionFit(
         D=fit.slope / k,
         D_err=fit.stderr / k,
@@ -139,6 +145,7 @@ def diffusion_coefficient(
         t_end=t1,
         n_points=int(sel.sum()),
         dimensions=dimensions,
+        exponent=alpha,
     )
 
 
@@ -189,16 +196,22 @@ def power_spectrum(
     window: str = "hann",
     max_lag_fs: float | None = None,
     pad: int = 4,
+    numbers=None,
 ) -> Spectrum:
     """Vibrational density of states from the VACF (Wiener–Khinchin): I(ν̃) = FT[C(τ)·w(τ)].
 
     velocities (T, N, 3) Å/fs, time between frames ``dt_fs`` fs, optional mass weighting,
     ``window`` any scipy.signal window name applied as a half window over lags ('none' for a
     boxcar), ``max_lag_fs`` the correlation length (default half the trajectory), ``pad`` zero
-    padding factor. Wavenumbers in cm⁻¹ up to the Nyquist limit 1/(2·dt·c)."""
+    padding factor. Wavenumbers in cm⁻¹ up to the Nyquist limit 1/(2·dt·c). ``numbers`` (N,)
+    atomic numbers: an AnalysisWarning when that limit lies below the X–H stretches of the elements
+    present (those bands would alias to wrong wavenumbers)."""
     v = _frames(velocities)
     if dt_fs <= 0:
         raise ConfigError(f"timestep must be positive, got {dt_fs} fs")
+    if numbers is not None:
+        z = np.asarray(numbers, dtype=int)
+        warn(nyquist_message(dt_fs, z, z if idx is None else z[np.asarray(idx, dtype=int)]))
     t = v.shape[0]
     if t < 8:
         raise DataError(f"a spectrum needs at least 8 frames with velocities, got {t}")

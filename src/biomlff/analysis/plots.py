@@ -100,6 +100,28 @@ def plot_lines(
     return _save(fig, path)
 
 
+def plot_panels(path, x, panels: dict[str, dict[str, np.ndarray]], xlabel: str, title: str | None = None):
+    """Curves against a shared x axis, one panel per y label (each label carries its unit):
+    ``panels`` = {y label: {legend: values}}; a single panel looks like :func:`plot_lines`."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(5.0, 1.2 + 2.4 * n), dpi=110, sharex=True, squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[:, 0], panels.items(), strict=False):
+        for label, y in curves.items():
+            ax.plot(x, y, label=label, lw=1.3, marker="o" if np.size(y) == 1 else None, ms=3)
+        ax.set_ylabel(ylabel)
+        if any(curves):
+            ax.legend(fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel(xlabel)
+    if title:
+        axes[0, 0].set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 def plot_msd(path, t_ps, msd_a2, fit=None, title=None) -> str:
     """MSD (Å²) against lag time (ps) with the Einstein fit line and range."""
     fig, ax = _figure()
@@ -177,8 +199,8 @@ def plot_secondary_structure(path, ss, times_ps=None, title=None) -> str:
         ncol=3,
         frameon=False,
     )
-    ax.set_xlabel("time (ps)" if times_ps is not None else "frame")
-    ax.set_ylabel("residue")
+    ax.set_xlabel("time (ps)" if times_ps is not None else "frame (index)")
+    ax.set_ylabel("residue (index from 1)")
     if title:
         ax.set_title(title, fontsize=10, loc="left")
     return _save(fig, path)
@@ -201,8 +223,8 @@ def plot_profile_and_order(path, z, profiles: dict, s_ch: dict, title=None) -> s
         k = np.arange(1, len(s) + 1)
         ok = np.isfinite(s)
         a2.plot(k[ok], -s[ok], "o-", ms=3, label=f"{n}-carbon chains")
-    a2.set_xlabel("carbon number")
-    a2.set_ylabel("−S_CH")
+    a2.set_xlabel("carbon number (C1 = carbonyl)")
+    a2.set_ylabel("−S_CH (dimensionless)")
     a2.legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)

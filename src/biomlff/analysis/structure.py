@@ -84,8 +84,9 @@ def rdf(
     atom and itself are excluded when the groups overlap. Uses MDAnalysis' ``InterRDF`` (grid
     neighbour search, triclinic boxes) on an in-memory Universe; normalised with the mean volume.
     Returns r (Å), g(r) and the running coordination number n(r) = ρ_B ∫ 4πr²g dr.
-    ``molecules`` (N,) molecule ids: count only pairs in different molecules (intermolecular
-    RDF), normalised by the density of B atoms outside the A atom's own molecule so g → 1.
+    ``molecules``: molecule ids (N,), or (T, N) per frame (:func:`biomlff.analysis.molecules.
+    assign_molecules`): count only pairs in different molecules (intermolecular RDF), normalised by
+    the density of B atoms outside the A atom's own molecule (averaged over frames) so g → 1.
     """
     x = _frames(positions)
     if cell is None:
@@ -105,76 +106,109 @@ def rdf(
             f"RDF: r_max = {r_max} Å exceeds half the smallest cell width ({half:.3f} Å); "
             "the minimum-image convention would undercount pairs"
         )
-    import MDAnalysis as mda
+    from .molecules import mdanalysis_frames
 
-    # MDAnalysis expects boxes as (a, b, c, α, β, γ) in its canonical orientation: re-express the
-    # positions through fractional coordinates so that any ASE cell orientation works.
-    from ase.geometry import cell_to_cellpar, cellpar_to_cell
-    from MDAnalysis.analysis.rdf import InterRDF
-    from MDAnalysis.coordinates.memory import MemoryReader
-
-    dims = np.array([cell_to_cellpar(ci) for ci in c])
-    canon = np.array([cellpar_to_cell(d) for d in dims])
-    frac = np.einsum("tni,tij->tnj", x, np.linalg.inv(c))
-    xc = np.einsum("tni,tij->tnj", frac, canon)
+    xc, dims = mdanalysis_frames(x, c)
     # Two groups as separate atom blocks: A's atoms first, then B's, so exclusion of self pairs is
     # a block exclusion in InterRDF only when the groups are identical.
     same = ia.size == ib.size and np.array_equal(np.sort(ia), np.sort(ib))
-    if same:
-        coords = xc[:, ia]
-    else:
-        coords = np.concatenate([xc[:, ia], xc[:, ib]], axis=1)
     if not same and np.intersect1d(ia, ib).size:
         raise ConfigError(
             "RDF: overlapping but different groups A and B are not supported; "
             "use identical or disjoint groups"
         )
     order = ia if same else np.concatenate([ia, ib])
-    if molecules is not None:
-        mol = np.asarray(molecules)
-        if mol.shape != (x.shape[1],):
-            raise DataError(f"molecule ids must have shape ({x.shape[1]},), got {mol.shape}")
-        _, resindex = np.unique(mol[order], return_inverse=True)
-        u = mda.Universe.empty(
-            order.size, n_residues=int(resindex.max()) + 1, atom_resindex=resindex, trajectory=True
-        )
-    else:
-        u = mda.Universe.empty(order.size, trajectory=True)
-    u.load_new(coords.astype(np.float32), format=MemoryReader, dimensions=dims.astype(np.float32))
-    ga = u.atoms[: ia.size]
-    gb = u.atoms[: ia.size] if same else u.atoms[ia.size :]
-    if molecules is not None:
-        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclude_same="residue")
-    else:
-        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclusion_block=(1, 1) if same else None)
-    calc.run()
-    r = np.asarray(calc.results.bins, dtype=float)
-    g = np.asarray(calc.results.rdf, dtype=float)
+    coords = xc[:, order]
     vol = float(np.mean(np.abs(np.linalg.det(c))))
-    if molecules is not None:
-        # InterRDF normalises by nA·nB; the pairs that can be counted are those in other molecules
-        mol_b = mol[ib]
-        n_pairs = sum(ib.size - int(np.count_nonzero(mol_b == mol[a])) for a in ia)
+    if molecules is None:
+        calc = _inter_rdf(coords, dims, ia.size, same, None, r_min, r_max, n_bins)
+        g = np.asarray(calc.results.rdf, dtype=float)
+        rho_b = ((ib.size - 1) if same else ib.size) / vol
+    else:
+        # one InterRDF run per stretch of frames with the same molecules (residues in MDAnalysis)
+        mol = _molecule_frames(molecules, x.shape[:2])
+        counts, n_pairs = np.zeros(n_bins), 0
+        for start, stop in _runs(mol):
+            calc = _inter_rdf(
+                coords[start:stop], dims[start:stop], ia.size, same, mol[start, order], r_min, r_max, n_bins
+            )
+            counts += np.asarray(calc.results.count, dtype=float)
+            n_pairs += (stop - start) * _intermolecular_pairs(mol[start], ia, ib)
         if n_pairs == 0:
             raise DataError("RDF: all A–B pairs lie within one molecule; nothing intermolecular to count")
-        g = g * (ia.size * ib.size) / n_pairs
-        rho_b = n_pairs / ia.size / vol
-    else:
-        rho_b = ((ib.size - 1) if same else ib.size) / vol
-    edges = np.asarray(calc.results.edges, dtype=float)
-    shell = 4.0 / 3.0 * np.pi * np.diff(edges**3)
-    n_r = np.cumsum(g * shell) * rho_b
+        # InterRDF's own normalisation (pairs over the mean volume), with the pairs that can be
+        # counted: those in different molecules, summed over frames
+        g = counts * vol / (_shells(calc) * n_pairs)
+        rho_b = n_pairs / x.shape[0] / ia.size / vol
+    r = np.asarray(calc.results.bins, dtype=float)
+    n_r = np.cumsum(g * _shells(calc)) * rho_b
     return RDFResult(r=r, g=g, n_r=n_r, pair="", periodic=True)
 
 
+def _inter_rdf(coords, dims, n_a: int, same: bool, mol, r_min, r_max, n_bins):
+    """MDAnalysis ``InterRDF`` run on an in-memory Universe of ``coords`` (T, n, 3) (A's atoms first,
+    then B's unless ``same``); ``mol`` (n,) molecule ids become residues excluded from counting."""
+    import MDAnalysis as mda
+    from MDAnalysis.analysis.rdf import InterRDF
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    n = coords.shape[1]
+    if mol is not None:
+        _, resindex = np.unique(mol, return_inverse=True)
+        u = mda.Universe.empty(n, n_residues=int(resindex.max()) + 1, atom_resindex=resindex, trajectory=True)
+    else:
+        u = mda.Universe.empty(n, trajectory=True)
+    u.load_new(coords.astype(np.float32), format=MemoryReader, dimensions=dims.astype(np.float32))
+    ga = u.atoms[:n_a]
+    gb = u.atoms[:n_a] if same else u.atoms[n_a:]
+    if mol is not None:
+        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclude_same="residue")
+    else:
+        calc = InterRDF(ga, gb, nbins=n_bins, range=(r_min, r_max), exclusion_block=(1, 1) if same else None)
+    return calc.run()
+
+
+def _shells(calc) -> np.ndarray:
+    """Volumes (Å³) of the spherical shells of InterRDF's bins."""
+    edges = np.asarray(calc.results.edges, dtype=float)
+    return 4.0 / 3.0 * np.pi * np.diff(edges**3)
+
+
+def _molecule_frames(molecules, shape) -> np.ndarray:
+    """Molecule ids (N,) or (T, N) as (T, N) for ``shape`` = (T, N); DataError otherwise."""
+    mol = np.asarray(molecules)
+    if mol.shape == (shape[1],):
+        mol = np.broadcast_to(mol, shape)
+    if mol.shape != tuple(shape):
+        raise DataError(f"molecule ids must have shape ({shape[1]},) or {tuple(shape)}, got {mol.shape}")
+    return mol
+
+
+def _runs(rows) -> list[tuple[int, int]]:
+    """(start, stop) ranges of consecutive equal rows of ``rows`` (T, N)."""
+    change = [t for t in range(1, rows.shape[0]) if not np.array_equal(rows[t], rows[t - 1])]
+    edges = [0, *change, rows.shape[0]]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _intermolecular_pairs(mol, ia, ib) -> int:
+    """Number of ordered pairs (a ∈ A, b ∈ B) with a and b in different molecules (self pairs are in
+    the same molecule): nA·nB − Σ_m nA_m·nB_m."""
+    _, inv = np.unique(mol, return_inverse=True)
+    na = np.bincount(inv[ia], minlength=inv.max() + 1)
+    nb = np.bincount(inv[ib], minlength=inv.max() + 1)
+    return int(ia.size * ib.size - np.dot(na, nb))
+
+
 def gas_histogram(
-    positions, idx_a, idx_b, r_max: float = 10.0, n_bins: int = 200, r_min: float = 0.0
+    positions, idx_a, idx_b, r_max: float = 10.0, n_bins: int = 200, r_min: float = 0.0, molecules=None
 ) -> RDFResult:
     """Distance distribution for free-space (gas-phase) structures: P(r) in 1/Å.
 
     P(r) is the probability density of the A–B pair distance (each unordered pair once,
     self pairs excluded), averaged over frames: ∫ P(r) dr over [r_min, r_max] is the fraction of
-    pairs in range. There is no bulk density to normalise by, hence no g(r).
+    pairs in range. There is no bulk density to normalise by, hence no g(r). ``molecules`` (N,) or
+    (T, N) molecule ids: only pairs in different molecules, P normalised over those pairs.
     """
     x = _frames(positions)
     ia = np.asarray(idx_a, dtype=int)
@@ -192,13 +226,19 @@ def gas_histogram(
         pa, pb = pa[keep], pb[keep]
     if pa.size == 0:
         raise DataError("distance histogram: no atom pairs (a group with a single atom paired with itself)")
+    mol = None if molecules is None else _molecule_frames(molecules, x.shape[:2])
     edges = np.linspace(r_min, r_max, n_bins + 1)
     counts = np.zeros(n_bins)
-    for xt in x:
-        d = np.linalg.norm(xt[pb] - xt[pa], axis=-1)
+    n_pairs = 0
+    for t, xt in enumerate(x):
+        keep = slice(None) if mol is None else mol[t, pa] != mol[t, pb]
+        d = np.linalg.norm(xt[pb[keep]] - xt[pa[keep]], axis=-1)
         counts += np.histogram(d, bins=edges)[0]
+        n_pairs += d.size
+    if n_pairs == 0:
+        raise DataError("distance histogram: all A–B pairs lie within one molecule")
     width = np.diff(edges)
-    p = counts / (x.shape[0] * pa.size * width)
+    p = counts / (n_pairs * width)
     return RDFResult(r=0.5 * (edges[1:] + edges[:-1]), g=p, n_r=None, pair="", periodic=False)
 
 

@@ -1,12 +1,16 @@
 """Subcommands of the ``analysis`` pillar: ``biomlff analyze OBSERVABLE TRAJ [options] -o OUT``.
 
 Each observable writes ``OUT.csv`` (numbers, units in the header) and ``OUT.png`` (or ``.svg``
-with ``--format svg``) and prints a one-line summary. Heavy imports happen inside the handlers.
+with ``--format svg``) and prints a one-line summary. Analyses the data cannot fully support
+(:class:`biomlff.analysis.safety.AnalysisWarning`) print ``biomlff: warning: ...`` lines on stderr.
+Heavy imports happen inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 
 from ._common import add_command_group, csv_ints
 
@@ -44,11 +48,36 @@ def _common(p: argparse.ArgumentParser, select_default: str | None = "all") -> N
         )
 
 
+def _warnings_to_stderr(func):
+    """``func(args)`` with every AnalysisWarning it issues printed as one line
+    ``biomlff: warning: ...`` on stderr (after the run; other warnings are shown as usual)."""
+
+    @functools.wraps(func)
+    def run(args):
+        import warnings
+
+        from ..analysis.safety import AnalysisWarning
+
+        caught: list = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AnalysisWarning)
+                return func(args)
+        finally:
+            for w in caught:
+                if issubclass(w.category, AnalysisWarning):
+                    print(f"biomlff: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+    return run
+
+
 def _observable(obs, name: str, help: str, select_default: str | None, func) -> argparse.ArgumentParser:
     """The parser of one observable with the options all of them share."""
     q = obs.add_parser(name, help=help)
     _common(q, select_default)
-    q.set_defaults(func=func)
+    q.set_defaults(func=_warnings_to_stderr(func))
     return q
 
 
@@ -83,7 +112,22 @@ def register(sub) -> None:
     q.add_argument(
         "--intermolecular",
         action="store_true",
-        help="count only pairs in different molecules (molecules from covalent bonds)",
+        help="count only pairs in different molecules (see --molecules)",
+    )
+    q.add_argument(
+        "--molecules",
+        choices=("bonds", "topology"),
+        default="bonds",
+        help="with --intermolecular: 'bonds' (default) finds molecules in every frame from covalent "
+        "bonds (covalent radii × --bond-scale, each H bonded to its nearest atom; a warning when they "
+        "change); 'topology' takes them from --topology (or a PDB trajectory): its bonds, else its residues",
+    )
+    q.add_argument(
+        "--bond-scale",
+        type=float,
+        default=1.3,
+        metavar="S",
+        help="bond tolerance for --molecules bonds: d < S·(r_cov,i + r_cov,j) (default 1.3)",
     )
 
     q = _observable(
@@ -142,7 +186,6 @@ def register(sub) -> None:
     )
 
     q = _observable(obs, "dssp", "secondary structure per frame (MDTraj DSSP)", None, cmd_dssp)
-    q.set_defaults(func=cmd_dssp)
 
     q = _observable(
         obs, "lipids", "area per lipid, bilayer thickness (P–P), S_CH order parameters", None, cmd_lipids
@@ -171,7 +214,8 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="per-frame value stored in the file (e.g. energy, potential_energy, temperature)",
+        help="per-frame value stored in the file, by its name or an alias: e_pot/potential_energy/"
+        "energy, e_kin/kinetic_energy, e_tot/total_energy, temperature/T_K, pressure, volume, ...",
     )
 
 
@@ -245,19 +289,22 @@ def _time_axis(traj):
 
     t = _times_ps(traj)
     if t is None:
-        return "frame", np.arange(traj.n_frames), "frame"
+        return "frame", np.arange(traj.n_frames), "frame (index)"
     return "time_ps", t, "time (ps)"
 
 
-def _time_series(args, traj, columns: dict, curves: dict, ylabel: str, comment: str, title: str):
-    """Write per-frame ``columns`` (after the time or frame column) to OUT.csv and plot ``curves``
-    against time to the figure; returns the two paths."""
+def _time_series(args, traj, columns: dict, panels: dict, comment: str, title: str, what: str):
+    """Write per-frame ``columns`` (after the time or frame column) to OUT.csv and plot ``panels``
+    ({y label with unit: {legend: values}}, one panel each) against time; returns the two paths.
+    A warning (naming ``what``) when there is a single frame."""
     from ..analysis import plots
+    from ..analysis.safety import single_frame_message, warn
 
+    warn(single_frame_message(traj.n_frames, what))
     csv, fig = _paths(args)
     tname, xcol, tlabel = _time_axis(traj)
     plots.write_csv(csv, {tname: xcol, **columns}, comment=comment)
-    plots.plot_lines(fig, xcol, curves, tlabel, ylabel, title=title)
+    plots.plot_panels(fig, xcol, panels, tlabel, title=title)
     return csv, fig
 
 
@@ -267,6 +314,33 @@ def _wrote(csv: str, fig: str) -> int:
 
 
 # --------------------------------------------------------------------------- handlers
+
+
+def _molecules(args, traj):
+    """Molecule ids for --intermolecular: (T, N) from bonds in every frame, or (N,) from the
+    topology; prints how many and how they were found."""
+    import numpy as np
+
+    from ..errors import ConfigError
+
+    if args.molecules == "topology":
+        from ..analysis.molecules import molecules_from_topology
+
+        if traj.topology is None:
+            raise ConfigError("--molecules topology needs --topology FILE (or a PDB trajectory)")
+        mol, how = molecules_from_topology(traj.topology, traj.n_atoms)
+        n = np.unique(mol).size
+    else:
+        from ..analysis.molecules import assign_molecules
+
+        if args.bond_scale <= 0:
+            raise ConfigError(f"--bond-scale must be positive, got {args.bond_scale}")
+        found = assign_molecules(traj.numbers, traj.positions, traj.cell, scale=args.bond_scale)
+        mol, how = found.ids, found.method
+        counts = sorted({int(row.max()) + 1 for row in mol})
+        n = counts[0] if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    print(f"intermolecular pairs: {n} molecule{'' if n == 1 else 's'} from {how}")
+    return mol
 
 
 def cmd_rdf(args) -> int:
@@ -279,6 +353,8 @@ def cmd_rdf(args) -> int:
     from ..analysis.structure import gas_histogram, perpendicular_widths, rdf
     from ..errors import ConfigError, DataError
 
+    if not args.intermolecular and (args.molecules != "bonds" or args.bond_scale != 1.3):
+        raise ConfigError("--molecules and --bond-scale apply only with --intermolecular")
     traj = _load(args)
     present = sorted(set(traj.numbers.tolist()))
     if args.pairs:
@@ -299,14 +375,7 @@ def cmd_rdf(args) -> int:
     rmax = args.rmax
     if rmax is None:
         rmax = 10.0 if args.gas else float(0.5 * perpendicular_widths(traj.cell).min())
-    mol = None
-    if args.intermolecular:
-        from ..analysis.topology import bonds_from_positions, molecule_ids
-
-        bonds = bonds_from_positions(
-            traj.numbers, traj.positions[0], None if traj.cell is None else traj.cell[0]
-        )
-        mol = molecule_ids(traj.n_atoms, bonds)
+    mol = _molecules(args, traj) if args.intermolecular else None
     cols: dict = {}
     curves: dict = {}
     summary = []
@@ -321,7 +390,7 @@ def cmd_rdf(args) -> int:
                 f"{traj.source}: pair {a}-{b}: element {a if ia.size == 0 else b} is not in the trajectory"
             )
         if args.gas:
-            res = gas_histogram(traj.positions, ia, ib, r_max=rmax, n_bins=args.bins)
+            res = gas_histogram(traj.positions, ia, ib, r_max=rmax, n_bins=args.bins, molecules=mol)
         else:
             res = rdf(traj.positions, traj.cell, ia, ib, r_max=rmax, n_bins=args.bins, molecules=mol)
         cols.setdefault("r_A", res.r)
@@ -342,7 +411,7 @@ def cmd_rdf(args) -> int:
         cols["r_A"],
         curves,
         "r (Å)",
-        "P(r) (1/Å)" if args.gas else "g(r)",
+        "P(r) (1/Å)" if args.gas else "g(r) (dimensionless)",
         title=f"{'distance histogram' if args.gas else 'RDF'}"
         f"{' (intermolecular)' if args.intermolecular else ''}, {traj.n_frames} frames",
         hline=None if args.gas else 1.0,
@@ -377,7 +446,7 @@ def cmd_msd(args) -> int:
     csv, fig = _paths(args)
     lines = [
         f"{n}: D = {f.D_m2_s * 1e9:.4g} ± {f.D_err_m2_s * 1e9:.2g} × 10⁻⁹ m²/s "
-        f"(fit {f.t_start:g}–{f.t_end:g} fs, {f.n_points} lags)"
+        f"(fit {f.t_start:g}–{f.t_end:g} fs, {f.n_points} lags, MSD ∝ t^{f.exponent:.2f})"
         for n, (_, f) in fits.items()
     ]
     plots.write_csv(csv, cols, comment=f"MSD from {traj.source}; " + "; ".join(lines))
@@ -416,6 +485,7 @@ def cmd_spectrum(args) -> int:
         idx=idx,
         window=args.window,
         max_lag_fs=args.max_lag,
+        numbers=traj.numbers,
     )
     csv, fig = _paths(args)
     plots.write_csv(
@@ -467,10 +537,10 @@ def cmd_rmsd(args) -> int:
         args,
         traj,
         {"rmsd_A": r},
-        {"": r},
-        "RMSD (Å)",
+        {"RMSD (Å)": {"": r}},
         comment=f"RMSD of '{args.select}' ({idx.size} atoms) after Kabsch superposition, {traj.source}",
         title=f"RMSD of '{args.select}' to {'reference' if args.reference else f'frame {args.ref_frame}'}",
+        what="RMSD",
     )
     print(f"RMSD: mean {r.mean():.3f} Å, final {r[-1]:.3f} Å")
     if traj.n_frames >= 3:
@@ -513,10 +583,10 @@ def cmd_rg(args) -> int:
         args,
         traj,
         {"rg_A": rg},
-        {"Rg": rg, "cumulative average": cumulative_average(rg)},
-        "radius of gyration (Å)",
+        {"radius of gyration (Å)": {"Rg": rg, "cumulative average": cumulative_average(rg)}},
         comment=f"radius of gyration of '{args.select}' ({idx.size} atoms), {traj.source}",
         title=f"radius of gyration of '{args.select}'",
+        what="radius of gyration",
     )
     print(f"Rg: mean {rg.mean():.3f} Å (min {rg.min():.3f}, max {rg.max():.3f})")
     return _wrote(csv, fig)
@@ -667,56 +737,59 @@ def cmd_series(args) -> int:
     import numpy as np
 
     from ..analysis.energetics import cumulative_average
+    from ..analysis.observables import resolve_observable
     from ..analysis.structure import angle_series, dihedral_series, distance_series
-    from ..errors import ConfigError, DataError
-    from ..units import guess_observable_unit
+    from ..errors import ConfigError
 
     traj = _load(args)
     cell = traj.cell
-    series: dict[str, tuple[np.ndarray, str]] = {}
+    # column name -> (values, quantity for the axis label, unit)
+    series: dict[str, tuple[np.ndarray, str, str]] = {}
     for d in args.distance:
         i, j = _ints(d, 2, "distance")
-        series[f"d_{i}_{j}_A"] = (distance_series(traj.positions, i, j, cell), "Å")
+        series[f"d_{i}_{j}_A"] = (distance_series(traj.positions, i, j, cell), "distance", "Å")
     for a in args.angle:
         i, j, k = _ints(a, 3, "angle")
-        series[f"angle_{i}_{j}_{k}_deg"] = (angle_series(traj.positions, i, j, k, cell), "degrees")
+        series[f"angle_{i}_{j}_{k}_deg"] = (angle_series(traj.positions, i, j, k, cell), "angle", "degrees")
     for a in args.dihedral:
         i, j, k, l = _ints(a, 4, "dihedral")
         series[f"dihedral_{i}_{j}_{k}_{l}_deg"] = (
             dihedral_series(traj.positions, i, j, k, l, cell),
+            "dihedral",
             "degrees",
         )
     stored = traj.info.get("observables", {})
     for name in args.observable:
-        if name not in stored:
-            raise DataError(
-                f"{traj.source}: no per-frame observable {name!r}; stored: {sorted(stored) or 'none'}"
-            )
-        series[name] = (stored[name], guess_observable_unit(name))
+        obs = resolve_observable(name, stored, traj.source)
+        column = obs.stored + (f"_{_unit_tag(obs.unit)}" if obs.unit else "")
+        series[column] = (obs.values, obs.label, obs.unit)
     if not series:
         raise ConfigError("give at least one --distance, --angle, --dihedral or --observable")
     cols = {}
-    for name, (v, _) in series.items():
+    panels: dict[str, dict] = {}
+    for name, (v, quantity, unit) in series.items():
         cols[name] = v
         cols[name + "_cumavg"] = cumulative_average(v)
-    units_used = {u for _, u in series.values()}
-    ylabel = "value" if len(units_used) != 1 else f"value ({units_used.pop() or 'a.u.'})"
-    if len(series) == 1:
-        ((only, (_, unit)),) = series.items()
-        ylabel = f"{only.replace('_', ' ')} ({unit or 'a.u.'})" if unit else only.replace("_", " ")
-    curves = {}
-    for name, (v, _) in series.items():
-        curves[name] = v
-        curves[name + " (cumulative avg)"] = cumulative_average(v)
+        # one panel per unit; its label names the quantity when all its curves share one
+        same = [q for _, q, u in series.values() if u == unit]
+        what = quantity if len(set(same)) == 1 else "value"
+        ylabel = f"{what} ({unit or 'unit unknown'})"
+        panels.setdefault(ylabel, {})[name] = v
+        panels[ylabel][name + " (cumulative avg)"] = cumulative_average(v)
     csv, fig = _time_series(
         args,
         traj,
         cols,
-        curves,
-        ylabel,
+        panels,
         comment=f"time series from {traj.source} with cumulative averages",
         title="time series and cumulative average",
+        what="series",
     )
-    for name, (v, u) in series.items():
+    for name, (v, _, u) in series.items():
         print(f"{name}: mean {v.mean():.4g} {u}, std {v.std():.3g}")
     return _wrote(csv, fig)
+
+
+def _unit_tag(unit: str) -> str:
+    """A unit for a CSV column name: 'eV' -> 'eV', 'eV/Å³' -> 'eV_per_A3', 'Å³' -> 'A3'."""
+    return unit.replace("Å", "A").replace("³", "3").replace("/", "_per_").replace(" ", "")
