@@ -29,3 +29,9 @@ class TrainingError(BiomlffError, FloatingPointError):
 
 class MissingDependencyError(BiomlffError, ImportError):
     """An optional dependency is missing; the message names the pip command that installs it."""
+
+
+class BiomlffWarning(UserWarning):
+    """Something the user should know although the work goes on (an assumed unit, implausible labels,
+    data that cannot support an analysis); the command line prints it as one ``biomlff: warning:``
+    line."""

@@ -14,9 +14,10 @@ import warnings
 import numpy as np
 
 from .. import units
+from ..errors import BiomlffWarning
 
 
-class AnalysisWarning(UserWarning):
+class AnalysisWarning(BiomlffWarning):
     """The result was computed but the data cannot fully support it (the message says why and what
     to change)."""
 

@@ -59,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_warnings_as_lines() -> None:
+    """Show biomlff's own warnings (:class:`~biomlff.errors.BiomlffWarning`) as one
+    ``biomlff: warning: ...`` line on stderr, every time (not once per code location)."""
+    import warnings
+
+    from ..errors import BiomlffWarning
+
+    shown = warnings.showwarning
+    warnings.simplefilter("always", BiomlffWarning)
+    if getattr(shown, "biomlff", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, BiomlffWarning):
+            print(f"biomlff: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.biomlff = True
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -66,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2 if args.command is None else 0
     debug = args.debug or os.environ.get("BIOMLFF_DEBUG")
+    _print_warnings_as_lines()
     try:
         result = args.func(args)
         return int(result or 0)

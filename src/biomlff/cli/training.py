@@ -66,6 +66,8 @@ def register(sub) -> None:
     )
     t.add_argument("config", help="YAML config file")
     t.add_argument("--data", help="training dataset (overrides the config)")
+    t.add_argument("--n-train", type=int, help="training frames (overrides the config's n_train)")
+    t.add_argument("--n-valid", type=int, help="validation frames (overrides the config's n_valid)")
     _common(t)
     t.set_defaults(func=_train)
     f = add_command(
@@ -130,6 +132,9 @@ def _train(args) -> int:
     ov = _overrides(args)
     if args.data:
         ov["data"] = args.data
+    for k in ("n_train", "n_valid"):
+        if getattr(args, k) is not None:
+            ov[k] = getattr(args, k)
     cfg = TrainConfig.from_yaml(args.config, ov)
     _report(train(cfg, resume=args.resume))
     return 0

@@ -34,7 +34,7 @@ import numpy as np
 from .. import units
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError, TrainingError
-from ..fileio import atomic_path, atomic_savez, atomic_write
+from ..fileio import atomic_path, atomic_savez, atomic_write, open_npz, remove_stale_temporaries
 from ..precision import dtype_of, precision_context
 from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
 from .config import TrainConfig
@@ -60,7 +60,7 @@ class TrainResult:
 def _read(path, cfg: TrainConfig, what: str):
     from ..data.io import read_dataset
 
-    if not Path(path).exists():
+    if not str(path).startswith("shipped:") and not Path(path).exists():
         raise DataError(f"{what} dataset {path} does not exist")
     return read_dataset(path, **cfg.reader)
 
@@ -302,13 +302,24 @@ def _save_checkpoint(path: Path, state, best, info: dict) -> None:
     atomic_savez(path, {"__info__": blob, **arrays})
 
 
+def read_training_checkpoint(path) -> tuple[dict, list, list]:
+    """The training state saved by a run (``<workdir>/checkpoint.npz``): (info, state leaves, leaves
+    of the best parameters). An empty, truncated, corrupt or foreign file is a DataError naming it
+    (:func:`biomlff.fileio.open_npz`)."""
+    what = "training checkpoint"
+    with open_npz(path, what) as z:
+        info = json.loads(bytes(z["__info__"]).decode())
+        if not isinstance(info, dict) or "step" not in info:
+            raise DataError(f"{what} {path}: its '__info__' entry is not training metadata")
+        s_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("s"))]
+        b_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("b"))]
+    return info, s_leaves, b_leaves
+
+
 def _load_checkpoint(path: Path, state, best):
     import jax
 
-    with np.load(path, allow_pickle=False) as z:
-        info = json.loads(bytes(z["__info__"]).decode())
-        s_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("s"))]
-        b_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("b"))]
+    info, s_leaves, b_leaves = read_training_checkpoint(path)
     treedef = jax.tree_util.tree_structure(state)
     if len(s_leaves) != treedef.num_leaves:
         raise ConfigError(
@@ -471,6 +482,11 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     if resume:
         if not ckpt.exists():
             raise ConfigError(f"--resume: no checkpoint at {ckpt}")
+        # temporaries of writes interrupted by a kill (a checkpoint is ~10 MB for SO3LR)
+        model_file = out_path if out_path.suffix == ".npz" else out_path.with_name(out_path.name + ".npz")
+        outputs = (ckpt, workdir / "history.csv", workdir / "learning_curves.png", model_file)
+        for p in remove_stale_temporaries(*outputs):
+            log(f"removed {p}, left by an interrupted write")
         state, best, info = _load_checkpoint(ckpt, state, best)
         ref = {int(k): v for k, v in info.get("reference_energies", {}).items()}
         log(f"resumed from {ckpt} at step {info['step']} (epoch {info['epoch']})")
