@@ -117,9 +117,19 @@ def build_potential(name_or_path, system, *, charge=None, multiplicity=None, **s
     return _from_file(path, sysm, opts)
 
 
+def _readable_model_file(path: Path) -> None:
+    """DataError naming ``path`` as a model file if it is no readable .npz archive (before the model
+    kind is told from its entries; :func:`biomlff.fileio.open_npz`)."""
+    from .fileio import open_npz
+
+    with open_npz(path, "model file"):
+        pass
+
+
 def _from_file(path: Path, system, settings: Settings):
     from .so3lr.modelfile import is_model_file
 
+    _readable_model_file(path)
     if is_model_file(path):  # a trained / fine-tuned SO3krates-SO3LR model (biomlff train/finetune)
         from .so3lr.modelfile import load_model
 
@@ -189,6 +199,7 @@ def calculator(name_or_path, *, charge: float = 0.0, multiplicity: int = 1, **se
     if key.lower() not in _BUILDERS:
         from .so3lr.modelfile import is_model_file
 
+        _readable_model_file(path)
         if not is_model_file(path):
             from .calculators.gdml import GDMLCalculator
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, MissingDependencyError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, open_h5
 
 H5MD_SUFFIXES = (".h5", ".hdf5", ".h5md")
 ASE_FIRST_SUFFIXES = (".xyz", ".extxyz", ".traj", ".pdb", ".cif", ".vasp", ".xsf")
@@ -309,11 +309,7 @@ def read_h5md(path) -> Trajectory:
     import h5py
 
     path = os.fspath(path)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: not an HDF5 file ({exc})") from exc
-    with h5:
+    with open_h5(path, "H5MD trajectory") as h5:
         if "particles" not in h5:
             raise DataError(f"{path}: no /particles group (not H5MD)")
         parts = h5["particles"]

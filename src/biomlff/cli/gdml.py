@@ -333,7 +333,9 @@ def _train(args) -> int:
         n_train = args.n_train
     perms = None
     if args.perms_from:
-        with np.load(args.perms_from, allow_pickle=True) as f:
+        from ..fileio import open_npz
+
+        with open_npz(args.perms_from, "sGDML model or task (--perms-from)", object_arrays=True) as f:
             if "perms" not in f.files:
                 raise ConfigError(f"{args.perms_from}: no 'perms' array")
             perms = np.array(f["perms"])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,10 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError
-from ..fileio import atomic_path  # noqa: F401  (re-exported: biomlff.data.io.atomic_path)
+from ..fileio import (
+    atomic_path,  # noqa: F401  (re-exported: biomlff.data.io.atomic_path)
+    open_npz,
+)
 from .dataset import Dataset, index_to_selection
 
 NPZ_EXT = (".npz",)
@@ -76,16 +78,27 @@ def detect_format(path: str | os.PathLike) -> str:
     return "ase"
 
 
-def _open_npz(path: Path):
+class _NpzDataset:
+    """Names (``files``) and arrays (``[key]``) of a dataset .npz, each read through the one loader
+    (:func:`biomlff.fileio.open_npz`: a corrupt, truncated or foreign file is a DataError naming it;
+    no pickles), opening the archive per read so that no file handle stays open."""
+
+    what = "dataset"
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open_npz(path, self.what) as z:
+            self.files = list(z.files)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        with open_npz(self.path, self.what) as z:
+            return z[key]
+
+
+def _open_npz(path: Path) -> _NpzDataset:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
-    if not hasattr(data, "files"):
-        raise DataError(f"{path}: is a single .npy array, not an .npz archive of named arrays")
-    return data
+    return _NpzDataset(path)
 
 
 def _npz_get(data, path: Path, key: str, required: bool = True):
@@ -93,12 +106,7 @@ def _npz_get(data, path: Path, key: str, required: bool = True):
         if required:
             raise DataError(f"{path}: field '{key}': missing (keys in file: {sorted(data.files)})")
         return None
-    try:
-        return data[key]
-    except ValueError as exc:  # object arrays need pickle, which we never enable for data files
-        raise DataError(f"{path}: field '{key}': unreadable ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataError(f"{path}: field '{key}': corrupt data ({type(exc).__name__}: {exc})") from None
+    return data[key]
 
 
 def _check_shape(path: Path, key: str, arr: np.ndarray, shape: tuple) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, open_h5
 from .dataset import ATOM_FIELDS, Dataset, index_to_selection
 
 #: dataset field name -> QCell key (all other names are identical)
@@ -47,14 +47,11 @@ def _is_per_atom(key: str, extra: set[str]) -> bool:
 
 
 def _open(path: Path):
-    import h5py
-
+    """The file as a context manager (:func:`biomlff.fileio.open_h5`: an empty, foreign or corrupt
+    file is a DataError naming it)."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read as HDF5 ({exc})") from None
+    return open_h5(path, "dataset")
 
 
 def _read_value(ds) -> Any:

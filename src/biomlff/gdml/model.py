@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
-from ..fileio import atomic_savez, jsonable
+from ..fileio import atomic_savez, jsonable, open_npz
 from ..potential import Model
 from ..precision import precision_context
 from .descriptor import (
@@ -283,15 +283,13 @@ class GDMLModel:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=True) as f:
-                keys = set(f.files)
-                if "format" in keys and str(f["format"]) == FORMAT:
-                    return cls._from_biomlff(f, path)
-                if "type" in keys and str(f["type"]) == "m":
-                    return from_sgdml_arrays({k: f[k] for k in keys}, source=str(path))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npz model file ({exc})") from exc
+        # sgdml stores a few object arrays (None, {mae, rmse} dicts): read by a restricted unpickler
+        with open_npz(path, "sGDML model", object_arrays=True) as f:
+            keys = set(f.files)
+            if "format" in keys and str(f["format"]) == FORMAT:
+                return cls._from_biomlff(f, path)
+            if "type" in keys and str(f["type"]) == "m":
+                return from_sgdml_arrays({k: f[k] for k in keys}, source=str(path))
         raise DataError(f"{path}: neither a biomlff GDML model nor an sgdml model (type='m')")
 
     @classmethod

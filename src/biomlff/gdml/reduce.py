@@ -526,9 +526,10 @@ def save_index_file(path, n_atoms: int, a, b):
 def load_index_file(path, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     """Pair list (a, b) from an rGDML index file (key ``idxs`` = removed pair indices, or ``rm_arr``
     of a task/model file) for a molecule of ``n_atoms`` atoms; DataError if it does not fit."""
+    from ..fileio import open_npz
     from .descriptor import pairs_from_removed
 
-    with np.load(path, allow_pickle=True) as f:
+    with open_npz(path, "rGDML index file", object_arrays=True) as f:
         key = "idxs" if "idxs" in f.files else "rm_arr" if "rm_arr" in f.files else None
         if key is None:
             raise DataError(f"{path}: no 'idxs' (rGDML index file) or 'rm_arr' array")

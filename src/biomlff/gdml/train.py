@@ -493,9 +493,12 @@ def _default_inducing(ts: TrainingSet, cfg: TrainConfig) -> int:
 def _load_checkpoint(path, sigma, ts, n_sys: int):
     import os
 
+    from ..fileio import open_npz, remove_stale_temporaries
+
     if not os.path.exists(path):
         return None, None
-    with np.load(path) as f:
+    remove_stale_temporaries(path)  # left by a write interrupted by a kill
+    with open_npz(path, "sGDML training checkpoint") as f:
         if float(f["sigma"]) != sigma or str(f["hash"]) != ts.frames.content_hash() or int(f["n"]) != n_sys:
             raise ConfigError(f"checkpoint {path} belongs to a different training task (σ, data or size)")
         log.info("resuming CG from %s (%d iterations done)", path, int(f["iterations"]))

@@ -187,14 +187,13 @@ class H5MDWriter(TrajectoryWriter):
     def _open(self, append: bool, truncate_step):
         import h5py
 
+        from ..fileio import h5_file
+
         if not append:
             self.f = h5py.File(self.path, "w")
             self._create()
             return
-        try:
-            self.f = h5py.File(self.path, "a")
-        except OSError as exc:
-            raise DataError(f"cannot reopen trajectory {self.path} for appending: {exc}") from exc
+        self.f = h5_file(self.path, "H5MD trajectory (to append to)", "a")
         if "particles/all/position" not in self.f:
             raise DataError(f"{self.path} is not an H5MD trajectory written by biomlff")
         sp = self.f["particles/all/species"][()]

@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 
 from ..defaults import DEFAULT_LR_CUTOFF
-from ..errors import ModelError
-from ..fileio import atomic_savez, jsonable
+from ..errors import DataError, ModelError
+from ..fileio import atomic_savez, jsonable, open_npz
 from .architecture import PUBLISHED, Architecture
 
 FORMAT = "biomlff-so3krates-model"
 FORMAT_VERSION = 1
+#: what the messages call these files
+MODEL_FILE = "SO3krates model file"
 
 
 @dataclass
@@ -100,17 +102,15 @@ def is_model_file(path) -> bool:
     if not path.is_file() or path.suffix != ".npz":
         return False
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path, MODEL_FILE) as z:
             return "__meta__" in z.files and any(k.startswith("params/") for k in z.files)
-    except (OSError, ValueError):
+    except (OSError, DataError):
         return False
 
 
 def load_model(path) -> SO3LRModel:
     """Read a model file written by :func:`save_model` (checksum verified). ``path`` may also be
     ``"so3lr"``: the pretrained SO3LR from the user cache."""
-    import zipfile
-
     from .weights import checksum, unflatten, validate_tree
 
     if str(path).lower() == "so3lr":
@@ -118,14 +118,13 @@ def load_model(path) -> SO3LRModel:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise ModelError(f"{path}: not a biomlff SO3krates model file (no __meta__ entry)")
-            meta = json.loads(bytes(z["__meta__"]).decode())
-            flat = {k[len("params/") :]: z[k] for k in z.files if k.startswith("params/")}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"{path}: unreadable model file ({exc})") from None
+    with open_npz(path, MODEL_FILE) as z:
+        if "__meta__" not in z.files:
+            raise ModelError(f"{path}: not a biomlff SO3krates model file (no __meta__ entry)")
+        meta = json.loads(bytes(z["__meta__"]).decode())
+        flat = {k[len("params/") :]: z[k] for k in z.files if k.startswith("params/")}
+    if not isinstance(meta, dict):
+        raise DataError(f"{MODEL_FILE} {path}: its __meta__ entry is not model metadata")
     if meta.get("format") != FORMAT:
         raise ModelError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
     if int(meta.get("version", 0)) > FORMAT_VERSION:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
-from ..fileio import atomic_savez, atomic_write
+from ..errors import DataError, ModelError
+from ..fileio import atomic_savez, atomic_write, load_npz
 
 FORMAT = "biomlff-so3lr-params"
 FORMAT_VERSION = 1
@@ -472,10 +472,9 @@ def read_canonical(path) -> tuple[dict, dict]:
     if meta.get("format") != FORMAT:
         raise WeightsError(f"{meta_path}: not a {FORMAT} file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            flat = {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{path}: unreadable weights file ({exc})") from None
+        flat = load_npz(path, "SO3LR weights file")
+    except DataError as exc:
+        raise WeightsError(f"{exc}; run `biomlff weights fetch` again") from None
     digest = checksum(flat)
     if digest != meta.get("sha256"):
         raise WeightsError(
