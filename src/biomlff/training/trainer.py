@@ -428,6 +428,12 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
         raise ConfigError(
             f"{ckpt} exists: pass --resume to continue that run, or choose another output/workdir"
         )
+    # temporaries of writes interrupted by a kill (a checkpoint is ~10 MB for SO3LR); a run killed
+    # before its first checkpoint leaves only these, so a fresh run removes them too
+    model_file = out_path if out_path.suffix == ".npz" else out_path.with_name(out_path.name + ".npz")
+    outputs = (ckpt, workdir / "history.csv", workdir / "learning_curves.png", model_file)
+    for p in remove_stale_temporaries(*outputs):
+        log(f"removed {p}, left by an interrupted write")
 
     lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
     # exact filters: training differentiates through the radial networks (tables are for inference)
@@ -482,11 +488,6 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
     if resume:
         if not ckpt.exists():
             raise ConfigError(f"--resume: no checkpoint at {ckpt}")
-        # temporaries of writes interrupted by a kill (a checkpoint is ~10 MB for SO3LR)
-        model_file = out_path if out_path.suffix == ".npz" else out_path.with_name(out_path.name + ".npz")
-        outputs = (ckpt, workdir / "history.csv", workdir / "learning_curves.png", model_file)
-        for p in remove_stale_temporaries(*outputs):
-            log(f"removed {p}, left by an interrupted write")
         state, best, info = _load_checkpoint(ckpt, state, best)
         ref = {int(k): v for k, v in info.get("reference_energies", {}).items()}
         log(f"resumed from {ckpt} at step {info['step']} (epoch {info['epoch']})")
