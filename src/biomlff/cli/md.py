@@ -27,10 +27,11 @@ DEFAULTS = {
     "skin": 0.5,
     "capacity_multiplier": 1.25,
     "pair_lists": "auto",
-    # opt
+    # opt (and md --relax: method, max_steps)
     "fmax": 0.05,
     "max_steps": 1000,
     "fixed": None,
+    "method": None,  # None: biomlff.md.minimize.DEFAULT_METHOD (lbfgs)
     # md
     "temperature": 300.0,
     "pressure": 1.0,
@@ -133,15 +134,19 @@ def register(sub) -> None:
     po = add_command(
         sub,
         "opt",
-        "geometry optimisation with FIRE",
-        "Minimise the energy with FIRE until max |F| < --fmax (eV/Å).",
+        "geometry optimisation (L-BFGS or FIRE)",
+        "Minimise the energy until max |F| < --fmax (eV/Å): L-BFGS (default; SciPy, continues with FIRE if "
+        "its line search stalls) or FIRE (steps of at most 0.2 Å per atom). A run whose energy rises far "
+        "above the start or whose atoms fly apart stops with an error; nothing is written then.",
         raw=False,
     )
     po.add_argument("input", help="structure file (any ASE-readable format) or shipped:NAME")
     po.add_argument("--fmax", type=float, help="force convergence criterion max_i |F_i| in eV/Å (0.05)")
-    po.add_argument("--max-steps", type=int, help="maximum number of FIRE steps (1000)")
+    po.add_argument("--max-steps", type=int, help="maximum number of FIRE steps or L-BFGS iterations (1000)")
+    po.add_argument("--method", choices=["lbfgs", "fire"], help="minimiser (lbfgs)")
     po.add_argument("--fixed", help="comma-separated 0-based indices of atoms held fixed")
     po.add_argument("--output", "-o", help="optimised structure (default: <input>_opt.xyz)")
+    po.add_argument("--force", action="store_true", default=None, help="overwrite an existing --output")
     _model_args(po)
     po.set_defaults(func=_cmd_opt)
 
@@ -178,8 +183,10 @@ def register(sub) -> None:
         choices=["isotropic", "semi-isotropic"],
         help="NPT cell coupling (isotropic; semi-isotropic: xy together, z apart, for membranes)",
     )
-    g.add_argument("--relax", action="store_true", default=None, help="FIRE pre-optimisation before MD")
-    g.add_argument("--relax-fmax", type=float, help="FIRE criterion for --relax in eV/Å (0.1)")
+    g.add_argument(
+        "--relax", action="store_true", default=None, help="pre-optimisation before MD (as biomlff opt)"
+    )
+    g.add_argument("--relax-fmax", type=float, help="max |F| criterion for --relax in eV/Å (0.1)")
     g.add_argument(
         "--velocities",
         choices=["file", "maxwell"],
@@ -365,21 +372,9 @@ def _read_system(opts):
 def _build_potential(opts, system):
     """The model for this system: a name of the registry (:mod:`biomlff.models`: so3lr, lj, ...)
     or a model file."""
-    from ..errors import ModelError
     from ..models import build_potential
 
-    try:
-        return _build(opts, system, build_potential)
-    except ModelError as exc:
-        suffix = str(opts["input"]).lower().rsplit(".", 1)[-1]
-        crystal = suffix in ("pdb", "ent", "cif", "pdbx") and not opts.get("free_space")
-        if "box heights" in str(exc) and crystal:
-            raise ModelError(
-                f"{exc}. The cell comes from the file's crystal record (CRYST1): the crystal's unit cell, "
-                "not a simulation box; pass --free-space to simulate the molecule in vacuum, or solvate it "
-                "in a larger box"
-            ) from None
-        raise
+    return _build(opts, system, build_potential)
 
 
 def _build(opts, system, build_potential):
@@ -445,6 +440,32 @@ def _starting_velocities(opts, system, temperature: float) -> None:
     )
 
 
+def _crystal_hint(handler):
+    """Wrap a command handler: a box-too-small error for a PDB/mmCIF file says that the cell is the
+    crystal's unit cell (CRYST1), not a simulation box, and names --free-space."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(args):
+        from ..errors import ModelError
+
+        try:
+            return handler(args)
+        except ModelError as exc:
+            path = str(getattr(args, "input", None) or (args.get("input") if isinstance(args, dict) else ""))
+            crystal = path.lower().rsplit(".", 1)[-1] in ("pdb", "ent", "cif", "pdbx")
+            free = getattr(args, "free_space", None) if not isinstance(args, dict) else args.get("free_space")
+            if "box heights" in str(exc) and crystal and not free:
+                raise ModelError(
+                    f"{exc}. The cell comes from the file's crystal record (CRYST1): the crystal's unit "
+                    "cell, not a simulation box; pass --free-space to simulate the molecule in vacuum, or "
+                    "solvate it in a larger box"
+                ) from None
+            raise
+
+    return wrapped
+
+
 def _refuse_overwrite(opts, *paths) -> None:
     """ConfigError if any output in ``paths`` exists, unless ``--force`` or ``--restart-from`` (which
     continues those files) was given: a failed or mistaken run never destroys a good one."""
@@ -503,10 +524,11 @@ def _md_settings(opts, output: str, **extra):
 
 
 def _relax(opts, pot, system) -> None:
-    """``--relax``: FIRE pre-optimisation to ``--relax-fmax`` eV/Å, in place."""
+    """``--relax``: pre-optimisation to ``--relax-fmax`` eV/Å (the ``opt`` minimiser, ``method`` and
+    ``max_steps`` from a config file), in place; a blow-up raises ModelError before any MD output."""
     if not opts["relax"]:
         return
-    from ..md.minimize import optimize
+    from ..md.minimize import DEFAULT_METHOD, optimize
 
     res = optimize(
         pot,
@@ -514,20 +536,30 @@ def _relax(opts, pot, system) -> None:
         fmax=float(opts["relax_fmax"]),
         max_steps=int(opts["max_steps"]),
         precision=opts["precision"],
+        method=str(opts.get("method") or DEFAULT_METHOD),
         skin=float(opts["skin"]),
+        capacity_multiplier=float(opts["capacity_multiplier"]),
+    )
+    state = "converged" if res.converged else "NOT converged (MD starts from the last structure)"
+    print(
+        f"# relax ({res.method}) {state} after {res.steps} steps: E = {res.energy:.6f} eV "
+        f"(start {res.energy_start:.6f} eV), max|F| = {res.fmax:.5f} eV/Å",
+        flush=True,
     )
     system.positions = res.positions
 
 
+@_crystal_hint
 def _cmd_opt(args) -> int:
     from pathlib import Path
 
-    from ..md.minimize import optimize
+    from ..md.minimize import DEFAULT_METHOD, optimize
 
     opts = resolve_options(args)
     system = _read_system(opts)
-    pot = _build_potential(opts, system)
     out = Path(_default_output(opts, "_opt.xyz"))
+    _refuse_overwrite(opts, out)
+    pot = _build_potential(opts, system)
     res = optimize(
         pot,
         system,
@@ -535,6 +567,7 @@ def _cmd_opt(args) -> int:
         max_steps=int(opts["max_steps"]),
         fixed=csv_ints(opts["fixed"], "--fixed"),
         precision=opts["precision"],
+        method=str(opts.get("method") or DEFAULT_METHOD),
         skin=float(opts["skin"]),
         capacity_multiplier=float(opts["capacity_multiplier"]),
     )
@@ -544,16 +577,21 @@ def _cmd_opt(args) -> int:
 
     atoms = system.to_atoms()
     atoms.positions = res.positions
-    atoms.info.update({"energy": res.energy, "fmax": res.fmax, "converged": res.converged})
+    atoms.info.update(
+        {"energy": res.energy, "fmax": res.fmax, "converged": res.converged, "method": res.method}
+    )
     with atomic_path(out) as tmp:
         write(str(tmp), atoms, format="extxyz")
     state = "converged" if res.converged else "NOT converged"
+    name = {"fire": "FIRE", "lbfgs": "L-BFGS"}.get(res.method, res.method)
     print(
-        f"FIRE {state} after {res.steps} steps: E = {res.energy:.6f} eV, max|F| = {res.fmax:.5f} eV/Å → {out}"
+        f"{name} {state} after {res.steps} steps: E = {res.energy:.6f} eV (start {res.energy_start:.6f} eV), "
+        f"max|F| = {res.fmax:.5f} eV/Å → {out}"
     )
     return 0 if res.converged else 1
 
 
+@_crystal_hint
 def _cmd_md(args) -> int:
     from .. import units
     from ..errors import ConfigError

@@ -610,7 +610,7 @@ LABEL_KEYS = (
 )
 
 
-def read_dataset(
+def _read_dataset(
     path,
     fmt: str | None = None,
     *,
@@ -674,6 +674,37 @@ def read_dataset(
     if index is not None:
         ds = ds.subset(index_to_selection(index, len(ds)))
     return ds
+
+
+def shipped_dataset(name: str) -> Path:
+    """Path of a dataset shipped with biomlff (``resources/examples/<name>.npz``; ``shipped:NAME`` in
+    any dataset argument), e.g. ``ethanol_md17_50``: 50 frames of MD17 ethanol (kcal/mol, MIT)."""
+    from importlib.resources import files
+
+    folder = Path(str(files("biomlff").joinpath("resources", "examples")))
+    p = folder / f"{name}.npz"
+    if not p.exists():
+        known = ", ".join(sorted(q.stem for q in folder.glob("*.npz")))
+        raise DataError(f"no shipped dataset named {name!r}; shipped: {known}")
+    return p
+
+
+def read_dataset(path, fmt: str | None = None, **kwargs) -> Dataset:
+    """Read a dataset file into a :class:`Dataset` (positions Å, energy eV, forces eV/Å, charge e),
+    warning (:mod:`biomlff.data.plausibility`) when the energy unit was assumed or the forces are
+    implausibly large for eV/Å. Arguments as :func:`_read_dataset`, whose docstring follows.
+
+    """
+    if str(path).startswith("shipped:"):
+        path = shipped_dataset(str(path).split(":", 1)[1])
+    ds = _read_dataset(path, fmt, **kwargs)
+    from .plausibility import warn_labels
+
+    warn_labels(ds, str(path))
+    return ds
+
+
+read_dataset.__doc__ += _read_dataset.__doc__ or ""
 
 
 def write_dataset(ds: Dataset, path, fmt: str | None = None, *, energy_unit: str = "eV") -> list[str]:

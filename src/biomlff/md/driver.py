@@ -500,6 +500,8 @@ class Driver:
                 path.parent.mkdir(parents=True, exist_ok=True)
         writers, logf, outf, bar = [], None, None, None
         with self._ctx():
+            # a start the guard refuses (NaN, forces beyond the bound) opens no output file
+            self._check_finite(self.observables())
             try:
                 if traj_path is not None:
                     writers = self._open_writers(resumed)
