@@ -23,6 +23,17 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def so3lr_cache(shared, tmp_path_factory) -> Path:
+    """A user cache (for ``BIOMLFF_CACHE``) holding the published SO3LR weights, imported once per
+    session from ``../shared/so3lr/params.pkl``: CLI tests need no weights in the real user cache."""
+    from biomlff.so3lr.weights import read_params_pickle, save_canonical
+
+    root = tmp_path_factory.mktemp("so3lr_cache")
+    save_canonical(read_params_pickle(shared / "so3lr" / "params.pkl"), root / "so3lr", source="test")
+    return root
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_code():
     """Drop JAX's compiled executables after every test module.

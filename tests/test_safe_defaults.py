@@ -171,7 +171,9 @@ def test_calculator_refuses_nan_and_overlap():
 
 
 # --- defect 4: one electron-count rule ------------------------------------------------------------
-def test_impossible_charge_and_multiplicity_refused(tmp_path, capsys):
+def test_impossible_charge_and_multiplicity_refused(tmp_path, capsys, monkeypatch):
+    # refused before any weights are needed: an empty user cache
+    monkeypatch.setenv("BIOMLFF_CACHE", str(tmp_path / "no-weights"))
     z, r = ETHANOL
     path = _write(tmp_path, "eth0.xyz", z, r)
     rc, _, se = run_cli(["md", "nvt", path, "--charge", "1", "--multiplicity", "1"], capsys)
@@ -224,7 +226,8 @@ def test_missing_hydrogens_detected(shared):
     assert missing_hydrogens([18, 18], [[0, 0, 0], [3.8, 0, 0]]) is None
 
 
-def test_hydrogen_free_protein_refused_unless_allowed(shared, tmp_path, capsys):
+def test_hydrogen_free_protein_refused_unless_allowed(shared, so3lr_cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BIOMLFF_CACHE", str(so3lr_cache))
     pdb = shared / "structures" / "1crn.pdb"
     out = tmp_path / "crn.h5md"
     rc, _, se = run_cli(["md", "nvt", pdb, "--free-space", "--output", out], capsys)

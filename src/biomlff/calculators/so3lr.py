@@ -139,8 +139,10 @@ class SO3LRCalculator(PotentialCalculator):
 
     def make_potential(self, atoms):
         from ..so3lr import so3lr_potential
+        from ..so3lr.model import check_electrons
 
         _, charge, mult, frag = self.system_key(atoms)[:4]
+        check_electrons(atoms.numbers, charge, mult)  # before the weights are loaded
         lattice = self.electrostatics != "cutoff"
         settings = {k: getattr(self, k) for k in ("lr_cutoff", "dispersion_damping", "precision", "filters")}
         return so3lr_potential(
