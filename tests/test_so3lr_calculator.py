@@ -38,9 +38,11 @@ def test_results_and_no_recompilation(params):
     assert calc.n_traces == n
     # a new total charge rebuilds the model and changes the result
     atoms.info["charge"] = 1
+    atoms.info["multiplicity"] = 2  # 25 electrons: a doublet (a singlet cation is refused)
     e1 = atoms.get_potential_energy()
     assert abs(atoms.get_charges().sum() - 1) < 1e-5 and abs(e1 - atoms.calc.results["energy"]) < 1e-9
     atoms.info["charge"] = 0
+    atoms.info["multiplicity"] = 1
     assert abs(atoms.get_potential_energy() - e1) > 1e-3
     assert not jax.config.jax_enable_x64
 
@@ -59,7 +61,9 @@ def test_bad_input(params):
     water.calc = SO3LRCalculator(lr_cutoff=None, params=params)
     with pytest.raises(ModelError, match="free space"):
         water.get_potential_energy()
-    water.set_cell([[30.0, 0, 0], [5.0, 30.0, 0], [0, 0, 30.0]])
+    # triclinic cells are supported (tests/test_safe_defaults.py); one whose height along a is
+    # 21.2 Å < 2 × 12 Å is refused by the same rule as any other cell, naming --lr-cutoff
+    water.set_cell([[30.0, 0, 0], [20.0, 20.0, 0], [0, 0, 30.0]])
     water.calc = SO3LRCalculator(params=params)
-    with pytest.raises(ModelError, match="orthorhombic"):
+    with pytest.raises(ModelError, match="--lr-cutoff"):
         water.get_potential_energy()
