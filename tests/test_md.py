@@ -145,54 +145,6 @@ def test_steered_work_equals_force_times_displacement():
     assert obs["e_ext"] - first["e_ext"] == pytest.approx(-expected, rel=2e-3, abs=1e-6)
 
 
-def test_fire_reaches_fmax_with_fixed_atoms():
-    from biomlff.md.optimize import optimize
-    from biomlff.neighbors import build_pairs
-    from biomlff.potential import energy_and_forces
-
-    pos = lj_cluster(13, jitter=0.3, seed=4)
-    z = np.full(13, 18)
-    sysm = System(z, pos, np.full(13, AR_MASS))
-    pot = lennard_jones(z, cutoff=None)
-    res = optimize(pot, sysm, fmax=1e-3, max_steps=3000, fixed=[3], precision="float64", echo=False)
-    assert res.converged
-    assert np.array_equal(res.positions[3], pos[3])
-    # independent check: host pair list + autodiff forces on the optimised structure
-    import jax
-
-    with jax.enable_x64(True):
-        pairs = {"lj": build_pairs(res.positions, None, half=True)}
-        e, f = energy_and_forces(pot)(res.positions, pairs, None)
-    f = np.array(f)
-    f[3] = 0.0
-    assert np.max(np.linalg.norm(f, axis=1)) < 1e-3
-    assert float(e) == pytest.approx(res.energy, abs=1e-9)
-    # a harmonic tether has its minimum at the anchor: FIRE finds it
-    from biomlff.md.testing import harmonic_tether
-
-    ref = pos + 0.3
-    res2 = optimize(
-        harmonic_tether(z, ref, k=2.0), sysm, fmax=1e-5, max_steps=3000, precision="float64", echo=False
-    )
-    assert np.allclose(res2.positions, ref, atol=1e-5)
-
-
-def test_fire_step_limit_reports_not_converged():
-    from biomlff.md.optimize import optimize
-
-    pos = lj_cluster(13, jitter=0.3, seed=4)
-    z = np.full(13, 18)
-    res = optimize(
-        lennard_jones(z, cutoff=None),
-        System(z, pos, np.full(13, AR_MASS)),
-        fmax=1e-6,
-        max_steps=20,
-        precision="float64",
-        echo=False,
-    )
-    assert not res.converged and res.steps == 20
-
-
 @pytest.mark.parametrize("kind,fmt", [("langevin", "h5"), ("npt", "xyz")])
 def test_restart_is_bitwise_identical(tmp_path, kind, fmt):
     """float64 on CPU: stop at a checkpoint, resume, and get exactly the uninterrupted run (all state

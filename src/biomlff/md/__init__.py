@@ -1,10 +1,11 @@
 """biomlff.md — geometry optimisation and molecular dynamics for any biomlff Potential.
 
-FIRE (:func:`optimize`), NVE / Nosé–Hoover-chain NVT / Langevin NVT / MTK NPT (:class:`Simulation`
-with an :class:`Ensemble`), path-integral (ring-polymer) MD (:class:`PIMDSimulation` with
-:class:`PIMD`), an i-PI socket client (:class:`IPIClient`), steered MD (:class:`Steering`),
-pair lists inside the compiled step (JAX-MD), extxyz / H5MD trajectories, checkpoints and exact
-restarts. See ``docs/md.md``.
+Geometry optimisation with L-BFGS or FIRE (:func:`optimize`, in the module ``minimize``: a module
+named ``optimize`` would shadow the function, issue 25), NVE / Nosé–Hoover-chain NVT / Langevin NVT /
+MTK NPT (:class:`Simulation` with an :class:`Ensemble`), path-integral (ring-polymer) MD
+(:class:`PIMDSimulation` with :class:`PIMD`), an i-PI socket client (:class:`IPIClient`), steered MD
+(:class:`Steering`), pair lists inside the compiled step (JAX-MD), extxyz / H5MD trajectories,
+checkpoints and exact restarts. See ``docs/md.md``.
 
 Importing this package is cheap: JAX and JAX-MD are imported when a function needs them.
 """
@@ -21,8 +22,8 @@ _EXPORTS = {
     "System": "structure",
     "read_structure": "structure",
     "shipped_structure": "structure",
-    "optimize": "optimize",
-    "OptResult": "optimize",
+    "optimize": "minimize",
+    "OptResult": "minimize",
     "PairLists": "neighborlist",
     "PIMD": "pimd",
     "PIMDSimulation": "pimd",
