@@ -140,7 +140,11 @@ def test_charges_and_charged_molecule(dha, params):
     z, x = deprotonated(dha)
     with jax.enable_x64(True):
         outs = {
-            q: evaluate(so3lr_potential(z, charge=q, precision="float64", params=params), x) for q in (0, -1)
+            # the neutral deprotonated molecule is a radical: a doublet (a singlet is refused)
+            q: evaluate(
+                so3lr_potential(z, charge=q, multiplicity=2 + q, precision="float64", params=params), x
+            )
+            for q in (0, -1)
         }
     for q, out in outs.items():
         assert abs(out["charges"].sum() - q) < 1e-10
