@@ -347,3 +347,20 @@ def test_so3lr_triclinic_cell_equals_orthorhombic_and_energy_terms(shared):
     terms = b.calc.get_property("energy_terms", b)
     assert set(terms) == {"so3krates", "zbl", "electrostatics", "dispersion"}
     assert sum(terms.values()) == pytest.approx(res[1][0], abs=1e-8)
+
+
+def test_written_extxyz_names_its_unit(shared, tmp_path):
+    """biomlff's own extxyz records the energy unit, so reading it back assumes nothing."""
+    import warnings
+
+    from biomlff.data import read_dataset, write_dataset
+    from biomlff.errors import BiomlffWarning
+
+    md22 = shared / "datasets" / "md22" / "md22_Ac-Ala3-NHMe_5frames.xyz"
+    ds = read_dataset(md22, energy_unit="kcal/mol", energy_key="Energy")
+    write_dataset(ds, tmp_path / "k.xyz", energy_unit="kcal/mol")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BiomlffWarning)
+        back = read_dataset(tmp_path / "k.xyz")
+    assert back.metadata["source_units"]["energy"] == "kcal/mol"
+    assert np.allclose(back.energy, ds.energy) and np.allclose(back.forces, ds.forces)

@@ -417,7 +417,9 @@ def read_ase(
     ase_fmt = fmt
     if ase_fmt is None and path.suffix.lower() in XYZ_EXT:
         ase_fmt = "extxyz"
-    e_unit = energy_unit or "eV"
+    declared = None if energy_unit else _declared_energy_unit(path, ase_fmt)
+    used_keys.add("energy_unit")
+    e_unit = energy_unit or declared or "eV"
     r_unit = length_unit or "Ang"
     l_fac = units.length_factor(r_unit)
     e_fac = units.energy_factor(e_unit)
@@ -515,7 +517,9 @@ def read_ase(
         zs = np.array(zs)
     src_units = {"length": r_unit}
     if "energy" in kw or "forces" in per_atom_in:
-        src_units["energy"] = e_unit if energy_unit else "eV (assumed: ASE convention, no unit in file)"
+        src_units["energy"] = (
+            e_unit if energy_unit or declared else "eV (assumed: ASE convention, no unit in file)"
+        )
         src_units["forces"] = force_unit or f"{e_unit}/{r_unit}"
     return Dataset.from_arrays(
         zs,
@@ -537,6 +541,18 @@ def read_ase(
         source=str(path),
         min_distance=min_distance,
     )
+
+
+def _declared_energy_unit(path, ase_fmt) -> str | None:
+    """The ``energy_unit`` a file written by :func:`write_extxyz` names in its first frame's
+    comment line (None if it names none or cannot be read here; the main read reports errors)."""
+    import ase.io
+
+    try:
+        unit = ase.io.read(str(path), index=0, format=ase_fmt).info.get("energy_unit")
+    except Exception:  # noqa: BLE001 - the full read below gives the error naming the frame
+        return None
+    return str(unit) if unit else None
 
 
 def _collect_extras(atoms, frame, used_keys, extra_f, extra_a) -> None:
@@ -590,6 +606,7 @@ def write_extxyz(ds: Dataset, path, *, energy_unit: str = "eV", fmt: str = "extx
             for k in list(atoms.arrays):
                 if is_force_field(k) and k in ds.atom_data:
                     atoms.arrays[k] = atoms.arrays[k] / e_fac
+        atoms.info["energy_unit"] = energy_unit  # read back without an assumed unit
         images.append(atoms)
     with atomic_path(path) as tmp:
         ase.io.write(str(tmp), images, format=fmt)
