@@ -27,14 +27,21 @@ def fragments(shared):
         a = atoms[:n]
         a.set_cell(None)
         a.pbc = False
-        a.info = {"charge": q}
+        # cut fragments are often radicals: the multiplicity the electron count allows (2S + 1)
+        a.info = {"charge": q, "multiplicity": 1 + int(a.numbers.sum() - q) % 2}
         out.append(a)
     return out
 
 
 def test_mixed_sizes_share_programs_and_match_unpadded(params, fragments):
     systems = [
-        ev.System(species=a.numbers, positions=a.positions, charge=a.info["charge"]) for a in fragments
+        ev.System(
+            species=a.numbers,
+            positions=a.positions,
+            charge=a.info["charge"],
+            spin=float(a.info["multiplicity"] - 1),
+        )
+        for a in fragments
     ]
     config = SO3LRConfig(lr_cutoff=None, dispersion_damping=None, precision="float64")
     before = ev.TRACES[0]

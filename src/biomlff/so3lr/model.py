@@ -434,8 +434,8 @@ class SO3LR(Model):
 
     def inputs(self, system: ChemicalSystem) -> dict:
         z = check_elements(system.atomic_numbers, self.elements, self.name.upper())
-        check_electrons(z, system.charge, system.multiplicity)
         ids, fcharges = _fragment_arrays(system.fragments, len(z), float(system.charge))
+        check_electrons(z, system.charge, system.multiplicity)
         return {
             "species": np.asarray(z, np.int32),
             "charge": np.float64(system.charge),
