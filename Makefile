@@ -9,6 +9,9 @@ export OMP_NUM_THREADS ?= 1
 # yourself to use one. (The likely cause, found 2026-12-07: the process ran out of memory mappings,
 # vm.max_map_count; tests/conftest.py now releases compiled code after every test module.)
 
+# the suite in two processes (pytest-xdist), whole test files per process; override for one process
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 .PHONY: install demo test lint clean
 
 $(VENV)/.installed: pyproject.toml
