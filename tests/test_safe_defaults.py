@@ -364,3 +364,11 @@ def test_written_extxyz_names_its_unit(shared, tmp_path):
         back = read_dataset(tmp_path / "k.xyz")
     assert back.metadata["source_units"]["energy"] == "kcal/mol"
     assert np.allclose(back.energy, ds.energy) and np.allclose(back.forces, ds.forces)
+
+
+def test_relax_method_flag_reaches_the_minimiser_options():
+    from biomlff.cli.main import build_parser
+    from biomlff.cli.md import resolve_options
+
+    a = build_parser().parse_args(["md", "nvt", "x.xyz", "--relax", "--relax-method", "fire"])
+    assert resolve_options(a)["method"] == "fire"

@@ -188,6 +188,9 @@ def register(sub) -> None:
     )
     g.add_argument("--relax-fmax", type=float, help="max |F| criterion for --relax in eV/Å (0.1)")
     g.add_argument(
+        "--relax-method", dest="method", choices=["lbfgs", "fire"], help="minimiser for --relax (lbfgs)"
+    )
+    g.add_argument(
         "--velocities",
         choices=["file", "maxwell"],
         help="starting velocities: 'file' (those of the structure file; the default when it has "
