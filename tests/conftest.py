@@ -23,6 +23,21 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture()
+def argon_file(tmp_path) -> Path:
+    """A periodic fcc argon lattice (3×3×3 cells of 5.4 Å, 108 atoms) as extxyz: the cheap system of
+    the MD command-line tests (``--model lj``)."""
+    from ase import Atoms
+    from ase.io import write
+
+    from biomlff.md.testing import fcc_lattice
+
+    pos, cell = fcc_lattice(3, 5.4)
+    path = tmp_path / "argon.xyz"
+    write(path, Atoms(numbers=[18] * len(pos), positions=pos, cell=cell, pbc=True), format="extxyz")
+    return path
+
+
 @pytest.fixture(scope="session")
 def so3lr_cache(shared, tmp_path_factory) -> Path:
     """A user cache (for ``BIOMLFF_CACHE``) holding the published SO3LR weights, imported once per

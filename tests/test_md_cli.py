@@ -10,18 +10,7 @@ import numpy as np
 import pytest
 
 from biomlff.cli.main import main
-from biomlff.md.testing import fcc_lattice, lj_cluster
-
-
-@pytest.fixture()
-def argon_file(tmp_path):
-    from ase import Atoms
-    from ase.io import write
-
-    pos, cell = fcc_lattice(3, 5.4)
-    path = tmp_path / "argon.xyz"
-    write(path, Atoms(numbers=[18] * len(pos), positions=pos, cell=cell, pbc=True), format="extxyz")
-    return path
+from biomlff.md.testing import lj_cluster
 
 
 @pytest.fixture()

@@ -21,17 +21,6 @@ def run_cli(args, capsys):
     return rc, out.out, out.err
 
 
-@pytest.fixture()
-def argon_file(tmp_path):
-    from ase import Atoms
-    from ase.io import write
-
-    pos, cell = fcc_lattice(3, 5.4)
-    path = tmp_path / "argon.xyz"
-    write(path, Atoms(numbers=[18] * len(pos), positions=pos, cell=cell, pbc=True), format="extxyz")
-    return path
-
-
 def _write(tmp_path, name, numbers, positions, **info):
     from ase import Atoms
     from ase.io import write

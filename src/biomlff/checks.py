@@ -82,24 +82,15 @@ def check_structure(atomic_numbers, positions, cell=None, name: str = "structure
 
 
 def _close_pairs(r, cell, cutoff):
-    """(i, j, d) of the atom pairs closer than ``cutoff`` Å (i < j; minimum image under ``cell``)."""
-    c = None if cell is None else np.asarray(cell, float)
-    ortho = c is not None and np.all(np.abs(c - np.diag(np.diag(c))) < 1e-10) and np.all(np.diag(c) > 0)
-    if c is None or ortho:
-        from scipy.spatial import cKDTree
+    """(i, j, d) of the atom pairs closer than ``cutoff`` Å (i < j; minimum image under ``cell``):
+    the host pair lists of :func:`biomlff.neighbors.pair_indices` and the one minimum image."""
+    from .geometry import minimum_image_np
+    from .neighbors import pair_indices
 
-        if c is None:
-            pairs = cKDTree(r).query_pairs(cutoff, output_type="ndarray")
-        else:
-            box = np.diag(c)
-            pairs = cKDTree(np.mod(r, box), boxsize=box).query_pairs(cutoff, output_type="ndarray")
-        if not pairs.size:
-            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-        d = r[pairs[:, 1]] - r[pairs[:, 0]]
-        if c is not None:
-            d -= np.round(d / box) * box
-        return pairs[:, 0], pairs[:, 1], np.linalg.norm(d, axis=1)
-    return _neighbors(r, c, cutoff, np.zeros(len(r), float))
+    c = None if cell is None else np.asarray(cell, float)
+    i, j = pair_indices(r, cutoff, cell=c, half=True)
+    d = np.linalg.norm(minimum_image_np(r[j] - r[i], c), axis=1)
+    return i, j, d
 
 
 def _neighbors(r, cell, cutoff, radii):

@@ -138,8 +138,8 @@ class SO3LRCalculator(PotentialCalculator):
         return key
 
     def make_potential(self, atoms):
+        from ..checks import check_electrons
         from ..so3lr import so3lr_potential
-        from ..so3lr.model import check_electrons
 
         _, charge, mult, frag = self.system_key(atoms)[:4]
         check_electrons(atoms.numbers, charge, mult)  # before the weights are loaded

@@ -455,10 +455,9 @@ def _crystal_hint(handler):
         try:
             return handler(args)
         except ModelError as exc:
-            path = str(getattr(args, "input", None) or (args.get("input") if isinstance(args, dict) else ""))
-            crystal = path.lower().rsplit(".", 1)[-1] in ("pdb", "ent", "cif", "pdbx")
-            free = getattr(args, "free_space", None) if not isinstance(args, dict) else args.get("free_space")
-            if "box heights" in str(exc) and crystal and not free:
+            suffix = str(args.input).lower().rsplit(".", 1)[-1]
+            crystal = suffix in ("pdb", "ent", "cif", "pdbx") and not args.free_space
+            if "box heights" in str(exc) and crystal:
                 raise ModelError(
                     f"{exc}. The cell comes from the file's crystal record (CRYST1): the crystal's unit "
                     "cell, not a simulation box; pass --free-space to simulate the molecule in vacuum, or "

@@ -435,6 +435,8 @@ class SO3LR(Model):
     def inputs(self, system: ChemicalSystem) -> dict:
         z = check_elements(system.atomic_numbers, self.elements, self.name.upper())
         ids, fcharges = _fragment_arrays(system.fragments, len(z), float(system.charge))
+        from ..checks import check_electrons
+
         check_electrons(z, system.charge, system.multiplicity)
         return {
             "species": np.asarray(z, np.int32),
@@ -523,14 +525,6 @@ def prepare_params(params, config: SO3LRConfig):
     return tabulate.with_tables(
         params, config.arch, config.dtype, num_cells=tabulate.default_cells(config.precision)
     )
-
-
-def check_electrons(atomic_numbers, charge, multiplicity) -> None:
-    """The one electron-count rule (:func:`biomlff.checks.check_electrons`): SO3LR's charge and spin
-    embeddings must describe a state the molecule can have."""
-    from ..checks import check_electrons as check
-
-    check(atomic_numbers, charge, multiplicity)
 
 
 def spin_of(multiplicity) -> float:

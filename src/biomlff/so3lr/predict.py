@@ -40,9 +40,10 @@ def predict_dataset(
     (its architecture, weights and elements). ``electrostatics``: "cutoff" (default) or "ewald" / "pme"
     for periodic frames (lattice sum tuned per cell to ``ewald_accuracy``, :mod:`biomlff.so3lr.lattice`;
     free-space frames keep the cutoff form)."""
+    from ..checks import check_electrons
     from ..errors import ConfigError
     from .evaluate import System, evaluate_systems
-    from .model import check_cell, check_electrons, check_elements, make_config, spin_of
+    from .model import check_cell, check_elements, make_config, spin_of
     from .weights import load_params
 
     if batch_size < 1:
