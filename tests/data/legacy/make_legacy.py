@@ -2,7 +2,8 @@
 before the one container helper of issue 26; kept to show how they were made, not to be re-run:
 today's code writes the new layout).
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/data/legacy/make_legacy.py
+    git archive 5832179 src | tar -x -C /tmp/legacy_src
+    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/legacy_src/src .venv/bin/python tests/data/legacy/make_legacy.py
 
 Files (all written by that commit's own writers):
 
@@ -35,7 +36,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 ETHANOL = ROOT / "src" / "biomlff" / "resources" / "examples" / "ethanol_md17_50.npz"
 ARCH = dict(
-    num_features=4, num_heads=2, max_degree=2, num_layers=1, num_rbf=4, energy_regression_dim=4, hirshfeld_dim=2
+    num_features=4,
+    num_heads=2,
+    max_degree=2,
+    num_layers=1,
+    num_rbf=4,
+    energy_regression_dim=4,
+    hirshfeld_dim=2,
 )
 
 
@@ -52,7 +59,8 @@ def md(ref: dict, tmp: Path) -> None:
     pot = lennard_jones(z, cutoff=5.0)
     kw = dict(log_every=10, traj_every=10, precision="float64", echo=False, progress=False, seed=5)
     ens = Ensemble(kind="langevin", dt_fs=5.0, temperature_K=80.0, tau_t_fs=200.0)
-    sim = Simulation(pot, sysm, ens, MDSettings(steps=30, checkpoint_every=20, output=str(tmp / "md.h5"), **kw))
+    settings = MDSettings(steps=30, checkpoint_every=20, output=str(tmp / "md.h5"), **kw)
+    sim = Simulation(pot, sysm, ens, settings)
     sim.run(20)
     shutil.copy(tmp / "md.chk.npz", HERE / "md_checkpoint_v1.npz")
     sim.run(30)
@@ -130,7 +138,8 @@ def gdml(ref: dict) -> None:
     from biomlff.gdml import GDMLModel, TrainConfig, load_frames, train
 
     frames = load_frames(ETHANOL)
-    model, _ = train(frames, TrainConfig(n_train=5, sigmas=[10.0], solver="closed", idx_train=np.arange(0, 50, 10)))
+    cfg = TrainConfig(n_train=5, sigmas=[10.0], solver="closed", idx_train=np.arange(0, 50, 10))
+    model, _ = train(frames, cfg)
     path = model.save(HERE / "gdml_model_v1.npz")
     e, f = GDMLModel.load(path).predict(frames.R[:3])
     ref["gdml/energy"], ref["gdml/forces"] = e, f
