@@ -31,6 +31,12 @@ class MissingDependencyError(BiomlffError, ImportError):
     """An optional dependency is missing; the message names the pip command that installs it."""
 
 
+class PeriodicityError(ConfigError, DataError, ModelError):
+    """A structure's periodicity is not usable (mixed pbc such as a slab, or pbc without a valid cell):
+    raised by the one rule :func:`biomlff.geometry.cell_from_pbc` wherever a structure enters a model,
+    and catchable as the ConfigError, DataError or ModelError the paths raised before."""
+
+
 class BiomlffWarning(UserWarning):
     """Something the user should know although the work goes on (an assumed unit, implausible labels,
     data that cannot support an analysis); the command line prints it as one ``biomlff: warning:``

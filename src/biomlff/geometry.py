@@ -79,6 +79,37 @@ def cell_heights(cell) -> np.ndarray:
     return np.stack(out, axis=-1)
 
 
+def cell_from_pbc(cell, pbc, name: str = "structure") -> np.ndarray | None:
+    """The one periodicity rule: the (3, 3) cell in Å (rows = lattice vectors) when ``pbc`` is set in
+    all three directions, ``None`` (free space) when it is set in none.
+
+    ``pbc``: a bool or three bools (None = free space). Raises ConfigError naming ``name`` for mixed
+    pbc (slabs and wires: no biomlff model sums a 2-D lattice) and for a periodic structure whose cell
+    is missing, of the wrong shape or singular. Every path that turns a structure into a model input
+    (eval, finetune, train, md, opt, the calculators, labels) uses this rule."""
+    from .errors import PeriodicityError as ConfigError
+
+    flags = np.broadcast_to(np.asarray(False if pbc is None else pbc, dtype=bool), (3,))
+    if not flags.any():
+        return None
+    if not flags.all():
+        raise ConfigError(
+            f"{name}: mixed periodic boundary conditions pbc={flags.tolist()} (a slab or wire) are not "
+            "supported; use pbc in all three directions (a 3-D box with vacuum) or none (free space)"
+        )
+    if cell is None:
+        raise ConfigError(f"{name}: pbc is set but there is no cell; give a cell or set pbc=False")
+    c = np.asarray(cell, dtype=float)
+    if c.size != 9:
+        raise ConfigError(f"{name}: the cell must have 9 entries (3 × 3 Å), got shape {c.shape}")
+    c = c.reshape(3, 3)
+    if abs(np.linalg.det(c)) < 1e-9:
+        raise ConfigError(
+            f"{name}: pbc is set but the cell is zero or singular; give a cell or set pbc=False"
+        )
+    return c
+
+
 def check_cell(cell, cutoff: float | None, name: str = "cutoff") -> np.ndarray | None:
     """Validate a periodic cell (3, 3) Å (rows = lattice vectors) for minimum-image pairs within
     ``cutoff`` Å: every cell height (:func:`cell_heights`) must be ≥ 2 × cutoff. Returns the cell as

@@ -33,3 +33,31 @@ def precision_context(precision: str):
     import jax
 
     return jax.enable_x64(precision == "float64")
+
+
+def precision_of(potential) -> str | None:
+    """The precision a potential was built in (``potential.info["precision"]``, set by
+    :func:`biomlff.models.build_potential` and the SO3LR builders), or None if it does not say."""
+    info = getattr(potential, "info", None) or {}
+    p = info.get("precision")
+    return None if p is None else check_precision(str(p))
+
+
+def resolve_precision(
+    requested: str | None, potential=None, what: str = "the run", default: str = "float32"
+) -> str:
+    """The one owner of precision for anything that runs a potential (MD, PIMD, optimiser, i-PI,
+    calculators): ``requested`` if given, else the potential's own (:func:`precision_of`), else
+    ``default`` ("float32"). ConfigError when both are given and differ: a float64 model driven in
+    float32 (or the reverse) would silently compute in a precision nobody asked for."""
+    own = None if potential is None else precision_of(potential)
+    if requested is None:
+        return own or check_precision(default)
+    check_precision(requested)
+    if own is not None and own != requested:
+        raise ConfigError(
+            f"precision mismatch: the model was built in {own} but {what} was asked to run in "
+            f"{requested}; build the model with precision={requested!r} (--precision {requested}) "
+            "or leave the run's precision unset to follow the model"
+        )
+    return requested

@@ -84,21 +84,12 @@ class _ReusedList:
 
 
 def cell_of(atoms) -> np.ndarray | None:
-    """The (3, 3) cell in Å (rows = lattice vectors) of fully periodic atoms, None for free space.
+    """The (3, 3) cell in Å (rows = lattice vectors) of fully periodic atoms, None for free space
+    (the one rule, :func:`biomlff.geometry.cell_from_pbc`: PeriodicityError for mixed pbc or a
+    periodic system without a valid cell)."""
+    from ..geometry import cell_from_pbc
 
-    Raises ModelError for partial periodicity (mixed pbc) and for a periodic system without cell."""
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if not pbc.any():
-        return None
-    if not pbc.all():
-        raise ModelError(
-            f"mixed periodic boundary conditions pbc={pbc.tolist()} are not supported; "
-            "use pbc=True in all directions or pbc=False"
-        )
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    if abs(np.linalg.det(cell)) < 1e-12:
-        raise ModelError("atoms are periodic (pbc=True) but the cell is empty or degenerate")
-    return cell
+    return cell_from_pbc(atoms.cell.array, atoms.pbc, name="atoms")
 
 
 _KERNELS: dict = {}

@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
+from ..defaults import DEFAULT_EWALD_ACCURACY
 from .base import DEFAULT_SKIN, PotentialCalculator, cell_of
 
 
 class SO3LRCalculator(PotentialCalculator):
-    """SO3LR as an ASE calculator.
+    """SO3LR (or any SO3krates/SO3LR model file) as an ASE calculator: the generic calculator on top of
+    the front door :func:`biomlff.models.build_potential`, so it resolves its settings exactly as
+    ``biomlff md``, eval and training do (:class:`biomlff.models.ModelSettings`).
 
     Args:
-        lr_cutoff: long-range cutoff in Å (default 12; periodic systems need every box edge
-            ≥ 2 × lr_cutoff), or None for all pairs (gas phase only; the training setting).
-        dispersion_damping: width in Å of the dispersion switch before the cutoff (default 2).
+        lr_cutoff: long-range cutoff in Å; "auto" (default): the model file's, else none (all pairs,
+            the training setting) in free space and 12 Å for periodic cells (every cell height must
+            be ≥ 2 × lr_cutoff); None: all pairs (free space only).
+        dispersion_damping: width in Å of the dispersion switch before the cutoff (default: the
+            model file's, else 2).
         precision: "float32" (default) or "float64" (evaluated in a local ``jax.enable_x64`` context).
-        params: parameter tree (default: the installed weights, :func:`biomlff.so3lr.load_params`).
-        weights: path to a weights file (canonical npz, params.pkl or so3krates-torch model) instead.
+        model: "so3lr" (default), a model file path or an :class:`~biomlff.so3lr.modelfile.SO3LRModel`.
+        params: parameter tree (default: the model's; for SO3LR the installed weights,
+            :func:`biomlff.so3lr.load_params`). weights: path to a weights file (canonical npz,
+            params.pkl or so3krates-torch model) instead.
         capacity_margin: head-room factor of the pair-list capacities.
         skin: Verlet skin (Å, default 0.5) of the long-range pair list, which is reused between calls
             until an atom has moved by half of it (limited by the minimum image in small cells; 0
@@ -55,10 +61,11 @@ class SO3LRCalculator(PotentialCalculator):
 
     def __init__(
         self,
-        lr_cutoff: float | None = DEFAULT_LR_CUTOFF,
-        dispersion_damping: float | None = DEFAULT_DISPERSION_DAMPING,
+        lr_cutoff: float | str | None = "auto",
+        dispersion_damping: float | None = None,
         precision: str = "float32",
         *,
+        model="so3lr",
         params=None,
         weights=None,
         capacity_margin: float = 1.25,
@@ -71,38 +78,53 @@ class SO3LRCalculator(PotentialCalculator):
         pme_order: int = 6,
         **kwargs,
     ):
+        from ..models import ModelSettings, _model_object
+
+        self.settings = ModelSettings.of(
+            lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
+            dispersion_damping=dispersion_damping,
+            precision=precision,
+            filters=filters,
+            electrostatics=electrostatics,
+            ewald_accuracy=ewald_accuracy,
+            pme_order=pme_order,
+        )
         super().__init__(None, precision=precision, capacity_margin=capacity_margin, skin=skin, **kwargs)
-        self.lr_cutoff = None if lr_cutoff is None else float(lr_cutoff)
-        self.dispersion_damping = dispersion_damping
+        self.model = _model_object(model)
+        if self.model is None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"SO3LRCalculator needs an SO3LR/SO3krates model, got {model!r}")
         self._params = params
         self._weights = weights
         self.default_charge = float(charge)
         self.default_multiplicity = int(multiplicity)
-        from ..so3lr.lattice import ELECTROSTATICS
-
-        if electrostatics not in ELECTROSTATICS:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"electrostatics must be one of {ELECTROSTATICS}, got {electrostatics!r}")
-        self.electrostatics = electrostatics
-        self.ewald_accuracy = float(ewald_accuracy)
-        self.pme_order = int(pme_order)
-        from ..so3lr.model import FILTERS, default_filters
-
-        self.filters = default_filters(self.precision) if filters is None else filters
-        if self.filters not in FILTERS:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"filters must be one of {FILTERS}, got {filters!r}")
+        self.filters = self.settings.resolve().filters
+        self.electrostatics = self.settings.electrostatics
 
     @property
     def params(self):
-        """The SO3LR parameter tree (loaded on first use)."""
+        """The parameter tree (loaded on first use)."""
         if self._params is None:
-            from ..so3lr import load_params
+            if self.model.params is not None and self._weights is None:
+                self._params = self.model.params
+            else:
+                from ..so3lr import load_params
 
-            self._params = load_params(self._weights)
+                self._params = load_params(self._weights)
         return self._params
+
+    def resolved(self, atoms):
+        """The :class:`~biomlff.models.ModelSettings` for ``atoms`` (their cell decides "auto")."""
+        from ..models import system_of
+
+        return self.settings.resolve(system_of(atoms), self.model.meta.get("inference"))
+
+    @property
+    def lr_cutoff(self):
+        """The long-range cutoff (Å) of the current potential (before the first call: the setting)."""
+        pot = self.potential
+        return self.settings.lr_cutoff if pot is None else pot.info.get("lr_cutoff")
 
     def system_key(self, atoms):
         charge = float(atoms.info.get("charge", self.default_charge))
@@ -117,53 +139,53 @@ class SO3LRCalculator(PotentialCalculator):
                 )
             ids = tuple(int(v) for v in atoms.arrays["fragment_ids"])
             frag = (ids, tuple(float(v) for v in np.atleast_1d(atoms.info["fragment_charges"])))
-        key = (tuple(int(z) for z in atoms.numbers), charge, mult, frag)
+        cell = cell_of(atoms)
+        settings = self.resolved(atoms)
+        key = (tuple(int(z) for z in atoms.numbers), charge, mult, frag, cell is None, settings)
         if self.electrostatics != "cutoff":  # lattice sums: the tuned static settings depend on the cell
             from ..so3lr import check_cell
             from ..so3lr.lattice import lattice_settings
             from ..so3lr.physics import ELECTROSTATIC_SIGMA
 
-            cell = cell_of(atoms)
-            check_cell(cell, self.lr_cutoff)
+            check_cell(cell, settings.lr_cutoff)
             key += (
                 lattice_settings(
                     self.electrostatics,
                     cell,
-                    self.lr_cutoff,
+                    settings.lr_cutoff,
                     ELECTROSTATIC_SIGMA,
-                    self.ewald_accuracy,
-                    self.pme_order,
+                    settings.ewald_accuracy,
+                    settings.pme_order,
                 ),
             )
         return key
 
     def make_potential(self, atoms):
         from ..checks import check_electrons
-        from ..so3lr import so3lr_potential
+        from ..models import build_potential
+        from ..potential import ChemicalSystem
 
         _, charge, mult, frag = self.system_key(atoms)[:4]
         check_electrons(atoms.numbers, charge, mult)  # before the weights are loaded
         lattice = self.electrostatics != "cutoff"
-        settings = {k: getattr(self, k) for k in ("lr_cutoff", "dispersion_damping", "precision", "filters")}
-        return so3lr_potential(
-            atoms.numbers,
-            charge=charge,
-            multiplicity=mult,
-            params=self.params,
-            fragments=None if frag is None else (np.asarray(frag[0]), np.asarray(frag[1])),
-            electrostatics=self.electrostatics,
+        system = ChemicalSystem(
+            np.asarray(atoms.numbers),
+            charge,
+            mult,
+            None if frag is None else (np.asarray(frag[0]), np.asarray(frag[1])),
             cell=cell_of(atoms) if lattice else None,
-            ewald_accuracy=self.ewald_accuracy,
-            pme_order=self.pme_order,
-            **settings,
         )
+        # "auto" follows the atoms' own periodicity even where the lattice cell is not passed on
+        settings = self.resolved(atoms)
+        return build_potential(self.model, system, settings, params=self.params)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):
         from ase.calculators.calculator import all_changes
 
         from ..so3lr import check_cell
 
-        check_cell(cell_of(atoms if atoms is not None else self.atoms), self.lr_cutoff)
+        a = atoms if atoms is not None else self.atoms
+        check_cell(cell_of(a), self.resolved(a).lr_cutoff)
         super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
         if "dipole" in self.results:
             self.results["dipole"] = np.asarray(self.results["dipole"], dtype=float)

@@ -7,55 +7,22 @@ on the command line override the file. Heavy modules are imported inside the han
 
 from __future__ import annotations
 
-from ._common import add_command, csv_ints
+from ._common import add_command, add_model_options, csv_ints, model_settings
 
-#: defaults (thesis settings): dt 0.5 fs, 300 K, 1 atm, NHC length 3, τ_T = 100 dt, τ_P = 1000 dt
-DEFAULTS = {
+#: options of the command line alone (what to read and write, how to behave on the terminal): their
+#: defaults live here; every other default comes from the library (:func:`defaults`)
+CLI_DEFAULTS = {
     "model": "so3lr",
-    "precision": "float32",
-    "filters": None,
-    "electrostatics": None,
-    "ewald_accuracy": None,
     "charge": None,
     "multiplicity": None,
-    "lr_cutoff": None,
-    "dispersion_damping": 2.0,
     "free_space": False,
     "config": None,
-    "output": None,
-    "seed": 0,
-    "skin": 0.5,
-    "capacity_multiplier": 1.25,
-    "pair_lists": "auto",
-    # opt (and md --relax: method, max_steps)
-    "fmax": 0.05,
-    "max_steps": 1000,
     "fixed": None,
-    "method": None,  # None: biomlff.md.minimize.DEFAULT_METHOD (lbfgs)
-    # md
-    "temperature": 300.0,
-    "pressure": 1.0,
-    "dt": 0.5,
-    "steps": 1000,
-    "log_every": 100,
-    "traj_every": 100,
-    "checkpoint_every": 1000,
     "restart_from": None,
     "thermostat": "nhc",
-    "friction": 0.01,
-    "nhc_length": 3,
-    "nhc_steps": 2,
-    "sy_order": 3,
-    "tau_t": None,
-    "tau_p": None,
-    "coupling": "isotropic",
     "relax": False,
     "relax_fmax": 0.1,
     "observables": None,
-    "write_forces": False,
-    "progress": None,
-    "log_file": None,
-    "checkpoint": None,
     "new_velocities": False,
     "hmr": None,
     "pull": None,
@@ -64,46 +31,109 @@ DEFAULTS = {
     "force": False,
     "velocities": None,
     "allow_radicals": False,
-    "guard_temperature_factor": 10.0,
-    "guard_max_force": 100.0,
-    "remove_com": True,
-    # pimd
-    "beads": 16,
     "trpmd": False,
-    "pile_lambda": 1.0,
     "bead_traj": True,
-    # ipi
     "address": None,
     "max_requests": None,
-    "connect_timeout": 60.0,
+}
+
+#: option → (library class or function, field or argument, conversion): the dataclasses (and the
+#: optimiser's signature) are the only defaults of these options (thesis settings: dt 0.5 fs, 300 K,
+#: 1 atm, NHC length 3, τ_T = 100 dt, τ_P = 1000 dt)
+_FROM_LIBRARY = {
+    "precision": ("models.ModelSettings", "precision", None),
+    "filters": ("models.ModelSettings", "filters", None),
+    "electrostatics": ("models.ModelSettings", "electrostatics", None),
+    "ewald_accuracy": ("models.ModelSettings", "ewald_accuracy", None),
+    "dispersion_damping": ("models.ModelSettings", "dispersion_damping", None),
+    "lr_cutoff": (None, None, None),  # "auto": ModelSettings.resolve
+    "output": ("md.simulation.MDSettings", "output", None),
+    "seed": ("md.simulation.MDSettings", "seed", None),
+    "skin": ("md.simulation.MDSettings", "skin", None),
+    "capacity_multiplier": ("md.simulation.MDSettings", "capacity_multiplier", None),
+    "pair_lists": ("md.simulation.MDSettings", "pair_lists", None),
+    "steps": ("md.simulation.MDSettings", "steps", None),
+    "log_every": ("md.simulation.MDSettings", "log_every", None),
+    "traj_every": ("md.simulation.MDSettings", "traj_every", None),
+    "checkpoint_every": ("md.simulation.MDSettings", "checkpoint_every", None),
+    "write_forces": ("md.simulation.MDSettings", "write_forces", None),
+    "progress": ("md.simulation.MDSettings", "progress", None),
+    "log_file": ("md.simulation.MDSettings", "log_file", None),
+    "checkpoint": ("md.simulation.MDSettings", "checkpoint", None),
+    "guard_temperature_factor": ("md.simulation.MDSettings", "guard_temperature_factor", None),
+    "guard_max_force": ("md.simulation.MDSettings", "guard_max_force", None),
+    "temperature": ("md.integrators.Ensemble", "temperature_K", None),
+    "pressure": ("md.integrators.Ensemble", "pressure_eV_A3", "per_atm"),
+    "dt": ("md.integrators.Ensemble", "dt_fs", None),
+    "friction": ("md.integrators.Ensemble", "friction_per_fs", None),
+    "nhc_length": ("md.integrators.Ensemble", "chain_length", None),
+    "nhc_steps": ("md.integrators.Ensemble", "chain_steps", None),
+    "sy_order": ("md.integrators.Ensemble", "sy_order", None),
+    "tau_t": (None, None, None),  # None: Ensemble / PIMD use 100 · dt
+    "tau_p": (None, None, None),  # None: Ensemble uses 1000 · dt
+    "coupling": ("md.integrators.Ensemble", "coupling", None),
+    "remove_com": ("md.integrators.Ensemble", "remove_com", None),
+    "beads": ("md.pimd.PIMD", "beads", None),
+    "pile_lambda": ("md.pimd.PIMD", "pile_lambda", None),
+    "fmax": ("md.minimize.optimize", "fmax", None),
+    "max_steps": ("md.minimize.optimize", "max_steps", None),
+    "method": ("md.minimize.optimize", "method", None),
+    "connect_timeout": ("md.ipi.IPIClient.serve", "connect_timeout", None),
 }
 
 
-def _model_args(p):
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        help="so3lr (default), lj (Lennard-Jones test potential), PATH to a trained SO3krates/SO3LR "
-        "model (biomlff train/finetune) or PATH to an sGDML model",
-    )
-    g.add_argument("--precision", choices=["float32", "float64"], help="floating-point precision (float32)")
-    g.add_argument("--charge", type=float, help="total charge in e (default: from the file, else 0)")
-    g.add_argument("--multiplicity", type=int, help="spin multiplicity 2S+1 (default: from the file, else 1)")
-    g.add_argument(
-        "--lr-cutoff",
-        type=float,
-        help="SO3LR long-range cutoff in Å (default: none in gas phase, 12 Å for periodic systems)",
-    )
-    g.add_argument("--dispersion-damping", type=float, help="SO3LR dispersion switch width in Å (2)")
-    g.add_argument(
-        "--filters",
-        choices=["exact", "tabulated"],
-        help="SO3LR radial filters: exact networks or tabulated (default: tabulated in float32, "
-        "exact in float64)",
-    )
-    from .so3lr import add_electrostatics_option
+def library_default(option: str):
+    """The default of a library-backed option, read from the dataclass field or function argument
+    that :data:`_FROM_LIBRARY` names (so the CLI holds no default the library lacks)."""
+    import dataclasses
+    import importlib
+    import inspect
 
-    add_electrostatics_option(g)
+    where, name, conv = _FROM_LIBRARY[option]
+    if where is None:
+        return None
+    parts = where.split(".")
+    for k in range(len(parts) - 1, 0, -1):  # the longest importable module prefix, then attributes
+        try:
+            obj = importlib.import_module("biomlff." + ".".join(parts[:k]))
+        except ImportError:
+            continue
+        for attr in parts[k:]:
+            obj = getattr(obj, attr)
+        break
+    if dataclasses.is_dataclass(obj):
+        field = {f.name: f for f in dataclasses.fields(obj)}[name]
+        value = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    else:
+        value = inspect.signature(obj).parameters[name].default
+    if conv == "per_atm":
+        from .. import units
+
+        value = value / units.atm
+    return value
+
+
+def defaults() -> dict:
+    """All defaults of the md/opt/ipi options: :data:`CLI_DEFAULTS` and the library's
+    (:func:`library_default`). Imports the md pillar: called by the handlers, not at registration."""
+    return {**CLI_DEFAULTS, **{k: library_default(k) for k in _FROM_LIBRARY}}
+
+
+def _model_args(p):
+    g = add_model_options(
+        p,
+        (
+            "model",
+            "precision",
+            "charge",
+            "multiplicity",
+            "lr-cutoff",
+            "dispersion-damping",
+            "filters",
+            "electrostatics",
+            "ewald-accuracy",
+        ),
+    )
     g.add_argument(
         "--free-space",
         action="store_true",
@@ -316,37 +346,23 @@ def register_ipi(sub) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-def resolve_options(args, defaults: dict = DEFAULTS) -> dict:
-    """Merge defaults < YAML config (``--config``) < command-line flags into one dict."""
-    from ..errors import ConfigError
+def resolve_options(args, defaults: dict | None = None) -> dict:
+    """Merge defaults (:func:`defaults`) < YAML config (``--config``) < command-line flags into one
+    dict (:func:`biomlff.options.merge_options`, the loader ``train`` uses too)."""
+    from ..options import merge_options
 
-    opts = dict(defaults)
-    cfg_path = getattr(args, "config", None)
-    if cfg_path:
-        import yaml
+    def rename(key, value):
+        # before 2026-12 'force' was the constant steering force (now --add-force; --force overwrites)
+        return "add_force" if key == "force" and not isinstance(value, bool) else key
 
-        try:
-            with open(cfg_path) as fh:
-                cfg = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {cfg_path}: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}") from exc
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"config file {cfg_path} must hold a mapping of option: value")
-        for k, v in cfg.items():
-            key = str(k).replace("-", "_")
-            if key == "force" and not isinstance(v, bool):
-                key = "add_force"  # before 2026-12: 'force' was the constant steering force
-            if key not in defaults and key not in ("ensemble", "input", "steering"):
-                raise ConfigError(f"unknown option {k!r} in {cfg_path}; known: {', '.join(sorted(defaults))}")
-            opts[key] = v
-    for k, v in vars(args).items():
-        if k in ("func", "command", "debug"):
-            continue
-        if v is not None:
-            opts[k] = v
-    return opts
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "command", "debug")}
+    return merge_options(
+        globals()["defaults"]() if defaults is None else defaults,
+        getattr(args, "config", None),
+        flags,
+        extra_keys=("ensemble", "input", "steering"),
+        rename=rename,
+    )
 
 
 def _read_system(opts):
@@ -384,14 +400,9 @@ def _build(opts, system, build_potential):
     return build_potential(
         str(opts["model"]),
         system,
+        model_settings(opts),
         charge=opts["charge"],
         multiplicity=opts["multiplicity"],
-        lr_cutoff=opts["lr_cutoff"],
-        dispersion_damping=opts["dispersion_damping"],
-        precision=opts["precision"],
-        filters=opts.get("filters"),
-        electrostatics=opts.get("electrostatics"),
-        ewald_accuracy=opts.get("ewald_accuracy"),
     )
 
 
@@ -613,8 +624,8 @@ def _cmd_md(args) -> int:
         dt_fs=dt,
         temperature_K=temp,
         pressure_eV_A3=float(opts["pressure"]) * units.atm,
-        tau_t_fs=float(opts["tau_t"]) if opts["tau_t"] is not None else 100.0 * dt,
-        tau_p_fs=float(opts["tau_p"]) if opts["tau_p"] is not None else 1000.0 * dt,
+        tau_t_fs=None if opts["tau_t"] is None else float(opts["tau_t"]),
+        tau_p_fs=None if opts["tau_p"] is None else float(opts["tau_p"]),
         chain_length=int(opts["nhc_length"]),
         chain_steps=int(opts["nhc_steps"]),
         sy_order=int(opts["sy_order"]),
@@ -683,7 +694,7 @@ def _cmd_pimd(opts) -> int:
         temperature_K=temp,
         dt_fs=dt,
         thermostat="trpmd" if opts["trpmd"] else "pile_l",
-        tau_centroid_fs=float(opts["tau_t"]) if opts["tau_t"] is not None else 100.0 * dt,
+        tau_centroid_fs=None if opts["tau_t"] is None else float(opts["tau_t"]),
         pile_lambda=float(opts["pile_lambda"]),
         remove_com=bool(opts["remove_com"]),
     ).validate()

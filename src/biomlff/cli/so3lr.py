@@ -3,81 +3,35 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ._common import add_command, add_command_group
+from ._common import (
+    MODEL_OPTIONS,
+    add_command,
+    add_command_group,
+    add_model_options,
+    model_settings,
+)
 
 
-def _lr_cutoff(text: str):
-    if text.lower() in ("none", "inf", "off"):
-        return None
-    if text.lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a cutoff in Å, 'none' or 'auto', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the lr cutoff must be positive, got {value}")
-    return value
-
-
-def _model_options(p, lr_default: str) -> None:
-    g = p.add_argument_group("SO3LR settings")
-    g.add_argument(
-        "--precision",
-        choices=("float32", "float64"),
-        default=None,
-        help="arithmetic precision (default: float32 for eval, float64 for bind)",
-    )
-    g.add_argument(
-        "--lr-cutoff",
-        type=_lr_cutoff,
-        default=_lr_cutoff(lr_default),
-        metavar="Å",
-        help=f"long-range cutoff in Å, 'none' (all pairs, gas phase) or 'auto' "
-        f"(none in gas phase, 12 Å for periodic frames); default {lr_default}",
-    )
-    g.add_argument(
-        "--dispersion-damping",
-        type=float,
-        default=2.0,
-        metavar="Å",
-        help="width of the dispersion switch before the lr cutoff (2 Å)",
+def _model_options(p, lr_default: str | None = None, precision_default: str | None = None) -> None:
+    g = add_model_options(
+        p,
+        ("precision", "lr-cutoff", "dispersion-damping", "filters"),
+        title="model settings",
+        defaults={"lr-cutoff": lr_default, "precision": precision_default},
     )
     g.add_argument("--weights", metavar="PATH", help="weights file (default: the installed weights)")
-    add_filters_option(g)
+    return g
 
 
 def add_electrostatics_option(g) -> None:
-    """``--electrostatics cutoff|ewald|pme`` and ``--ewald-accuracy`` (shared with ``biomlff md``)."""
+    """``--electrostatics cutoff|ewald|pme`` and ``--ewald-accuracy`` (the shared vocabulary,
+    :data:`biomlff.cli._common.MODEL_OPTIONS`)."""
     g.add_argument(
-        "--electrostatics",
-        choices=("cutoff", "ewald", "pme"),
-        default=None,
-        help="SO3LR electrostatics in periodic boxes: 'cutoff' (default, SO3LR's shifted lr cutoff) or "
-        "the damped Coulomb sum over the whole lattice by 'ewald' (small boxes) or 'pme' (large boxes)",
+        "--electrostatics", choices=("cutoff", "ewald", "pme"), help=MODEL_OPTIONS["electrostatics"]
     )
-    g.add_argument(
-        "--ewald-accuracy",
-        type=float,
-        default=None,
-        metavar="EPS",
-        help="requested relative force accuracy of the Ewald/PME sum (1e-4)",
-    )
-
-
-def add_filters_option(g) -> None:
-    """``--filters exact|tabulated`` of ``biomlff eval`` and ``bind``."""
-    g.add_argument(
-        "--filters",
-        choices=("exact", "tabulated"),
-        default=None,
-        help="radial filters: 'exact' networks per pair or 'tabulated' (piecewise-quintic tables "
-        "built once from the weights; error below float32 rounding). Default: tabulated in float32, "
-        "exact in float64",
-    )
+    g.add_argument("--ewald-accuracy", type=float, metavar="EPS", help=MODEL_OPTIONS["ewald-accuracy"])
 
 
 def register(sub) -> None:
@@ -122,18 +76,16 @@ def register(sub) -> None:
         raw=False,
     )
     e.add_argument(
-        "--model",
-        default="so3lr",
-        help="so3lr (the pretrained model, default) or a trained model file (.npz)",
+        "--model", default="so3lr", help="so3lr (the pretrained model, default) or a model file (.npz)"
     )
     e.add_argument("--energy-key", help="energy label key of the dataset (e.g. rMD17: energies)")
     e.add_argument("--data", required=True, help="dataset file (.npz, .xyz/.extxyz, .h5)")
     e.add_argument("--out", help="predictions file (format from the extension, e.g. .extxyz, .h5)")
     e.add_argument("--batch-size", type=int, default=16, help="frames per vmapped batch (16)")
-    e.add_argument("--energy-unit", help="energy unit of files that do not say (e.g. kcal/mol)")
+    e.add_argument("--energy-unit", metavar="UNIT", help=MODEL_OPTIONS["energy-unit"])
     e.add_argument("--format", dest="fmt", help="input format (default: from the file)")
     e.add_argument("--index", help="frames to evaluate, e.g. ':100' or '::10' (default: all)")
-    _model_options(e, "auto")
+    _model_options(e)
     add_electrostatics_option(e.add_argument_group("SO3LR electrostatics (periodic frames)"))
     e.set_defaults(func=_eval)
 
@@ -165,7 +117,7 @@ def register(sub) -> None:
     b.add_argument("--separation", type=float, default=1000.0, help="minimal fragment distance in Å (1000)")
     b.add_argument("--index", help="frames to evaluate (ASE index string, default all)")
     b.add_argument("--out", help="write a CSV table of binding energies here")
-    _model_options(b, "1000")
+    _model_options(b, "1000", "float64")
     b.set_defaults(func=_bind)
 
 
@@ -249,20 +201,14 @@ def _eval(args) -> int:
     params = None if model is not None else _load_params(args)
     kw = {"energy_key": args.energy_key} if args.energy_key else {}
     ds = read_dataset(args.data, args.fmt, energy_unit=args.energy_unit, index=args.index, **kw)
-    precision = args.precision or "float32"
     with tqdm(total=len(ds), desc="so3lr eval", unit="frame", file=sys.stderr, disable=None) as bar:
         preds = predict_dataset(
             ds,
-            lr_cutoff=args.lr_cutoff,
-            dispersion_damping=args.dispersion_damping,
-            precision=precision,
             batch_size=args.batch_size,
             params=params,
             progress=bar.update,
-            filters=args.filters,
             model=model,
-            electrostatics=args.electrostatics or "cutoff",
-            ewald_accuracy=args.ewald_accuracy or 1e-4,
+            **{k: v for k, v in model_settings(args).items() if v is not None},
         )
     if args.out:
         write_dataset(predictions_dataset(ds, preds), args.out)

@@ -149,7 +149,9 @@ def check_checkpoint(rs: dict, checkpoint, potential, settings, system) -> None:
             f"checkpoint {checkpoint} is for a different system ({len(z)} atoms) than the "
             f"structure/model given ({len(zp)} atoms); refusing to resume"
         )
-    if settings.precision != meta["precision"]:
+    from ..precision import resolve_precision
+
+    if resolve_precision(settings.precision, potential, "MD") != meta["precision"]:
         raise ConfigError(
             f"checkpoint {checkpoint} was written in {meta['precision']}; resume with "
             f"--precision {meta['precision']}"
@@ -191,7 +193,14 @@ class Driver:
         return rs
 
     def __init__(self, potential, system, settings, _restart: dict | None = None):
-        self.settings = settings.validate()
+        from dataclasses import replace
+
+        from ..precision import resolve_precision
+
+        settings = settings.validate()
+        # one owner of precision: the potential's, unless the settings ask for it explicitly (then they
+        # must agree)
+        self.settings = replace(settings, precision=resolve_precision(settings.precision, potential, "MD"))
         self.system = system
         self.potential = potential
         z = np.asarray(potential.atomic_numbers)

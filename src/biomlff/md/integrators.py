@@ -48,6 +48,11 @@ from .ensembles.npt import BAROSTAT_MODES, _sinhc  # noqa: F401
 ENSEMBLES = ("nve", "nvt", "langevin", "npt")
 
 
+#: default thermostat / barostat time constants in units of the timestep (τ_T = 100 dt, τ_P = 1000 dt)
+TAU_T_PER_DT = 100.0
+TAU_P_PER_DT = 1000.0
+
+
 @dataclass(frozen=True)
 class Ensemble:
     """Integrator settings (all user units).
@@ -57,7 +62,8 @@ class Ensemble:
     coupling: NPT cell coupling, 'isotropic' or 'semi-isotropic' (x and y scaled together, z
     separately; membranes). Orthorhombic cells.
     dt_fs: timestep (fs). temperature_K (K). pressure_eV_A3: target pressure (eV/Å³).
-    tau_t_fs / tau_p_fs: thermostat / barostat time constants (fs).
+    tau_t_fs / tau_p_fs: thermostat / barostat time constants (fs); None (default) = 100 · dt_fs and
+    1000 · dt_fs (the thesis settings; the command line gives the same), resolved on construction.
     chain_length, chain_steps, sy_order: Nosé–Hoover chain length, outer sub-steps n_c and
     Suzuki–Yoshida order (1, 3, 5, 7). friction_per_fs: Langevin friction γ (1/fs).
     remove_com: keep the total momentum at zero (then 3N − 3 degrees of freedom are thermal).
@@ -67,14 +73,21 @@ class Ensemble:
     dt_fs: float = 0.5
     temperature_K: float = 300.0
     pressure_eV_A3: float = units.atm
-    tau_t_fs: float = 50.0
-    tau_p_fs: float = 500.0
+    tau_t_fs: float | None = None
+    tau_p_fs: float | None = None
     chain_length: int = 3
     chain_steps: int = 2
     sy_order: int = 3
     friction_per_fs: float = 0.01
     remove_com: bool = True
     coupling: str = "isotropic"
+
+    def __post_init__(self):
+        # the one place of the time-constant defaults (frozen dataclass: set through object)
+        if self.tau_t_fs is None:
+            object.__setattr__(self, "tau_t_fs", TAU_T_PER_DT * float(self.dt_fs))
+        if self.tau_p_fs is None:
+            object.__setattr__(self, "tau_p_fs", TAU_P_PER_DT * float(self.dt_fs))
 
     def validate(self):
         from ..errors import ConfigError

@@ -97,19 +97,20 @@ class IPIClient:
     """Energies, forces and virials of ``potential`` for i-PI requests.
 
     periodic: use the cell i-PI sends (minimum image) — otherwise the system is in free space and
-    the cell is ignored. precision: 'float64' (default) | 'float32'. skin (Å), capacity_multiplier:
-    pair-list head-room as in MD."""
+    the cell is ignored. precision: 'float64' | 'float32' | None (the potential's own, else
+    float64). skin (Å), capacity_multiplier: pair-list head-room as in MD."""
 
     def __init__(
         self,
         potential,
         periodic: bool = False,
-        precision: str = "float64",
+        precision: str | None = None,
         skin: float = 0.5,
         capacity_multiplier: float = 1.25,
     ):
-        if precision not in ("float32", "float64"):
-            raise ConfigError(f"precision must be float32 or float64, got {precision!r}")
+        from ..precision import resolve_precision
+
+        precision = resolve_precision(precision, potential, "the i-PI client", default="float64")
         self.potential = potential
         self.n = len(np.asarray(potential.atomic_numbers))
         self.periodic = bool(periodic)

@@ -174,7 +174,7 @@ def optimize(
     fmax: float = 0.05,
     max_steps: int = 1000,
     fixed=None,
-    precision: str = "float32",
+    precision: str | None = None,
     method: str = DEFAULT_METHOD,
     max_step: float = 0.2,
     dt_start: float = 0.1,
@@ -201,11 +201,11 @@ def optimize(
     memory: L-BFGS history length. trajectory: optional extxyz/H5MD path. Returns :class:`OptResult`;
     raises ModelError when the run blows up (energy far above the start, absurd moves, non-finite
     values)."""
-    from ..precision import check_precision
+    from ..precision import resolve_precision
 
     if method not in METHODS:
         raise ConfigError(f"unknown optimisation method {method!r}; choose one of {', '.join(METHODS)}")
-    check_precision(precision)
+    precision = resolve_precision(precision, potential, "the optimiser")
     if not (isinstance(fmax, int | float) and fmax > 0):
         raise ConfigError(f"fmax must be positive, got {fmax} eV/Å")
     if max_steps < 0:

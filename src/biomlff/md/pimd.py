@@ -191,7 +191,8 @@ class PIMD:
     """Path-integral settings (user units).
 
     beads: P ≥ 1. temperature_K (K). dt_fs (fs). thermostat: 'pile_l' | 'trpmd'.
-    tau_centroid_fs: centroid Langevin time constant (fs, PILE-L). pile_lambda: internal-mode
+    tau_centroid_fs: centroid Langevin time constant (fs, PILE-L; None = 100 · dt_fs, as τ_T of
+    :class:`~biomlff.md.integrators.Ensemble`). pile_lambda: internal-mode
     friction scale λ (γ_k = 2 λ ω_k). remove_com: hold the centroid's centre-of-mass momentum at zero.
     """
 
@@ -199,9 +200,15 @@ class PIMD:
     temperature_K: float = 300.0
     dt_fs: float = 0.5
     thermostat: str = "pile_l"
-    tau_centroid_fs: float = 100.0
+    tau_centroid_fs: float | None = None
     pile_lambda: float = 1.0
     remove_com: bool = True
+
+    def __post_init__(self):
+        if self.tau_centroid_fs is None:
+            from .integrators import TAU_T_PER_DT
+
+            object.__setattr__(self, "tau_centroid_fs", TAU_T_PER_DT * float(self.dt_fs))
 
     def validate(self):
         if int(self.beads) != self.beads or self.beads < 1:

@@ -38,7 +38,9 @@ class MDSettings:
     log_every / traj_every / checkpoint_every: intervals in steps (0 = never); output: trajectory
     path (.h5/.hdf5 → H5MD, else extxyz; None = no trajectory); log_file / checkpoint: default
     ``<output stem>.log`` / ``<output stem>.chk.npz``; seed: RNG seed (velocities, Langevin);
-    precision: 'float32' | 'float64'; skin (Å) and capacity_multiplier: pair-list head-room;
+    precision: 'float32' | 'float64' | None (default: the potential's own, see
+    :func:`biomlff.precision.resolve_precision`; a value that differs from it is refused);
+    skin (Å) and capacity_multiplier: pair-list head-room;
     pair_lists: pair-list builder, 'auto' | 'blocked' | 'jax_md' (see
     :class:`~biomlff.md.neighborlist.PairLists`);
     write_forces: add forces to the trajectory; observables: model outputs (keys of
@@ -58,7 +60,7 @@ class MDSettings:
     log_file: str | None = None
     checkpoint: str | None = None
     seed: int = 0
-    precision: str = "float32"
+    precision: str | None = None
     skin: float = 0.5
     capacity_multiplier: float = 1.25
     pair_lists: str = "auto"
@@ -71,7 +73,7 @@ class MDSettings:
     guard_max_force: float = 100.0
 
     def validate(self):
-        if self.precision not in ("float32", "float64"):
+        if self.precision not in (None, "float32", "float64"):
             raise ConfigError(f"precision must be float32 or float64, got {self.precision!r}")
         if self.steps < 0:
             raise ConfigError(f"steps must be ≥ 0, got {self.steps}")

@@ -42,21 +42,9 @@ class System:
     def from_atoms(cls, atoms, name: str = "system", force_free_space: bool = False) -> System:
         from ase.units import fs as ase_fs
 
-        pbc = np.asarray(atoms.pbc, bool)
-        cell = np.asarray(atoms.cell.array, float)
-        if force_free_space or not pbc.any():
-            c = None
-        elif not pbc.all():
-            raise DataError(
-                f"{name}: partially periodic structures (pbc={pbc.tolist()}) are not supported; "
-                "use pbc in all three directions or none"
-            )
-        elif abs(np.linalg.det(cell)) < 1e-9:
-            raise DataError(
-                f"{name}: pbc is set but the cell is zero or singular; give a cell or set pbc=False"
-            )
-        else:
-            c = cell
+        from ..geometry import cell_from_pbc
+
+        c = None if force_free_space else cell_from_pbc(atoms.cell.array, atoms.pbc, name=name)
         vel = None
         if atoms.has("momenta"):
             v = atoms.get_velocities() * ase_fs  # ASE velocity units → Å/fs

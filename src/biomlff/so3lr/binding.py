@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..defaults import DEFAULT_DISPERSION_DAMPING
 from ..errors import ConfigError
 from ..geometry import separate_fragments as separate  # noqa: F401  (public name kept)
 from ..potential import ChemicalSystem
-from .model import SO3LR, TERMS, TRAINED_ELEMENTS
+from .model import TERMS
 
 
 def fragment_arrays(n_atoms: int, fragments) -> np.ndarray:
@@ -43,7 +42,7 @@ def binding_energy(
     fragment_charges=None,
     *,
     lr_cutoff: float = 1000.0,
-    dispersion_damping: float = DEFAULT_DISPERSION_DAMPING,
+    dispersion_damping: float | None = None,
     precision: str = "float64",
     separation: float = 1000.0,
     multiplicity: int = 1,
@@ -63,8 +62,7 @@ def binding_energy(
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
     from .evaluate import System, evaluate_systems
-    from .model import make_config
-    from .weights import load_params
+    from .model import so3lr_params
 
     ids = np.asarray(fragment_ids, dtype=np.int32)
     n_frag = int(ids.max()) + 1 if ids.size else 0
@@ -72,15 +70,18 @@ def binding_energy(
         raise ConfigError("a binding energy needs at least two fragments")
     q = np.zeros(n_frag) if fragment_charges is None else np.asarray(fragment_charges, dtype=float)
     total = float(q.sum())
-    if model is None:
-        arch, elements, name = None, TRAINED_ELEMENTS, "so3lr"
-    else:
-        params, arch, elements, name = model.params, model.arch, model.elements, model.name
-    extra = {} if arch is None else {"arch": arch}
-    config = make_config(lr_cutoff, dispersion_damping, precision, filters=filters, **extra)
-    so3 = SO3LR(config, tuple(elements), name)
+    from ..models import ModelSettings, so3lr_for, so3lr_source
+
+    source = so3lr_source("so3lr" if model is None else model)
+    settings = ModelSettings.of(
+        lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
+        dispersion_damping=dispersion_damping,
+        precision=precision,
+        filters=filters,
+    )
+    so3, _ = so3lr_for(source, None, settings)
     inputs = so3.inputs(ChemicalSystem(atomic_numbers, total, multiplicity, (ids, q)))  # validates
-    params = load_params() if params is None else params
+    params = so3lr_params(so3, source.params if params is None else params)
     x = np.asarray(positions, dtype=float)
     z, spin = inputs["species"], float(inputs["spin"])
     systems = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import geometry
+from ..batching import fragment_arrays as _fragment_arrays
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, ModelError
 from ..ewald import EwaldSettings
@@ -382,35 +383,15 @@ class _EnergyFunction:
             return sum(jnp.sum(t[k]) for k in TERMS)
         energies = sum(t[k] for k in TERMS)
         pos = jnp.asarray(positions, energies.dtype)
+        terms = {k: jnp.sum(t[k]) for k in TERMS}
         return {
-            "energy": jnp.sum(energies),
+            "energy": sum(terms[k] for k in TERMS),  # the same sum as the energy path, bit for bit
             "energies": energies,
-            "energy_terms": {k: jnp.sum(t[k]) for k in TERMS},
+            "energy_terms": terms,
             "charges": t["charges"],
             "dipole": jnp.sum(t["charges"][:, None] * pos, axis=0),
             "hirshfeld_ratios": t["hirshfeld_ratios"],
         }
-
-
-def _fragment_arrays(fragments, n: int, charge: float):
-    """Per-atom fragment ids (N,) and per-fragment charges (F,) from ``fragments`` (see so3lr_potential)."""
-    if fragments is None:
-        return np.zeros(n, np.int32), np.array([charge], dtype=np.float64)
-    try:
-        ids, fcharges = fragments
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("fragments must be a pair (per-atom fragment ids, per-fragment charges)") from exc
-    ids = np.asarray(ids)
-    fcharges = np.atleast_1d(np.asarray(fcharges, dtype=np.float64))
-    if ids.shape != (n,):
-        raise ConfigError(f"fragment ids must have one entry per atom ({n}), got shape {ids.shape}")
-    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(fcharges):
-        raise ConfigError(f"fragment ids must be integers in 0..{len(fcharges) - 1}")
-    if np.any(np.bincount(ids, minlength=len(fcharges)) == 0):
-        raise ConfigError("every fragment must contain at least one atom")
-    if abs(fcharges.sum() - charge) > 1e-8:
-        raise ConfigError(f"fragment charges {fcharges.tolist()} do not add up to the total charge {charge}")
-    return ids.astype(np.int32), fcharges
 
 
 @dataclass(frozen=True)
@@ -610,19 +591,24 @@ def so3lr_potential(
     electrostatics, dispersion; eV), ``charges`` (e), ``dipole`` (Σ q_i R_i, e·Å) and
     ``hirshfeld_ratios``.
     """
-    from .weights import load_params
-
-    arch = PUBLISHED if arch is None else arch
-    config = make_config(lr_cutoff, dispersion_damping, precision, arch, filters)
-    if electrostatics != "cutoff":
-        config = _with_lattice_sum(config, electrostatics, cell, ewald_accuracy, pme_order, charge)
-    model = SO3LR(config, TRAINED_ELEMENTS if elements is None else tuple(elements), name)
+    model = build_so3lr(
+        lr_cutoff=lr_cutoff,
+        dispersion_damping=dispersion_damping,
+        precision=precision,
+        arch=arch,
+        elements=elements,
+        name=name,
+        filters=filters,
+        electrostatics=electrostatics,
+        cell=cell,
+        ewald_accuracy=ewald_accuracy,
+        pme_order=pme_order,
+        charge=charge,
+    )
+    config = model.config
     system = ChemicalSystem(atomic_numbers, float(charge), int(multiplicity), fragments)
     model.inputs(system)  # bad elements, multiplicity or fragments: fail before loading weights
-    if params is None:
-        if arch != PUBLISHED:
-            raise ConfigError("params must be given for a non-published architecture")
-        params = load_params()
+    params = so3lr_params(model, params)
     info = {
         "charge": float(charge),
         "multiplicity": int(multiplicity),
@@ -633,4 +619,43 @@ def so3lr_potential(
         "electrostatics": config.electrostatics,
         "ewald": config.ewald,
     }
-    return bind(model, prepare_params(params, config), system, name=name, info=info)
+    return bind(model, params, system, name=name, info=info)
+
+
+def build_so3lr(
+    *,
+    lr_cutoff: float | None,
+    dispersion_damping: float | None,
+    precision: str = "float32",
+    arch: Architecture | None = None,
+    elements=None,
+    name: str = "so3lr",
+    filters: str | None = None,
+    electrostatics: str = "cutoff",
+    cell=None,
+    ewald_accuracy: float = 1e-4,
+    pme_order: int = 6,
+    charge: float = 0.0,
+) -> SO3LR:
+    """The one place an SO3LR / SO3krates :class:`SO3LR` model (unbound, no weights) is built from
+    concrete settings: the bound potential (:func:`so3lr_potential`) and the batched paths (eval,
+    bind, training, replay) all come here, through :func:`biomlff.models.build_potential` /
+    :func:`biomlff.models.so3lr_model`, which resolve the defaults. Arguments as in
+    :func:`so3lr_potential` (``cell`` Å and ``charge`` e only tune the lattice sums)."""
+    arch = PUBLISHED if arch is None else arch
+    config = make_config(lr_cutoff, dispersion_damping, precision, arch, filters)
+    if electrostatics != "cutoff":
+        config = _with_lattice_sum(config, electrostatics, cell, ewald_accuracy, pme_order, charge)
+    return SO3LR(config, TRAINED_ELEMENTS if elements is None else tuple(elements), name)
+
+
+def so3lr_params(model: SO3LR, params=None):
+    """The weights of ``model`` ready for its config (radial tables added for tabulated filters):
+    ``params``, or the installed SO3LR weights for the published architecture."""
+    from .weights import load_params
+
+    if params is None:
+        if model.config.arch != PUBLISHED:
+            raise ConfigError("params must be given for a non-published architecture")
+        params = load_params()
+    return prepare_params(params, model.config)

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ..defaults import DEFAULT_LR_CUTOFF
 from ..errors import DataError, ModelError
 from ..fileio import atomic_savez, jsonable, open_npz
 from .architecture import PUBLISHED, Architecture
@@ -54,17 +53,34 @@ class SO3LRModel:
 
         return cls(PUBLISHED, load_params() if params is None else params, TRAINED_ELEMENTS, {}, "so3lr")
 
-    def potential(self, atomic_numbers, *, lr_cutoff: float | None | str = "default", **kwargs: Any):
-        """:class:`~biomlff.potential.Potential` of this model for one system (keywords: those of
-        :func:`biomlff.so3lr.so3lr_potential`: charge e, multiplicity, dispersion_damping Å,
-        precision, fragments, filters, ...); ``lr_cutoff="default"`` takes the model file's setting
-        (12 Å unless stated). ModelError naming any element the model was not trained on."""
-        from .model import so3lr_potential
+    @classmethod
+    def lazy_published(cls) -> SO3LRModel:
+        """The pretrained SO3LR without its weights (``params=None``): they are loaded from the user
+        cache only when a potential is built, after the input checks
+        (:func:`biomlff.models.build_potential`)."""
+        from .model import TRAINED_ELEMENTS
 
-        if lr_cutoff == "default":
-            lr_cutoff = self.meta.get("inference", {}).get("lr_cutoff", DEFAULT_LR_CUTOFF)
-        model = {"params": self.params, "arch": self.arch, "elements": self.elements, "name": self.name}
-        return so3lr_potential(atomic_numbers, lr_cutoff=lr_cutoff, **model, **kwargs)
+        return cls(PUBLISHED, None, TRAINED_ELEMENTS, {}, "so3lr")
+
+    def potential(self, atomic_numbers, *, lr_cutoff: float | None | str = "auto", **kwargs: Any):
+        """:class:`~biomlff.potential.Potential` of this model for one system, through the front door
+        :func:`biomlff.models.build_potential` (keywords: charge e, multiplicity, fragments, cell Å,
+        params, and the :class:`~biomlff.models.ModelSettings` fields: dispersion_damping Å,
+        precision, filters, electrostatics, ...). ``lr_cutoff="auto"`` (or the former "default"):
+        the model file's setting (:meth:`ModelSettings.resolve`); None: all pairs. ModelError naming
+        any element the model was not trained on."""
+        from ..models import build_potential
+        from ..potential import ChemicalSystem
+
+        system = ChemicalSystem(
+            atomic_numbers,
+            float(kwargs.pop("charge", 0.0)),
+            int(kwargs.pop("multiplicity", 1)),
+            kwargs.pop("fragments", None),
+            cell=kwargs.pop("cell", None),
+        )
+        lr = "auto" if lr_cutoff == "default" else ("none" if lr_cutoff is None else lr_cutoff)
+        return build_potential(self, system, lr_cutoff=lr, params=kwargs.pop("params", None), **kwargs)
 
     def save(self, path) -> Path:
         """Write the model file atomically; returns its path."""

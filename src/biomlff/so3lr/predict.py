@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from .model import TERMS
 
 
@@ -18,7 +17,7 @@ def predict_dataset(
     ds,
     *,
     lr_cutoff: float | None | str = "auto",
-    dispersion_damping: float = DEFAULT_DISPERSION_DAMPING,
+    dispersion_damping: float | None = None,
     precision: str = "float32",
     batch_size: int = 16,
     params=None,
@@ -30,64 +29,71 @@ def predict_dataset(
 ) -> list[dict]:
     """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset` (any mix of molecules).
 
-    ``lr_cutoff="auto"``: no cutoff (all pairs) for free-space frames, 12 Å for periodic ones.
-    Frames of different sizes share compiled programs through atom-count buckets (see
-    :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy eV,
-    forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)`` is
-    called after each batch of n frames. ``filters``: radial filters "exact" | "tabulated" (None:
+    The settings are resolved per frame by :meth:`biomlff.models.ModelSettings.resolve`, the rule of
+    every other path: ``lr_cutoff="auto"``: a model file's own cutoff, else no cutoff (all pairs) for
+    free-space frames and 12 Å for periodic ones; None: all pairs. ``dispersion_damping`` (Å, None:
+    the model file's, else 2). Frames of different sizes share compiled programs through atom-count
+    buckets (see :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy
+    eV, forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)``
+    is called after each batch of n frames. ``filters``: radial filters "exact" | "tabulated" (None:
     tabulated in float32, exact in float64; tables built once, see :mod:`biomlff.so3lr.tabulate`).
-    ``model``: a trained :class:`~biomlff.so3lr.modelfile.SO3LRModel` instead of the pretrained SO3LR
-    (its architecture, weights and elements). ``electrostatics``: "cutoff" (default) or "ewald" / "pme"
-    for periodic frames (lattice sum tuned per cell to ``ewald_accuracy``, :mod:`biomlff.so3lr.lattice`;
-    free-space frames keep the cutoff form)."""
+    ``model``: a trained :class:`~biomlff.so3lr.modelfile.SO3LRModel` or model file instead of the
+    pretrained SO3LR. ``electrostatics``: "cutoff" (default) or "ewald" / "pme" for periodic frames
+    (lattice sum tuned per cell to ``ewald_accuracy``, :mod:`biomlff.so3lr.lattice`; free-space frames
+    keep the cutoff form). Periodicity: :func:`biomlff.geometry.cell_from_pbc` (mixed pbc refused)."""
+    from dataclasses import replace
+
     from ..checks import check_electrons
     from ..errors import ConfigError
+    from ..geometry import cell_from_pbc
+    from ..models import ModelSettings, so3lr_for, so3lr_source
+    from ..potential import ChemicalSystem
     from .evaluate import System, evaluate_systems
-    from .model import check_cell, check_elements, make_config, spin_of
-    from .weights import load_params
+    from .model import check_cell, check_elements, so3lr_params, spin_of
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
-    arch, elements, name = None, None, "SO3LR"
-    if model is not None:
-        params, arch, elements, name = model.params, model.arch, model.elements, model.name.upper()
-    params = load_params() if params is None else params
-    extra = {} if arch is None else {"arch": arch}
-    groups: dict[tuple, list[tuple[int, System]]] = {}
+    source = so3lr_source("so3lr" if model is None else model)
+    settings = ModelSettings.of(
+        lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
+        dispersion_damping=dispersion_damping,
+        precision=precision,
+        filters=filters,
+        electrostatics=electrostatics,
+        ewald_accuracy=ewald_accuracy,
+    )
+    groups: dict = {}
     for k in range(len(ds)):
         f = ds.frame(k)
-        pbc = f.get("pbc")
-        periodic = f.get("cell") is not None and pbc is not None and bool(np.any(pbc))
-        cell = np.asarray(f["cell"], float).reshape(3, 3) if periodic else None
-        lr = (DEFAULT_LR_CUTOFF if periodic else None) if lr_cutoff == "auto" else lr_cutoff
-        config = make_config(lr, dispersion_damping, precision, filters=filters, **extra)
-        if cell is not None:
-            check_cell(cell, config.lr_cutoff)
+        cell = cell_from_pbc(f.get("cell"), f.get("pbc"), name=f"frame {k}")
         charge = f.get("charge")
-        if cell is not None and electrostatics != "cutoff":
-            from .model import _with_lattice_sum
-
-            config = _with_lattice_sum(
-                config, electrostatics, cell, ewald_accuracy, 6, 0.0 if charge is None else float(charge)
-            )
+        q = 0.0 if charge is None else float(charge)
         mult = f.get("multiplicity")
         try:
-            q = 0.0 if charge is None else float(charge)
             check_electrons(f["atomic_numbers"], q, 1 if mult is None else mult)
         except ConfigError as exc:
             raise ConfigError(f"frame {k}: {exc}") from None
+        frame_settings = settings if cell is not None else replace(settings, electrostatics="cutoff")
+        so3, resolved = so3lr_for(source, ChemicalSystem(f["atomic_numbers"], q, cell=cell), frame_settings)
+        if cell is not None:
+            check_cell(cell, resolved.lr_cutoff)
         system = System(
-            species=check_elements(f["atomic_numbers"], *(() if elements is None else (elements, name))),
+            species=check_elements(f["atomic_numbers"], source.elements, source.name.upper()),
             positions=np.asarray(f["positions"], float),
-            charge=0.0 if charge is None else float(charge),
+            charge=q,
             spin=spin_of(1 if mult is None else mult),
             cell=cell,
         )
-        groups.setdefault((config, periodic), []).append((k, system))
+        groups.setdefault((so3, cell is not None), []).append((k, system))
+    base = source.params if params is None else params
     results: list[dict | None] = [None] * len(ds)
-    for (config, _), members in groups.items():
+    for (so3, _), members in groups.items():
         out = evaluate_systems(
-            [s for _, s in members], config, params, batch_size=batch_size, progress=progress
+            [s for _, s in members],
+            so3.config,
+            so3lr_params(so3, base),
+            batch_size=batch_size,
+            progress=progress,
         )
         for (k, _), o in zip(members, out, strict=True):
             results[k] = o

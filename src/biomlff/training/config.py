@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -90,17 +89,11 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        import yaml
+        """The config of a YAML file (keys with ``-`` or ``_``) with ``overrides`` (None = not given)
+        on top: the loader ``biomlff md --config`` uses too (:func:`biomlff.options.merge_options`)."""
+        from ..options import read_yaml_mapping
 
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values")
+        d = read_yaml_mapping(path)
         d.update({k: v for k, v in (overrides or {}).items() if v is not None})
         return cls.from_dict(d, str(path))
 
