@@ -1,11 +1,11 @@
 """Host-side, batched evaluation of SO3LR on many structures (no ASE).
 
-Structures of *any* composition are evaluated together: atoms are padded to a geometric sequence of
-atom-count buckets (padding atoms have species 0 and no pairs, see :func:`biomlff.so3lr.so3lr_terms`),
-pair lists (:func:`biomlff.neighbors.pair_indices`) to capacity buckets, and every batch to the same
-number of frames, so that a dataset of many molecule sizes compiles only a handful of programs
-(one per occurring (atom bucket, pair buckets) combination, shared through the settings-keyed cache
-below). Units: positions Å, cell rows Å, energy eV, forces eV/Å, charges e, dipole e·Å.
+Structures of *any* composition are evaluated together: they are padded by the one batcher,
+:mod:`biomlff.batching` (atoms to atom-count buckets, padding atoms with species 0 and no pairs, see
+:func:`biomlff.so3lr.so3lr_terms`; pair lists to capacity buckets; every batch to the same number of
+frames), so that a dataset of many molecule sizes compiles only a handful of programs (one per
+occurring (atom bucket, pair buckets) combination, shared through the settings-keyed cache below).
+Units: positions Å, cell rows Å, energy eV, forces eV/Å, charges e, dipole e·Å.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..neighbors import bucket, padded_pairs, pair_indices
-from ..potential import Potential
+from .. import batching
+from ..batching import ATOM_BUCKET_MINIMUM, atom_bucket, structure_pairs
+from ..potential import ChemicalSystem, Potential
 from ..precision import precision_context
 
-#: smallest atom-count bucket; buckets grow by ≈ √2 (rounded up to multiples of 32 above it)
-ATOM_BUCKET_MINIMUM = 16
+__all__ = ["ATOM_BUCKET_MINIMUM", "System", "evaluate", "evaluate_batch", "evaluate_systems", "pad_batch"]
+
 #: per-compilation trace counter (a test checks that mixed sizes compile only a few programs)
 TRACES = [0]
 
@@ -58,10 +59,7 @@ def _kernel(model):
 
 
 def _system_pairs(neighbors, s: System) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {
-        name: pair_indices(s.positions, spec.cutoff, cell=s.cell, half=spec.half)
-        for name, spec in neighbors.items()
-    }
+    return structure_pairs(neighbors, s.positions, s.cell)
 
 
 def evaluate_systems(
@@ -76,10 +74,10 @@ def evaluate_systems(
 
     ``config``: a :class:`biomlff.so3lr.SO3LRConfig` or a :class:`biomlff.so3lr.model.SO3LR` model
     (with ``filters="tabulated"`` the radial tables are added to ``params`` once, cached per
-    weights), evaluated through ``model.apply`` on :func:`pad_batch`'s batches; all systems must be
-    either free-space or periodic (mixed lists are split by the caller). Systems are grouped by
-    atom-count bucket and evaluated ``batch_size`` at a time (the last batch of a group is padded
-    with copies).
+    weights), evaluated through ``model.apply`` on :func:`biomlff.batching.pad_batch`'s batches; all
+    systems must be either free-space or periodic (mixed lists are split by the caller). Systems are
+    grouped by atom-count bucket and evaluated ``batch_size`` at a time (the last batch of a group
+    is padded with copies).
     ``progress(n)`` is called after each batch with the number of real structures in it.
     Returns one dict per system, in input order, with NumPy float64 arrays trimmed to its atoms."""
     import jax
@@ -100,7 +98,7 @@ def evaluate_systems(
     dtype = config.dtype
     kernel = _kernel(model)
     results: list[dict | None] = [None] * len(systems)
-    n_pad = [bucket(s.n_atoms, ATOM_BUCKET_MINIMUM) for s in systems]
+    n_pad = [atom_bucket(s.n_atoms) for s in systems]
     order = sorted(range(len(systems)), key=lambda k: (n_pad[k], k))
     groups: dict[int, list[int]] = {}
     for k in order:
@@ -109,9 +107,14 @@ def evaluate_systems(
         width = min(batch_size, 1 << (len(members) - 1).bit_length())  # 1, 2, 4, ... ≤ batch_size
         for start in range(0, len(members), width):
             chunk = members[start : start + width]
-            lists = [_system_pairs(neighbors, systems[k]) for k in chunk]
-            caps = {name: bucket(max(len(li[name][0]) for li in lists)) for name in neighbors}
-            batch = pad_batch([systems[k] for k in chunk], npad, lists, caps, dtype, width)
+            batch = batching.pad_batch(
+                [chemical_system(systems[k]) for k in chunk],
+                [systems[k].positions for k in chunk],
+                neighbors,
+                n_atoms=npad,
+                width=width,
+                dtype=dtype,
+            )
             with precision_context(config.precision):
                 out = kernel(params, batch)
                 out = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=np.float64), out)
@@ -128,44 +131,23 @@ def evaluate_systems(
 def pad_batch(systems: list[System], npad: int, lists, caps, dtype, width: int) -> dict:
     """The padded batch (layout: :mod:`biomlff.potential`) of ``systems``: atoms padded to ``npad``,
     pair lists ``lists`` (per system ``{name: (i, j)}``) to the capacities ``caps``, and the frames
-    to ``width`` with copies of the last one. Positions and cells in ``dtype``."""
-    from .model import _fragment_arrays
-
-    fr = [_fragment_arrays(_frag_arg(s), s.n_atoms, s.charge) for s in systems]
-    n_frag = max(len(f[1]) for f in fr)
-    rows = []
-    for s, li, (ids, fch) in zip(systems, lists, fr, strict=True):
-        n = s.n_atoms
-        row = {
-            "species": np.zeros(npad, np.int32),
-            "positions": np.zeros((npad, 3), dtype),
-            "charge": float(s.charge),
-            "spin": float(s.spin),
-            "frag_ids": np.zeros(npad, np.int32),
-            "frag_charges": np.zeros(n_frag),
-            "pairs": {name: padded_pairs(*li[name], cap) for name, cap in caps.items()},
-        }
-        row["species"][:n] = s.species
-        row["positions"][:n] = s.positions
-        row["frag_ids"][:n] = ids
-        row["frag_charges"][: len(fch)] = fch
-        if s.cell is not None:
-            row["cell"] = np.asarray(s.cell, dtype)
-        rows.append(row)
-    rows += [rows[-1]] * (width - len(rows))  # fixed batch shape: pad with copies
-    return {k: _stack([r[k] for r in rows]) for k in rows[0]}
+    to ``width`` with copies of the last one. Positions, cells and charges in ``dtype``
+    (:func:`biomlff.batching.pad_batch`)."""
+    return batching.pad_batch(
+        [chemical_system(s) for s in systems],
+        [s.positions for s in systems],
+        lists=lists,
+        n_atoms=npad,
+        capacities=caps,
+        width=width,
+        dtype=dtype,
+    )
 
 
-def _stack(values):
-    import jax
-
-    return jax.tree_util.tree_map(lambda *a: np.stack([np.asarray(x) for x in a]), *values)
-
-
-def _frag_arg(s: System):
-    if s.frag_ids is None:
-        return None
-    return (s.frag_ids, s.frag_charges)
+def chemical_system(s: System) -> ChemicalSystem:
+    """The :class:`~biomlff.potential.ChemicalSystem` of a :class:`System` (multiplicity = spin + 1)."""
+    fragments = None if s.frag_ids is None else (s.frag_ids, s.frag_charges)
+    return ChemicalSystem(s.species, float(s.charge), float(s.spin) + 1.0, fragments, s.cell)
 
 
 def _system_of(potential: Potential, positions, cell) -> System:
