@@ -19,6 +19,7 @@ Below every pillar: imports only NumPy, the standard library and :mod:`biomlff.e
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -454,3 +455,244 @@ def open_h5(path: str | os.PathLike, what: str, mode: str = "r"):
         raise DataError(f"{what} {path}: corrupt, or another kind of file ({_error_text(exc)})") from None
     finally:
         f.close()
+
+
+# ------------------------------------------------------------------------------- tree containers
+#: the one container layout of biomlff's own binary files (MD/PIMD and training checkpoints, model
+#: files, GDML models): the format name and version in each file's header
+TREE_FORMAT = "biomlff-tree"
+TREE_VERSION = 1
+#: the entry that holds a container's header (UTF-8 JSON as uint8 bytes)
+TREE_HEADER = "__meta__"
+#: names np.savez takes as its own arguments: they cannot be entry names at the root
+_SAVEZ_ARGUMENTS = ("file", "allow_pickle")
+_SCALARS = {bool: "bool", int: "int", float: "float", complex: "complex", str: "str"}
+
+
+def _escape(key: str) -> str:
+    """A dict key as one path component ('/' separates components, so it and '%' are escaped)."""
+    return key.replace("%", "%25").replace("/", "%2F")
+
+
+def _join(prefix: str, part: str) -> str:
+    return f"{prefix}/{part}" if prefix else part
+
+
+def _is_namedtuple(node) -> bool:
+    return isinstance(node, tuple) and hasattr(type(node), "_fields")
+
+
+def _children(node, where: str) -> list[tuple[str, str, Any]] | None:
+    """(path component, JSON key, child) of a container node; None for a leaf. Dicts must have
+    string keys. NamedTuples (optax states) are keyed by field name, sequences by index."""
+    if isinstance(node, dict):
+        for key in node:
+            if not isinstance(key, str):
+                raise TypeError(f"tree at '{where or '/'}': dict key {key!r} is not a string")
+        return [(_escape(k), k, v) for k, v in node.items()]
+    if _is_namedtuple(node):
+        return [(f, f, getattr(node, f)) for f in type(node)._fields]
+    if isinstance(node, list | tuple):
+        return [(str(i), str(i), v) for i, v in enumerate(node)]
+    return None
+
+
+def flatten_tree(tree) -> dict[str, Any]:
+    """{path: leaf} of a tree of dicts (string keys), lists, tuples and NamedTuples with arrays,
+    NumPy/Python scalars and strings as leaves (None: no leaf). A path joins the dict keys, field
+    names and sequence indices from the root with '/' ('/' and '%' inside a key escaped as %2F, %25),
+    so it names the same leaf whatever the flatten order: ``{"opt": (s0, Adam(mu={"w": ..}))}`` has
+    the leaf ``opt/1/mu/w``. JAX arrays are leaves (``jax.tree_util`` itself is not used: this
+    module stays below every pillar and imports no JAX)."""
+    out: dict[str, Any] = {}
+
+    def walk(node, path):
+        if node is None:
+            return
+        kids = _children(node, path)
+        if kids is None:
+            out[path] = node
+            return
+        for part, _, child in kids:
+            walk(child, _join(path, part))
+
+    walk(tree, "")
+    return out
+
+
+def _as_array(leaf, where: str) -> np.ndarray:
+    arr = np.asarray(leaf)
+    if arr.dtype.hasobject:
+        raise TypeError(f"tree leaf '{where}': {type(leaf).__name__} is not an array, number or string")
+    return arr
+
+
+def _skeleton(node, where: str = ""):
+    """The JSON description of a tree's containers (what load_tree rebuilds without a template)."""
+    if node is None:
+        return None
+    kids = _children(node, where)
+    if kids is None:
+        return _SCALARS.get(type(node), "array")
+    sub = {key: _skeleton(child, _join(where, part)) for part, key, child in kids}
+    if isinstance(node, dict):
+        return {"dict": sub}
+    if _is_namedtuple(node):
+        return {"namedtuple": type(node).__name__, "fields": sub}
+    return {"list" if isinstance(node, list) else "tuple": list(sub.values())}
+
+
+def save_tree(
+    path: str | os.PathLike,
+    tree,
+    meta: dict,
+    *,
+    kind: str,
+    fsync: bool = False,
+    compressed: bool = False,
+    make_parents: bool = False,
+) -> Path:
+    """Write ``tree`` (nested dicts with string keys, lists, tuples, NamedTuples, None; leaves:
+    arrays of any NumPy dtype, JAX arrays, Python numbers and strings) to the .npz file ``path``
+    atomically (:func:`atomic_savez`; ``fsync`` for restarts): every leaf under its path key
+    (:func:`flatten_tree`), bit for bit, and the header entry ``__meta__``, UTF-8 JSON with the
+    format name and version, ``kind`` (e.g. "md-checkpoint"), the JSON-able ``meta`` dict and the
+    tree's container structure. Read back by :func:`load_tree`. Returns ``path``."""
+    if _children(tree, "") is None:
+        raise TypeError("save_tree: the root of a tree must be a dict, list or tuple")
+    flat = flatten_tree(tree)
+    arrays = {key: _as_array(leaf, key) for key, leaf in flat.items()}
+    for key in (TREE_HEADER, *_SAVEZ_ARGUMENTS):
+        if key in arrays:
+            raise ValueError(f"save_tree: '{key}' is reserved and cannot be a leaf at the root")
+    header = {
+        "format": TREE_FORMAT,
+        "version": TREE_VERSION,
+        "kind": kind,
+        "meta": jsonable(meta),
+        "tree": _skeleton(tree),
+    }
+    blob = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    return atomic_savez(
+        path, {TREE_HEADER: blob, **arrays}, compressed=compressed, fsync=fsync, make_parents=make_parents
+    )
+
+
+def tree_header(z: NpzArchive) -> dict | None:
+    """The header of an open container (:func:`save_tree`), or None if the archive is not one (a
+    file of an older layout, or a foreign .npz). A header that is no JSON is a DataError."""
+    if TREE_HEADER not in z:
+        return None
+    raw = z[TREE_HEADER]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        return None
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = _error_text(exc)
+        raise DataError(f"{z.what} {z.path}: its {TREE_HEADER} entry is not JSON ({reason})") from None
+    if not isinstance(header, dict) or header.get("format") != TREE_FORMAT:
+        return None
+    return header
+
+
+def _rebuild(node, z: NpzArchive, path: str):
+    """The tree described by the skeleton ``node``, leaves read from ``z`` (NamedTuples as dicts)."""
+    if node is None:
+        return None
+    if isinstance(node, str):
+        if path not in z:
+            raise z.missing(path)
+        value = z[path]
+        if node == "array":
+            return value
+        if node not in _SCALARS.values() or value.ndim != 0:
+            raise DataError(f"{z.what} {z.path}: entry '{path}' is not a {node}")
+        return value.item() if node != "str" else str(value)
+    if not isinstance(node, dict) or len(node) not in (1, 2):
+        raise DataError(f"{z.what} {z.path}: the tree structure in its header is damaged at '{path}'")
+    if "dict" in node or "fields" in node:
+        sub = node.get("dict", node.get("fields"))
+        return {k: _rebuild(v, z, _join(path, _escape(k))) for k, v in sub.items()}
+    seq = node.get("list", node.get("tuple"))
+    if not isinstance(seq, list):
+        raise DataError(f"{z.what} {z.path}: the tree structure in its header is damaged at '{path}'")
+    items = [_rebuild(v, z, _join(path, str(i))) for i, v in enumerate(seq)]
+    return items if "list" in node else tuple(items)
+
+
+def fill_tree(like, flat: dict[str, Any], what: str = "tree"):
+    """``like`` (a template tree: dicts, lists, tuples, NamedTuples such as optax states) with its
+    leaves replaced by ``flat[path]`` (:func:`flatten_tree` paths): how a stored tree becomes the
+    structure a program expects. A path missing from ``flat`` or left over, or a leaf whose shape
+    differs from the template's, is a DataError naming ``what`` and the paths."""
+    want = flatten_tree(like)
+    missing = [k for k in want if k not in flat]
+    extra = [k for k in flat if k not in want]
+    shapes = [
+        f"{k} {tuple(np.shape(flat[k]))} (expected {tuple(np.shape(want[k]))})"
+        for k in want
+        if k in flat and np.shape(flat[k]) != np.shape(want[k])
+    ]
+    if missing or extra or shapes:
+        parts = [
+            f"{label} {', '.join(items[:4])}{', …' if len(items) > 4 else ''}"
+            for label, items in (("missing", missing), ("unexpected", extra), ("other shapes:", shapes))
+            if items
+        ]
+        raise DataError(f"{what} does not match the expected structure: {'; '.join(parts)}")
+
+    def build(node, path):
+        if node is None:
+            return None
+        kids = _children(node, path)
+        if kids is None:
+            return flat[path]
+        values = [build(child, _join(path, part)) for part, _, child in kids]
+        if isinstance(node, dict):
+            return dict(zip(node.keys(), values, strict=True))
+        if _is_namedtuple(node):
+            return type(node)(*values)
+        return type(node)(values)
+
+    return build(like, "")
+
+
+def read_tree(z: NpzArchive, *, kind: str, like=None) -> tuple[Any, dict]:
+    """(tree, meta) of an open container archive ``z`` (see :func:`load_tree`)."""
+    header = tree_header(z)
+    if header is None:
+        raise DataError(
+            f"{z.what} {z.path}: not a biomlff container (no {TREE_HEADER} header of format {TREE_FORMAT})"
+        )
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise DataError(f"{z.what} {z.path}: container version {version!r} is not valid")
+    if version > TREE_VERSION:
+        raise DataError(
+            f"{z.what} {z.path}: container version {version} was written by a newer biomlff "
+            f"(this one reads up to {TREE_VERSION})"
+        )
+    if header.get("kind") != kind:
+        raise DataError(f"{z.what} {z.path}: holds a {header.get('kind')!r}, not a {kind!r}")
+    meta = header.get("meta")
+    if not isinstance(meta, dict):
+        raise DataError(f"{z.what} {z.path}: its {TREE_HEADER} header holds no metadata")
+    tree = _rebuild(header.get("tree"), z, "")
+    if like is not None:
+        tree = fill_tree(like, flatten_tree(tree), f"{z.what} {z.path}")
+    return tree, meta
+
+
+def load_tree(path: str | os.PathLike, *, kind: str, like=None, what: str | None = None) -> tuple[Any, dict]:
+    """Read a container written by :func:`save_tree` → (tree, meta). Without ``like`` the tree is
+    rebuilt from its stored structure: dicts, lists, tuples and None as saved, NamedTuples as dicts
+    of their fields, Python numbers and strings as such, arrays with their dtype and bits; with
+    ``like`` (a template, e.g. the optimiser state a program just initialised) the leaves are put
+    into the template's structure by path (:func:`fill_tree`).
+
+    An empty, corrupt or foreign file, a file of another ``kind`` or of a newer container version,
+    or one that does not match ``like``, is a DataError naming the file as a ``what`` (default:
+    ``kind``), through the one loader :func:`open_npz`."""
+    with open_npz(path, what or kind) as z:
+        return read_tree(z, kind=kind, like=like)
