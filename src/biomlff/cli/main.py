@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if args.command is None else 0
     debug = args.debug or os.environ.get("BIOMLFF_DEBUG")
     _print_warnings_as_lines()
+    from ..defaults import enable_compilation_cache
+
+    enable_compilation_cache()  # a repeated command reuses compiled programs (BIOMLFF_COMPILE_CACHE=off)
     try:
         result = args.func(args)
         return int(result or 0)

@@ -123,11 +123,14 @@ def check_min_distance(
         s = ds.atoms_slice(int(f))
         pos = ds.positions[s]
         if periodic[f]:
-            from ase import Atoms
-            from ase.neighborlist import neighbor_list
+            # the host pair lists (cKDTree, any cell size): ASE's binned neighbour list allocated
+            # ~13 GB for a molecule in a 1000 Å box (the shipped SO3LR reference frames)
+            from ..checks import _close_pairs
 
-            atoms = Atoms(numbers=ds.atomic_numbers[s], positions=pos, cell=cells[f], pbc=pbcs[f])
-            i, j, d = neighbor_list("ijd", atoms, float(min_distance))
+            cell = cells[f] if np.all(pbcs[f]) else None
+            i, j, d = _close_pairs(pos, cell, float(min_distance))
+            keep = d < min_distance
+            i, j, d = i[keep], j[keep], d[keep]
             if d.size:
                 k = int(np.argmin(d))
                 _raise_close(source, int(f) + fo, int(i[k]), int(j[k]), float(d[k]), min_distance)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -432,10 +431,9 @@ def torch_to_flax(state: dict[str, np.ndarray]) -> dict:
 # ------------------------------------------------------------------------ canonical format
 def cache_dir() -> Path:
     """Directory of the SO3LR weights in the user cache (see module docstring)."""
-    if os.environ.get("BIOMLFF_CACHE"):
-        return Path(os.environ["BIOMLFF_CACHE"]).expanduser() / "so3lr"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "biomlff" / "so3lr"
+    from ..defaults import user_cache_root
+
+    return user_cache_root() / "so3lr"
 
 
 def save_canonical(params, directory=None, source: str = "") -> Path:
