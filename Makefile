@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,labels,analysis,ipi
 export OMP_NUM_THREADS ?= 1
-# no persistent JAX compilation cache: on 2026-12-04 the clean-clone suite segfaulted inside JAX's
-# cache write (compilation_cache.put_executable_and_time) near its end; set JAX_COMPILATION_CACHE_DIR
-# yourself to use one. (The likely cause, found 2026-12-07: the process ran out of memory mappings,
-# vm.max_map_count; tests/conftest.py now releases compiled code after every test module.)
+# persistent JAX compilation cache: the CLI uses the user cache (~/.cache/biomlff/xla), the tests
+# .jax_cache (tests/conftest.py); BIOMLFF_COMPILE_CACHE=off disables it. (On 2026-12-04 a suite
+# segfaulted inside JAX's cache write; causes: memory mappings (vm.max_map_count; conftest.py releases
+# compiled code after every module) and JAX's unbounded cache writing without file locks (now bounded,
+# so locked).)
 
 # the suite in two processes (pytest-xdist), whole test files per process; override for one process
 PYTEST_ARGS ?= -n 2 --dist loadfile

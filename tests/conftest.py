@@ -14,6 +14,15 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared")).resolve()
 
+# one persistent XLA compilation cache for the run (before JAX is imported), shared by the pytest-xdist
+# workers and the command-line subprocesses: compiled code is released after every module (below), so
+# later modules reload what earlier ones compiled instead of compiling it again, and a second local
+# run reuses all of it. BIOMLFF_COMPILE_CACHE=off runs without it.
+os.environ.setdefault("BIOMLFF_COMPILE_CACHE", str(ROOT / ".jax_cache"))
+from biomlff.defaults import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:

@@ -32,6 +32,8 @@ def user_cache_root():
 #: compilations shorter than this (s) are not written to the persistent cache (JAX's default is 1 s;
 #: the SO3LR programs take 5–40 s, the small host-side ones well below 0.5 s)
 COMPILE_CACHE_MIN_SECONDS = 0.5
+#: size bound of the persistent compilation cache (bytes; least recently used entries go first)
+COMPILE_CACHE_MAX_BYTES = 4 * 1024**3
 
 
 def enable_compilation_cache(path=None) -> str | None:
@@ -56,6 +58,10 @@ def enable_compilation_cache(path=None) -> str | None:
     target = str(path or setting or (user_cache_root() / "xla"))
     os.environ["JAX_COMPILATION_CACHE_DIR"] = target
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", str(COMPILE_CACHE_MIN_SECONDS))
+    # a bounded cache: JAX then evicts the least recently used entries AND takes a file lock around
+    # every read and write; unbounded (its default), it writes entries in place without a lock, so a
+    # second process (two test workers, two runs) could read a half-written executable
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(COMPILE_CACHE_MAX_BYTES))
     if "jax" in sys.modules:  # already imported: the environment was read; set the flags directly
         import jax
 
@@ -64,4 +70,5 @@ def enable_compilation_cache(path=None) -> str | None:
             "jax_persistent_cache_min_compile_time_secs",
             float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
         )
+        jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
     return target
