@@ -1,5 +1,7 @@
 """Layout checks of docs/architecture.md: no import cycles between biomlff's modules (module-level
-and function-level imports alike), and the pillars do not import the thin layers above them."""
+and function-level imports alike), the pillars do not import the thin layers above them, and every
+import from one room (core, a pillar, the front door, the calculators, the CLI) into another is on the
+allow-list below."""
 
 from __future__ import annotations
 
@@ -103,3 +105,55 @@ def test_pillars_do_not_import_cli_or_calculators_at_module_level():
 
 def test_the_checker_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+PILLARS = ("data", "labels", "gdml", "so3lr", "md", "analysis", "training")
+
+#: room → the rooms it may import (anywhere in a module, function-level imports included). ``core`` is
+#: every top-level module but the front door (``models``); the front door builds the models of the
+#: model pillars; the calculators and the CLI sit on top.
+ALLOWED = {
+    "core": {"core"},
+    "data": {"core"},
+    "labels": {"core", "data"},
+    "gdml": {"core", "data"},
+    "so3lr": {"core", "data"},
+    "md": {"core", "data"},
+    "analysis": {"core", "data"},
+    "training": {"core", "data", "so3lr"},
+    "models": {"core", "so3lr", "gdml"},
+    "calculators": {"core", "models", "so3lr", "gdml"},
+    "cli": {"core", "models", "calculators", *PILLARS},
+}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in (*PILLARS, "calculators", "cli", "models"):
+        return parts[1]
+    return "core"
+
+
+def _sideways(graph) -> list[str]:
+    bad = []
+    for a, targets in graph.items():
+        if a == "biomlff.__main__":
+            continue  # ``python -m biomlff`` runs the CLI
+        for b in targets:
+            ra, rb = _room(a), _room(b)
+            if ra != rb and rb not in ALLOWED[ra]:
+                bad.append(f"{a} ({ra}) imports {b} ({rb})")
+    return sorted(bad)
+
+
+def test_pillar_imports_follow_the_allow_list():
+    assert _sideways(_graph()) == []
+
+
+def test_the_allow_list_check_finds_a_sideways_import():
+    assert _sideways({"biomlff.analysis.x": {"biomlff.md.y"}, "biomlff.md.y": set()}) == [
+        "biomlff.analysis.x (analysis) imports biomlff.md.y (md)"
+    ]
+    assert _sideways({"biomlff.geometry": {"biomlff.models"}}) == [
+        "biomlff.geometry (core) imports biomlff.models (models)"
+    ]

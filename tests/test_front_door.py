@@ -175,7 +175,7 @@ def test_slab_gets_the_same_error_everywhere(slab_file, so3lr_cache, tmp_path, m
 
     from biomlff.calculators import SO3LRCalculator
     from biomlff.errors import PeriodicityError
-    from biomlff.models import calculator
+    from biomlff.calculators import calculator
 
     for calc in (SO3LRCalculator(), calculator("lj")):
         atoms = read(slab_file)

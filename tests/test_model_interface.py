@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from biomlff import models
+from biomlff.calculators import calculator
 from biomlff.neighbors import build_pairs
 from biomlff.potential import ChemicalSystem, Model, NeighborSpec, bind, energy_and_forces
 
@@ -84,7 +85,7 @@ def test_toy_model_through_registry_bind_apply_calculator_and_md_factory():
     assert np.allclose(out["energy"], [e_ref, e_y], rtol=1e-12)
     assert np.allclose(out["forces"][0], f_ref, atol=1e-12)
     assert np.allclose(out["forces"][1, :4], f_y, atol=1e-12) and not np.any(out["forces"][1, 4])
-    calc = models.calculator("springs-test", precision="float64")
+    calc = calculator("springs-test", precision="float64")
     atoms = Atoms("HCOHH", positions=x)
     atoms.calc = calc
     assert atoms.get_potential_energy() == pytest.approx(e_ref, rel=1e-12)

@@ -146,7 +146,7 @@ def test_calculator_refuses_nan_and_overlap():
     from ase import Atoms
 
     from biomlff.errors import DataError
-    from biomlff.models import calculator
+    from biomlff.calculators import calculator
 
     z, r = ETHANOL
     atoms = Atoms(numbers=z, positions=r)

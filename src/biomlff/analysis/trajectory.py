@@ -379,10 +379,10 @@ def read_h5md(path) -> Trajectory:
 
 def write_h5md(path, traj: Trajectory) -> None:
     """Write ``traj`` in the H5MD layout :func:`read_h5md` reads (atomically: temp file + rename),
-    with the MD pillar's writer (:class:`biomlff.md.trajectory.H5MDWriter`): positions and box
+    with the MD pillar's writer (:class:`biomlff.data.trajectory.H5MDWriter`): positions and box
     edges in Å, velocities Å/ps, time ps (``unit`` attributes set), steps = frame indices, the
     per-frame ``info['observables']`` as observables."""
-    from ..md.trajectory import H5MDWriter
+    from ..data.trajectory import H5MDWriter
 
     path = os.fspath(path)
     obs = (traj.info or {}).get("observables", {})

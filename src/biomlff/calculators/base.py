@@ -351,7 +351,7 @@ class ModelCalculator(PotentialCalculator):
     """ASE calculator of a model built per system by ``build(system, precision) -> Potential``
     (``system``: a :class:`~biomlff.potential.ChemicalSystem` with the atomic numbers,
     ``info["charge"]`` in e, ``info["multiplicity"]`` and the cell of fully periodic atoms); rebuilt
-    whenever these change. :func:`biomlff.models.calculator` makes one for any registered model.
+    whenever these change. :func:`biomlff.calculators.calculator` makes one for any registered model.
 
     Args: build; charge, multiplicity: defaults for atoms without them in ``info``; precision,
     capacity_margin, skin: as :class:`PotentialCalculator`."""

@@ -78,7 +78,8 @@ class SO3LRCalculator(PotentialCalculator):
         pme_order: int = 6,
         **kwargs,
     ):
-        from ..models import ModelSettings, _model_object
+        from ..models import _model_object
+        from ..settings import ModelSettings
 
         self.settings = ModelSettings.of(
             lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
@@ -116,7 +117,7 @@ class SO3LRCalculator(PotentialCalculator):
 
     def resolved(self, atoms):
         """The :class:`~biomlff.models.ModelSettings` for ``atoms`` (their cell decides "auto")."""
-        from ..models import system_of
+        from ..settings import system_of
 
         return self.settings.resolve(system_of(atoms), self.model.meta.get("inference"))
 

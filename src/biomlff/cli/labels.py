@@ -232,7 +232,7 @@ def _label(args) -> int:
 
 def _model_calculator(name: str, charge: int, multiplicity: int):
     """ASE calculator of a biomlff model named on the command line (see :mod:`biomlff.models`)."""
-    from ..models import calculator
+    from ..calculators import calculator
 
     return calculator(name, charge=float(charge), multiplicity=int(multiplicity))
 

@@ -228,7 +228,7 @@ def optimize(
     limits = {"rise": max(1.0, 10.0 * tol), "disp": float(max_displacement)}
     writer = None
     if trajectory:
-        from .trajectory import open_trajectory
+        from ..data.trajectory import open_trajectory
 
         writer = open_trajectory(trajectory, system.atomic_numbers, system.cell is not None)
     try:

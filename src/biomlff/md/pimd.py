@@ -600,7 +600,7 @@ class PIMDSimulation(Driver):
         return None if traj is None else traj.with_name(traj.stem + ".beads" + traj.suffix)
 
     def _open_writers(self, resumed: bool) -> list:
-        from .trajectory import open_trajectory
+        from ..data.trajectory import open_trajectory
 
         paths = [self.settings.paths()[0]] + ([self.bead_trajectory_path()] if self.write_beads else [])
         truncate = self.step if resumed else None

@@ -258,7 +258,7 @@ class Simulation(Driver):
         return np.asarray(self.state["P"], float) / m * units.ase_time_per_fs
 
     def _open_writers(self, resumed: bool) -> list:
-        from .trajectory import open_trajectory
+        from ..data.trajectory import open_trajectory
 
         traj = self.settings.paths()[0]
         truncate = self.step if resumed else None

@@ -62,7 +62,6 @@ def binding_energy(
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
     from .evaluate import System, evaluate_systems
-    from .model import so3lr_params
 
     ids = np.asarray(fragment_ids, dtype=np.int32)
     n_frag = int(ids.max()) + 1 if ids.size else 0
@@ -70,18 +69,19 @@ def binding_energy(
         raise ConfigError("a binding energy needs at least two fragments")
     q = np.zeros(n_frag) if fragment_charges is None else np.asarray(fragment_charges, dtype=float)
     total = float(q.sum())
-    from ..models import ModelSettings, so3lr_for, so3lr_source
+    from ..settings import ModelSettings
+    from .modelfile import SO3LRModel
 
-    source = so3lr_source("so3lr" if model is None else model)
+    source = SO3LRModel.of("so3lr" if model is None else model)
     settings = ModelSettings.of(
         lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
         dispersion_damping=dispersion_damping,
         precision=precision,
         filters=filters,
     )
-    so3, _ = so3lr_for(source, None, settings)
+    so3, _ = source.unbound(None, settings)
     inputs = so3.inputs(ChemicalSystem(atomic_numbers, total, multiplicity, (ids, q)))  # validates
-    params = so3lr_params(so3, source.params if params is None else params)
+    params = source.weights_for(so3, params)
     x = np.asarray(positions, dtype=float)
     z, spin = inputs["species"], float(inputs["spin"])
     systems = [

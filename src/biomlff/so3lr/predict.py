@@ -46,14 +46,15 @@ def predict_dataset(
     from ..checks import check_electrons
     from ..errors import ConfigError
     from ..geometry import cell_from_pbc
-    from ..models import ModelSettings, so3lr_for, so3lr_source
     from ..potential import ChemicalSystem
+    from ..settings import ModelSettings
     from .evaluate import System, evaluate_systems
-    from .model import check_cell, check_elements, so3lr_params, spin_of
+    from .model import check_cell, check_elements, spin_of
+    from .modelfile import SO3LRModel
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
-    source = so3lr_source("so3lr" if model is None else model)
+    source = SO3LRModel.of("so3lr" if model is None else model)
     settings = ModelSettings.of(
         lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
         dispersion_damping=dispersion_damping,
@@ -74,7 +75,7 @@ def predict_dataset(
         except ConfigError as exc:
             raise ConfigError(f"frame {k}: {exc}") from None
         frame_settings = settings if cell is not None else replace(settings, electrostatics="cutoff")
-        so3, resolved = so3lr_for(source, ChemicalSystem(f["atomic_numbers"], q, cell=cell), frame_settings)
+        so3, resolved = source.unbound(ChemicalSystem(f["atomic_numbers"], q, cell=cell), frame_settings)
         if cell is not None:
             check_cell(cell, resolved.lr_cutoff)
         system = System(
@@ -91,7 +92,7 @@ def predict_dataset(
         out = evaluate_systems(
             [s for _, s in members],
             so3.config,
-            so3lr_params(so3, base),
+            source.weights_for(so3, base),
             batch_size=batch_size,
             progress=progress,
         )
