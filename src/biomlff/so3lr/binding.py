@@ -41,22 +41,20 @@ def binding_energy(
     fragment_ids,
     fragment_charges=None,
     *,
-    lr_cutoff: float = 1000.0,
-    dispersion_damping: float | None = None,
-    precision: str = "float64",
     separation: float = 1000.0,
     multiplicity: int = 1,
     params=None,
-    filters: str | None = None,
     model=None,
+    **settings,
 ) -> dict:
     """Binding energy (eV) of a complex made of fragments (negative = bound).
 
     Args:
         atomic_numbers (N,), positions (N, 3) Å of the complex; fragment_ids (N,) fragment index per
-        atom (0..F−1); fragment_charges (F,) in e (default 0 each); lr_cutoff Å (1000 as in the paper);
-        separation: minimal distance (Å) between fragments in the separated complex.
-        filters: radial filters "exact" | "tabulated" (None: tabulated in float32, exact in float64).
+        atom (0..F−1); fragment_charges (F,) in e (default 0 each); separation: minimal distance (Å)
+        between fragments in the separated complex. ``settings``: :class:`~biomlff.settings.ModelSettings`
+        fields (here lr_cutoff 1000 Å as in the paper and float64 unless given; filters "exact" |
+        "tabulated", None: tabulated in float32, exact in float64).
         model: a trained :class:`~biomlff.so3lr.modelfile.SO3LRModel` instead of the pretrained SO3LR.
 
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
@@ -73,12 +71,10 @@ def binding_energy(
     from .modelfile import SO3LRModel
 
     source = SO3LRModel.of("so3lr" if model is None else model)
-    settings = ModelSettings.of(
-        lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
-        dispersion_damping=dispersion_damping,
-        precision=precision,
-        filters=filters,
-    )
+    # the paper's gas-phase setting: lr cutoff 1000 Å, float64
+    if "lr_cutoff" in settings and settings["lr_cutoff"] is None:
+        settings["lr_cutoff"] = "none"  # an explicit None means all pairs
+    settings = ModelSettings.of({"lr_cutoff": 1000.0, "precision": "float64"}, **settings)
     so3, _ = source.unbound(None, settings)
     inputs = so3.inputs(ChemicalSystem(atomic_numbers, total, multiplicity, (ids, q)))  # validates
     params = source.weights_for(so3, params)

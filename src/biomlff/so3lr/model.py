@@ -591,61 +591,57 @@ def so3lr_potential(
     electrostatics, dispersion; eV), ``charges`` (e), ``dipole`` (Σ q_i R_i, e·Å) and
     ``hirshfeld_ratios``.
     """
-    model = build_so3lr(
-        lr_cutoff=lr_cutoff,
-        dispersion_damping=dispersion_damping,
-        precision=precision,
-        arch=arch,
-        elements=elements,
-        name=name,
-        filters=filters,
-        electrostatics=electrostatics,
-        cell=cell,
-        ewald_accuracy=ewald_accuracy,
-        pme_order=pme_order,
-        charge=charge,
+    from ..settings import ModelSettings
+
+    settings = ModelSettings(
+        lr_cutoff, dispersion_damping, precision, filters, electrostatics, ewald_accuracy, pme_order
     )
-    config = model.config
-    system = ChemicalSystem(atomic_numbers, float(charge), int(multiplicity), fragments)
-    model.inputs(system)  # bad elements, multiplicity or fragments: fail before loading weights
+    model = build_so3lr(settings, arch=arch, elements=elements, name=name, cell=cell, charge=charge)
+    return bind_so3lr(
+        model, ChemicalSystem(atomic_numbers, float(charge), int(multiplicity), fragments), params
+    )
+
+
+def bind_so3lr(model: SO3LR, system: ChemicalSystem, params=None) -> Potential:
+    """``model`` (from :func:`build_so3lr`) bound to ``system`` with ``params`` (default: the installed
+    weights), its resolved settings recorded in ``info``. Bad elements, multiplicity or fragments
+    fail before any weights are loaded."""
+    model.inputs(system)
     params = so3lr_params(model, params)
+    config = model.config
     info = {
-        "charge": float(charge),
-        "multiplicity": int(multiplicity),
+        "charge": float(system.charge),
+        "multiplicity": int(system.multiplicity),
         "lr_cutoff": config.lr_cutoff,
         "dispersion_damping": config.dispersion_damping,
-        "precision": precision,
+        "precision": config.precision,
         "filters": config.filters,
         "electrostatics": config.electrostatics,
         "ewald": config.ewald,
     }
-    return bind(model, params, system, name=name, info=info)
+    return bind(model, params, system, name=model.name, info=info)
 
 
 def build_so3lr(
+    settings,
     *,
-    lr_cutoff: float | None,
-    dispersion_damping: float | None,
-    precision: str = "float32",
     arch: Architecture | None = None,
     elements=None,
     name: str = "so3lr",
-    filters: str | None = None,
-    electrostatics: str = "cutoff",
     cell=None,
-    ewald_accuracy: float = 1e-4,
-    pme_order: int = 6,
     charge: float = 0.0,
 ) -> SO3LR:
-    """The one place an SO3LR / SO3krates :class:`SO3LR` model (unbound, no weights) is built from
-    concrete settings: the bound potential (:func:`so3lr_potential`) and the batched paths (eval,
-    bind, training, replay) all come here, through :func:`biomlff.models.build_potential` /
-    :func:`biomlff.models.so3lr_model`, which resolve the defaults. Arguments as in
-    :func:`so3lr_potential` (``cell`` Å and ``charge`` e only tune the lattice sums)."""
+    """The one place an SO3LR / SO3krates :class:`SO3LR` model (unbound, no weights) is built, from
+    concrete settings (a resolved :class:`~biomlff.settings.ModelSettings`: lr_cutoff Å or None for
+    all pairs, dispersion_damping Å, precision, filters, electrostatics, ewald_accuracy, pme_order):
+    the bound potential (:func:`so3lr_potential`, :meth:`~biomlff.so3lr.modelfile.SO3LRModel.bind`)
+    and the batched paths (eval, bind, training, replay) all come here. ``arch``, ``elements``,
+    ``name``: the network and what it knows; ``cell`` Å and ``charge`` e only tune the lattice sums."""
     arch = PUBLISHED if arch is None else arch
-    config = make_config(lr_cutoff, dispersion_damping, precision, arch, filters)
-    if electrostatics != "cutoff":
-        config = _with_lattice_sum(config, electrostatics, cell, ewald_accuracy, pme_order, charge)
+    s = settings
+    config = make_config(s.lr_cutoff, s.dispersion_damping, s.precision, arch, s.filters)
+    if s.electrostatics != "cutoff":
+        config = _with_lattice_sum(config, s.electrostatics, cell, s.ewald_accuracy, s.pme_order, charge)
     return SO3LR(config, TRAINED_ELEMENTS if elements is None else tuple(elements), name)
 
 

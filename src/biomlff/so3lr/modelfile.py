@@ -89,17 +89,11 @@ class SO3LRModel:
         sysm = None if system is None else system_of(system)
         r = ModelSettings.of(settings).resolve(sysm, self.meta.get("inference"))
         model = build_so3lr(
-            lr_cutoff=r.lr_cutoff,
-            dispersion_damping=r.dispersion_damping,
-            precision=r.precision,
+            r,
             arch=self.arch,
             elements=self.elements,
             name=self.name,
-            filters=r.filters,
-            electrostatics=r.electrostatics,
             cell=None if sysm is None else sysm.cell,
-            ewald_accuracy=r.ewald_accuracy,
-            pme_order=r.pme_order,
             charge=0.0 if sysm is None else float(sysm.charge),
         )
         return model, r
@@ -116,29 +110,12 @@ class SO3LRModel:
         :class:`~biomlff.potential.ChemicalSystem` or anything :func:`~biomlff.settings.system_of`
         takes) with ``settings`` resolved by :meth:`ModelSettings.resolve`; ``params`` overrides the
         weights. The builder behind :func:`biomlff.models.build_potential` for SO3LR models."""
-        from ..settings import ModelSettings, system_of
-        from .model import so3lr_potential
+        from ..settings import system_of
+        from .model import bind_so3lr
 
         sysm = system_of(system)
-        r = ModelSettings.of(settings).resolve(sysm, self.meta.get("inference"))
-        return so3lr_potential(
-            sysm.atomic_numbers,
-            charge=float(sysm.charge),
-            multiplicity=int(sysm.multiplicity),
-            fragments=sysm.fragments,
-            lr_cutoff=r.lr_cutoff,
-            dispersion_damping=r.dispersion_damping,
-            precision=r.precision,
-            filters=r.filters,
-            electrostatics=r.electrostatics,
-            cell=sysm.cell,
-            ewald_accuracy=float(r.ewald_accuracy),
-            pme_order=int(r.pme_order),
-            params=self.params if params is None else params,
-            arch=self.arch,
-            elements=self.elements,
-            name=self.name,
-        )
+        model, _ = self.unbound(sysm, settings)
+        return bind_so3lr(model, sysm, self.params if params is None else params)
 
     def potential(self, atomic_numbers, *, lr_cutoff: float | None | str = "auto", **kwargs: Any):
         """:class:`~biomlff.potential.Potential` of this model for one system (:meth:`bind`; keywords:

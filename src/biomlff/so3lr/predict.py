@@ -16,23 +16,20 @@ from .model import TERMS
 def predict_dataset(
     ds,
     *,
-    lr_cutoff: float | None | str = "auto",
-    dispersion_damping: float | None = None,
-    precision: str = "float32",
     batch_size: int = 16,
     params=None,
     progress: Callable[[int], None] | None = None,
-    filters: str | None = None,
     model=None,
-    electrostatics: str = "cutoff",
-    ewald_accuracy: float = 1e-4,
+    **settings,
 ) -> list[dict]:
     """SO3LR predictions for every frame of a :class:`biomlff.data.Dataset` (any mix of molecules).
 
-    The settings are resolved per frame by :meth:`biomlff.models.ModelSettings.resolve`, the rule of
-    every other path: ``lr_cutoff="auto"``: a model file's own cutoff, else no cutoff (all pairs) for
-    free-space frames and 12 Å for periodic ones; None: all pairs. ``dispersion_damping`` (Å, None:
-    the model file's, else 2). Frames of different sizes share compiled programs through atom-count
+    ``settings``: :class:`~biomlff.settings.ModelSettings` fields (lr_cutoff, dispersion_damping,
+    precision, filters, electrostatics, ewald_accuracy), resolved per frame by
+    :meth:`~biomlff.settings.ModelSettings.resolve`, the rule of every other path:
+    ``lr_cutoff="auto"``: a model file's own cutoff, else no cutoff (all pairs) for free-space frames
+    and 12 Å for periodic ones; None: all pairs. ``dispersion_damping`` (Å, None: the model file's,
+    else 2). Frames of different sizes share compiled programs through atom-count
     buckets (see :func:`biomlff.so3lr.evaluate.evaluate_systems`). Returns one dict per frame (energy
     eV, forces eV/Å, energies, energy_terms, charges e, dipole e·Å, hirshfeld_ratios). ``progress(n)``
     is called after each batch of n frames. ``filters``: radial filters "exact" | "tabulated" (None:
@@ -55,14 +52,9 @@ def predict_dataset(
     if batch_size < 1:
         raise ConfigError(f"batch size must be ≥ 1, got {batch_size}")
     source = SO3LRModel.of("so3lr" if model is None else model)
-    settings = ModelSettings.of(
-        lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
-        dispersion_damping=dispersion_damping,
-        precision=precision,
-        filters=filters,
-        electrostatics=electrostatics,
-        ewald_accuracy=ewald_accuracy,
-    )
+    if settings.get("lr_cutoff", "auto") is None:
+        settings["lr_cutoff"] = "none"  # an explicit None here meant all pairs
+    settings = ModelSettings.of(settings)
     groups: dict = {}
     for k in range(len(ds)):
         f = ds.frame(k)
