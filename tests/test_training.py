@@ -239,7 +239,9 @@ def test_resume_is_bitwise_identical_float64(tmp_path):
     assert keys and keys == [k for k in zb.files if k.startswith("s")]
     for k in keys:
         assert np.array_equal(za[k], zb[k]), k
-    assert json.loads(bytes(zb["__info__"]).decode())["step"] == 2000
+    from biomlff.training.trainer import read_training_checkpoint
+
+    assert read_training_checkpoint(tmp_path / "b.train" / "checkpoint.npz")[0]["step"] == 2000
 
 
 def test_model_file_round_trip_and_unknown_elements(tmp_path):
@@ -308,14 +310,16 @@ def test_sigkill_then_resume(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists()
-    step = json.loads(bytes(np.load(ckpt)["__info__"]).decode())["step"]
+    from biomlff.training.trainer import read_training_checkpoint
+
+    step = read_training_checkpoint(ckpt)[0]["step"]
     assert 0 < step < 4000
     r = subprocess.run(
         cmd + ["--resume", "--max-steps", str(step + 20)], capture_output=True, text=True, timeout=600
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "k.npz").exists()
-    assert json.loads(bytes(np.load(ckpt)["__info__"]).decode())["step"] == step + 20
+    assert read_training_checkpoint(ckpt)[0]["step"] == step + 20
 
 
 def test_bad_input_errors(tmp_path):

@@ -10,9 +10,11 @@ Array conventions follow sgdml 1.0.3 (spec §4, §9) so that models convert loss
 * ``alphas_E`` (M,) energy-constraint coefficients (models trained with energy constraints, spec §3;
   then E = c + s [Σ c2 (d·u) + Σ α_E κ(d)] and c is the mean training energy).
 
-Two file formats: biomlff's own ``.npz`` (``format='biomlff-gdml'``, eV/Å, with provenance:
-dataset hash, indices, σ, λ, solver statistics) and the sgdml 1.0.3 model ``.npz``
-(``type='m'``; written in kcal/mol and Å unless told otherwise).
+Two file formats: biomlff's own ``.npz`` (a container of kind "gdml-model",
+:func:`biomlff.fileio.save_tree`, with ``format='biomlff-gdml'`` in its metadata; eV/Å, with
+provenance: dataset hash, indices, σ, λ, solver statistics; files of format version 1, one entry per
+array, still load) and the sgdml 1.0.3 model ``.npz`` (``type='m'``; written in kcal/mol and Å unless
+told otherwise).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from .. import units
 from ..errors import DataError, ModelError
-from ..fileio import atomic_savez, jsonable, open_npz
+from ..fileio import atomic_savez, open_npz, read_tree, save_tree, tree_header
 from ..potential import Model
 from ..precision import precision_context
 from .descriptor import (
@@ -39,7 +41,9 @@ from .descriptor import (
 from .perms import descriptor_perms, tril_perms_lin
 
 FORMAT = "biomlff-gdml"
-FORMAT_VERSION = 1
+#: 2: a container of kind GDML_KIND (fileio.save_tree); 1: one entry per array (still read)
+FORMAT_VERSION = 2
+GDML_KIND = "gdml-model"
 SGDML_CODE_VERSION = "1.0.3"
 
 
@@ -250,42 +254,47 @@ class GDMLModel:
 
     # ---- biomlff model files ---------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write biomlff's model ``.npz`` atomically (temp file + rename). Units eV, Å."""
+        """Write biomlff's model ``.npz`` atomically (temp file + rename; a missing ``.npz`` suffix
+        is added, missing folders are made) as one container. Units eV, Å."""
         a, b = self.pairs
-        arrays = {
-            "format": np.array(FORMAT),
-            "format_version": np.array(FORMAT_VERSION),
+        optional = {"alphas": self.alphas, "alphas_E": self.alphas_E, "lattice": self.lattice}
+        tree = {
             "z": self.z,
             "R_desc": self.R_desc,
             "R_d_desc_alpha": self.R_d_desc_alpha,
-            "sigma": np.array(float(self.sigma)),
-            "std": np.array(float(self.std)),
-            "c": np.array(float(self.c)),
+            "sigma": float(self.sigma),
+            "std": float(self.std),
+            "c": float(self.c),
             "perms": self.perms,
-            "lam": np.array(float(self.lam)),
+            "lam": float(self.lam),
             "pairs_a": np.asarray(a),
             "pairs_b": np.asarray(b),
-            "energy_unit": np.array("eV"),
-            "length_unit": np.array("Ang"),
-            "info": np.array(json.dumps(jsonable(self.info))),
+            **{k: None if v is None else np.asarray(v) for k, v in optional.items()},
         }
-        if self.alphas is not None:
-            arrays["alphas"] = np.asarray(self.alphas)
-        if self.alphas_E is not None:
-            arrays["alphas_E"] = self.alphas_E
-        if self.lattice is not None:
-            arrays["lattice"] = np.asarray(self.lattice)
-        return _atomic_savez(path, arrays)
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "energy_unit": "eV",
+            "length_unit": "Ang",
+            "info": self.info,
+        }
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        return save_tree(path, tree, meta, kind=GDML_KIND, compressed=True, make_parents=True)
 
     @classmethod
     def load(cls, path) -> GDMLModel:
-        """Read a model file: biomlff's ``.npz`` or an sgdml 1.0.3 model ``.npz`` (auto-detected)."""
+        """Read a model file: biomlff's ``.npz`` (either format version) or an sgdml 1.0.3 model
+        ``.npz`` (auto-detected)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"model file not found: {path}")
         # sgdml stores a few object arrays (None, {mae, rmse} dicts): read by a restricted unpickler
         with open_npz(path, "sGDML model", object_arrays=True) as f:
             keys = set(f.files)
+            if tree_header(f) is not None:
+                return cls._from_container(f, path)
             if "format" in keys and str(f["format"]) == FORMAT:
                 return cls._from_biomlff(f, path)
             if "type" in keys and str(f["type"]) == "m":
@@ -293,7 +302,29 @@ class GDMLModel:
         raise DataError(f"{path}: neither a biomlff GDML model nor an sgdml model (type='m')")
 
     @classmethod
+    def _from_container(cls, f, path) -> GDMLModel:
+        tree, meta = read_tree(f, kind=GDML_KIND)
+        if meta.get("format") != FORMAT:
+            raise DataError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        ver = int(meta.get("version", 0))
+        if ver > FORMAT_VERSION:
+            raise DataError(
+                f"{path}: model format version {ver} is newer than this biomlff ({FORMAT_VERSION})"
+            )
+        fields = ("z", "R_desc", "R_d_desc_alpha", "sigma", "std", "c", "perms", "lam")
+        for key in (*fields, "pairs_a", "pairs_b"):
+            if tree.get(key) is None:
+                raise f.missing(key)
+        return cls(
+            **{k: tree[k] for k in fields},
+            **{k: tree.get(k) for k in ("alphas", "alphas_E", "lattice")},
+            pairs=(tree["pairs_a"], tree["pairs_b"]),
+            info=meta.get("info", {}),
+        )
+
+    @classmethod
     def _from_biomlff(cls, f, path) -> GDMLModel:
+        """A model file of format version 1 (one entry per array)."""
         ver = int(f["format_version"])
         if ver > FORMAT_VERSION:
             raise DataError(

@@ -34,11 +34,14 @@ import numpy as np
 
 from .. import units
 from ..errors import ConfigError, DataError, ModelError
-from ..fileio import atomic_savez
+from ..fileio import open_npz, read_tree, save_tree, tree_header
 from ..geometry import cell_heights
 from ..precision import precision_context
 
-CHECKPOINT_VERSION = 1
+#: version of the MD/PIMD checkpoint content; 1: the layout before the one container (``meta`` entry,
+#: read by :func:`read_checkpoint` still), 2: :func:`biomlff.fileio.save_tree` of kind CHECKPOINT_KIND
+CHECKPOINT_VERSION = 2
+CHECKPOINT_KIND = "md-checkpoint"
 
 
 def grown_capacities(new: dict, old: dict, grow: float) -> dict:
@@ -101,36 +104,45 @@ def truncate_table(path: Path, step: int) -> None:
 
 
 def write_checkpoint(path, meta: dict, state: dict, lists: dict) -> None:
-    """Write a checkpoint (.npz) atomically (temporary file + fsync + rename): the JSON ``meta``, every
-    state array and the pair-list reference (positions, cell, rebuild count)."""
-    path = Path(path)
-    arrays = {f"state/{k}": np.asarray(v) for k, v in state.items()}
-    for k in ("ref_positions", "rebuilds", "ref_cell"):
-        if k in lists:
-            arrays[f"lists/{k}"] = np.asarray(lists[k])
-    atomic_savez(path, {"meta": np.array(json.dumps(meta)), **arrays}, fsync=True)
+    """Write a checkpoint (.npz) atomically (temporary file + fsync + rename) as one container
+    (:func:`biomlff.fileio.save_tree`, kind "md-checkpoint"): the JSON ``meta``, every state array
+    (``state/<name>``) and the pair-list reference (``lists/``: positions, cell, rebuild count)."""
+    keep = ("ref_positions", "rebuilds", "ref_cell")
+    tree = {
+        "state": {k: np.asarray(v) for k, v in state.items()},
+        "lists": {k: np.asarray(lists[k]) for k in keep if k in lists},
+    }
+    save_tree(path, tree, meta, kind=CHECKPOINT_KIND, fsync=True)
+
+
+def _read_checkpoint_v1(z) -> tuple[dict, dict, dict]:
+    """(meta, state, lists) of a checkpoint of the layout before the one container (version 1)."""
+    meta = json.loads(str(z["meta"]))
+    if not isinstance(meta, dict):
+        raise DataError(f"{z.what} {z.path}: its 'meta' entry is not checkpoint metadata")
+    state = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
+    lists = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("lists/")}
+    return meta, state, lists
 
 
 def read_checkpoint(path, what: str = "MD checkpoint") -> dict:
-    """Read a checkpoint written by :func:`write_checkpoint` → {'meta', 'state', 'lists'}. An empty,
-    truncated, corrupt or foreign file is a DataError naming it and ``what`` (through the one
-    loader, :func:`biomlff.fileio.open_npz`)."""
-    from ..fileio import open_npz
-
+    """Read a checkpoint written by :func:`write_checkpoint` (or by biomlff before the one container,
+    version 1) → {'meta', 'state', 'lists'}. An empty, truncated, corrupt or foreign file is a
+    DataError naming it and ``what`` (through the one loader, :func:`biomlff.fileio.open_npz`)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{what} {path} does not exist")
     with open_npz(path, what) as z:
-        meta = json.loads(str(z["meta"]))
-        if not isinstance(meta, dict):
-            raise DataError(f"{what} {path}: its 'meta' entry is not checkpoint metadata")
-        for key in ("state/step", "state/R"):
-            if key not in z:
-                raise z.missing(key)
-        state = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
-        lists = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("lists/")}
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise DataError(f"checkpoint {path} has version {meta.get('version')}, expected {CHECKPOINT_VERSION}")
+        if tree_header(z) is None:
+            (meta, state, lists), expected = _read_checkpoint_v1(z), 1
+        else:
+            (tree, meta), expected = read_tree(z, kind=CHECKPOINT_KIND), CHECKPOINT_VERSION
+            state, lists = tree.get("state", {}), tree.get("lists", {})
+        for key in ("step", "R"):
+            if key not in state:
+                raise z.missing(f"state/{key}")
+    if meta.get("version") != expected:
+        raise DataError(f"checkpoint {path} has version {meta.get('version')}, expected {expected}")
     return {"meta": meta, "state": state, "lists": lists}
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from .. import units
 from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError, TrainingError
-from ..fileio import atomic_path, atomic_savez, atomic_write, open_npz, remove_stale_temporaries
+from ..fileio import atomic_path, atomic_write, open_npz, remove_stale_temporaries
 from ..precision import dtype_of, precision_context
 from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
 from .config import TrainConfig
@@ -292,42 +292,56 @@ def _strip(batch):
 
 
 def _save_checkpoint(path: Path, state, best, info: dict) -> None:
-    import jax
+    from ..fileio import save_tree
 
-    leaves = jax.tree_util.tree_leaves(state)
-    best_leaves = jax.tree_util.tree_leaves(best) if best is not None else []
-    arrays = {f"s{k:05d}": np.asarray(a) for k, a in enumerate(leaves)}
-    arrays.update({f"b{k:05d}": np.asarray(a) for k, a in enumerate(best_leaves)})
-    blob = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-    atomic_savez(path, {"__info__": blob, **arrays})
+    # one container: every leaf under its path in the tree (state/opt/1/0/mu/...), so that a resumed
+    # run finds each by name, not by its position in the flatten order
+    save_tree(path, {"state": state, "best": best}, info, kind="training-checkpoint")
 
 
 def read_training_checkpoint(path) -> tuple[dict, list, list]:
-    """The training state saved by a run (``<workdir>/checkpoint.npz``): (info, state leaves, leaves
-    of the best parameters). An empty, truncated, corrupt or foreign file is a DataError naming it
-    (:func:`biomlff.fileio.open_npz`)."""
+    """The training state saved by a run (``<workdir>/checkpoint.npz``): (info, state, best
+    parameters). The state and best parameters are trees of dicts (optimiser NamedTuples as dicts of
+    their fields; :func:`biomlff.fileio.load_tree`), or, in a checkpoint of biomlff before the one
+    container, lists of leaves in the flatten order of the trainer's state. An empty, truncated,
+    corrupt or foreign file is a DataError naming it (:func:`biomlff.fileio.open_npz`)."""
+    from ..fileio import read_tree, tree_header
+
     what = "training checkpoint"
     with open_npz(path, what) as z:
-        info = json.loads(bytes(z["__info__"]).decode())
+        if tree_header(z) is not None:
+            tree, info = read_tree(z, kind="training-checkpoint")
+            state, best = tree.get("state"), tree.get("best")
+        else:  # the layout before the one container: leaves s00000..., b00000..., JSON in __info__
+            info = json.loads(bytes(z["__info__"]).decode())
+            state = [z[k] for k in sorted(k for k in z.files if k.startswith("s"))]
+            best = [z[k] for k in sorted(k for k in z.files if k.startswith("b"))]
         if not isinstance(info, dict) or "step" not in info:
-            raise DataError(f"{what} {path}: its '__info__' entry is not training metadata")
-        s_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("s"))]
-        b_leaves = [z[k] for k in sorted(k for k in z.files if k.startswith("b"))]
-    return info, s_leaves, b_leaves
+            raise DataError(f"{what} {path}: it holds no training metadata (step)")
+    return info, state, best
 
 
 def _load_checkpoint(path: Path, state, best):
     import jax
 
-    info, s_leaves, b_leaves = read_training_checkpoint(path)
+    from ..fileio import fill_tree, flatten_tree
+
+    info, s_saved, b_saved = read_training_checkpoint(path)
+    mismatch = f"{path}: checkpoint does not match this configuration (different model or optimiser)"
+    if not isinstance(s_saved, list):  # leaves by path, into this run's state (optax NamedTuples)
+        try:
+            state = fill_tree(state, flatten_tree(s_saved), "its state")
+            if b_saved is not None:
+                best = fill_tree(best, flatten_tree(b_saved), "its best parameters")
+        except DataError as exc:
+            raise ConfigError(f"{mismatch}: {exc}") from None
+        return state, best, info
     treedef = jax.tree_util.tree_structure(state)
-    if len(s_leaves) != treedef.num_leaves:
-        raise ConfigError(
-            f"{path}: checkpoint does not match this configuration (different model or optimiser)"
-        )
-    state = jax.tree_util.tree_unflatten(treedef, s_leaves)
-    if b_leaves:
-        best = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(best), b_leaves)
+    if len(s_saved) != treedef.num_leaves:
+        raise ConfigError(mismatch)
+    state = jax.tree_util.tree_unflatten(treedef, s_saved)
+    if b_saved:
+        best = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(best), b_saved)
     return state, best, info
 
 
