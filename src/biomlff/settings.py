@@ -9,23 +9,23 @@ Core (below every pillar): the model pillars (``so3lr``, ``gdml``), the front do
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from .defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_EWALD_ACCURACY, DEFAULT_LR_CUTOFF
 
-#: ModelSettings fields and what they mean (the CLI's option builder and the docs read this)
-SETTING_HELP = {
-    "lr_cutoff": "long-range cutoff in Å; 'auto' (default): the model file's own, else all pairs in free "
-    "space and 12 Å for periodic systems; 'none': all pairs (free space only)",
-    "dispersion_damping": "width (Å) of the dispersion switch before the long-range cutoff (2)",
-    "precision": "floating-point precision, float32 (default) or float64",
-    "filters": "SO3LR radial filters, exact or tabulated (default: tabulated in float32, exact in float64)",
-    "electrostatics": "cutoff (default), ewald or pme: electrostatics in periodic boxes",
-    "ewald_accuracy": "relative force accuracy of the Ewald/PME sum (1e-4)",
-    "pme_order": "PME B-spline order (6)",
-}
+
+def setting(default, help: str, *, kind: str | None = None, choices: tuple | None = None, metavar=None):
+    """A :class:`ModelSettings` field with what the command line needs to offer it: ``help`` (its
+    ``--option`` text), ``kind`` ("cutoff": a length in Å, 'none' or 'auto'; "float"; "int"; None: a
+    word), ``choices`` and ``metavar``. The one declaration of a model setting (see
+    :class:`ModelSettings`)."""
+    from dataclasses import field
+
+    return field(
+        default=default, metadata={"help": help, "kind": kind, "choices": choices, "metavar": metavar}
+    )
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,45 @@ class ModelSettings:
     electrostatics: "cutoff" | "ewald" | "pme"; ewald_accuracy: relative force accuracy; pme_order:
     PME B-spline order. Each builder ignores what does not apply to its model.
 
-    A new setting is one field here (with its line in :data:`SETTING_HELP`): the CLI's shared model
-    options (``cli/_common.add_model_options``), the calculators, MD and training then carry it."""
+    A new setting is one field here, declared with :func:`setting` (default, help, kind, choices): the
+    command line's shared options (``--name-with-dashes`` in md, opt, pimd, ipi, eval and bind), the
+    calculators' keywords, MD and training then carry it (``docs/architecture.md``)."""
 
-    lr_cutoff: float | str | None = "auto"
-    dispersion_damping: float | None = None
-    precision: str = "float32"
-    filters: str | None = None
-    electrostatics: str = "cutoff"
-    ewald_accuracy: float = DEFAULT_EWALD_ACCURACY
-    pme_order: int = 6
+    lr_cutoff: float | str | None = setting(
+        "auto",
+        "long-range cutoff in Å, 'none' (all pairs, free space) or 'auto' (default: a model file's own "
+        "cutoff, else all pairs in free space and 12 Å for periodic systems)",
+        kind="cutoff",
+    )
+    dispersion_damping: float | None = setting(
+        None,
+        "width in Å of the dispersion switch before the lr cutoff (default: the model file's, else 2)",
+        kind="float",
+        metavar="Å",
+    )
+    precision: str = setting(
+        "float32", "floating-point precision: float32 (default) or float64", choices=("float32", "float64")
+    )
+    filters: str | None = setting(
+        None,
+        "SO3LR radial filters: 'exact' networks per pair or 'tabulated' (piecewise-quintic tables built "
+        "once from the weights; error below float32 rounding). Default: tabulated in float32, exact in "
+        "float64",
+        choices=("exact", "tabulated"),
+    )
+    electrostatics: str = setting(
+        "cutoff",
+        "electrostatics in periodic boxes: 'cutoff' (default, SO3LR's shifted lr cutoff) or the damped "
+        "Coulomb sum over the whole lattice by 'ewald' (small boxes) or 'pme' (large boxes)",
+        choices=("cutoff", "ewald", "pme"),
+    )
+    ewald_accuracy: float = setting(
+        DEFAULT_EWALD_ACCURACY,
+        "requested relative force accuracy of the Ewald/PME sum (1e-4)",
+        kind="float",
+        metavar="EPS",
+    )
+    pme_order: int = setting(6, "PME B-spline order (6)", kind="int", metavar="N")
 
     @classmethod
     def of(cls, settings: ModelSettings | Mapping | None = None, **overrides) -> ModelSettings:
@@ -130,6 +159,9 @@ class ModelSettings:
         cell = np.eye(3) * 1e3 if periodic else None
         return self.resolve(ChemicalSystem(np.zeros(1, np.int32), cell=cell)).lr_cutoff
 
+
+#: ModelSettings fields and their help texts (the command line's option builder reads the fields)
+SETTING_HELP = {f.name: f.metadata["help"] for f in fields(ModelSettings)}
 
 #: the former name of :class:`ModelSettings`
 Settings = ModelSettings

@@ -79,7 +79,7 @@ class SO3LRCalculator(PotentialCalculator):
         **kwargs,
     ):
         from ..models import _model_object
-        from ..settings import ModelSettings
+        from ..settings import SETTING_HELP, ModelSettings
 
         self.settings = ModelSettings.of(
             lr_cutoff="none" if lr_cutoff is None else lr_cutoff,
@@ -89,6 +89,8 @@ class SO3LRCalculator(PotentialCalculator):
             electrostatics=electrostatics,
             ewald_accuracy=ewald_accuracy,
             pme_order=pme_order,
+            # any other ModelSettings field given as a keyword (a setting added there reaches here)
+            **{k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_HELP},
         )
         super().__init__(None, precision=precision, capacity_margin=capacity_margin, skin=skin, **kwargs)
         self.model = _model_object(model)

@@ -79,60 +79,74 @@ def lr_cutoff_value(text):
     return value
 
 
-#: the one vocabulary of the shared options (flag → help); defaults are not set here: None means "not
-#: given" and the library's dataclasses (biomlff.models.ModelSettings, ...) hold the defaults
-MODEL_OPTIONS = {
+#: the system options shared by the commands that take a model (flag → help); the model settings
+#: themselves come from the fields of :class:`biomlff.settings.ModelSettings` (:func:`model_options`)
+SYSTEM_OPTIONS = {
     "model": "so3lr (the pretrained model, default), a model file written by biomlff train/finetune, "
     "an sGDML model .npz, or another registered name (lj: Lennard-Jones test potential)",
-    "precision": "floating-point precision: float32 (default) or float64",
-    "lr-cutoff": "long-range cutoff in Å, 'none' (all pairs, free space) or 'auto' (default: a model "
-    "file's own cutoff, else all pairs in free space and 12 Å for periodic systems)",
-    "dispersion-damping": "width in Å of the dispersion switch before the lr cutoff (default: the model "
-    "file's, else 2)",
-    "filters": "SO3LR radial filters: 'exact' networks per pair or 'tabulated' (piecewise-quintic tables "
-    "built once from the weights; error below float32 rounding). Default: tabulated in float32, exact "
-    "in float64",
-    "electrostatics": "electrostatics in periodic boxes: 'cutoff' (default, SO3LR's shifted lr cutoff) "
-    "or the damped Coulomb sum over the whole lattice by 'ewald' (small boxes) or 'pme' (large boxes)",
-    "ewald-accuracy": "requested relative force accuracy of the Ewald/PME sum (1e-4)",
     "charge": "total charge in e (default: from the file, else 0)",
     "multiplicity": "spin multiplicity 2S+1 (default: from the file, else 1)",
     "energy-unit": "energy unit of files that do not say (e.g. kcal/mol)",
 }
 
-_TYPES = {
-    "precision": {"choices": ("float32", "float64")},
-    "lr-cutoff": {"type": lr_cutoff_value, "metavar": "Å"},
-    "dispersion-damping": {"type": float, "metavar": "Å"},
-    "filters": {"choices": ("exact", "tabulated")},
-    "electrostatics": {"choices": ("cutoff", "ewald", "pme")},
-    "ewald-accuracy": {"type": float, "metavar": "EPS"},
-    "charge": {"type": float},
-    "multiplicity": {"type": int},
-    "energy-unit": {"metavar": "UNIT"},
-}
+_SYSTEM_TYPES = {"charge": {"type": float}, "multiplicity": {"type": int}, "energy-unit": {"metavar": "UNIT"}}
+_KINDS = {"cutoff": {"type": lr_cutoff_value, "metavar": "Å"}, "float": {"type": float}, "int": {"type": int}}
+
+
+def model_options() -> dict:
+    """flag → (help, argparse keywords) of every model setting: one per field of
+    :class:`biomlff.settings.ModelSettings` (declared there with its help, kind and choices), so a new
+    setting reaches every command that takes a model without a line here."""
+    from dataclasses import fields
+
+    from ..settings import ModelSettings
+
+    out = {}
+    for f in fields(ModelSettings):
+        meta = f.metadata
+        kw = dict(_KINDS.get(meta.get("kind"), {}))
+        if meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
+        out[f.name.replace("_", "-")] = (meta["help"], kw)
+    return out
+
+
+#: the vocabulary of the shared options (flag → help): the system options and every model setting
+def __getattr__(name):  # MODEL_OPTIONS is built on first use (it imports biomlff.settings)
+    if name == "MODEL_OPTIONS":
+        return {**SYSTEM_OPTIONS, **{k: h for k, (h, _) in model_options().items()}}
+    raise AttributeError(name)
 
 
 def add_model_options(p, names=None, *, title: str = "model", help: dict | None = None, defaults=None):
-    """Add the shared model/system options ``names`` (keys of :data:`MODEL_OPTIONS`; default: all
-    but energy-unit) to parser ``p`` in one argument group, with one vocabulary everywhere. Every
-    option defaults to None ("not given") unless ``defaults`` (flag → value) says otherwise for this
-    command; ``help`` replaces a help text. Returns the group."""
-    names = [n for n in MODEL_OPTIONS if n != "energy-unit"] if names is None else list(names)
+    """Add the shared options ``names`` (flags of :data:`SYSTEM_OPTIONS` and of the model settings,
+    :func:`model_options`; default: model, charge, multiplicity and every model setting) to parser
+    ``p`` in one argument group, with one vocabulary everywhere. Every option defaults to None ("not
+    given": the library's dataclasses hold the defaults) unless ``defaults`` (flag → value) says
+    otherwise for this command; ``help`` replaces a help text. Returns the group."""
+    settings = model_options()
+    if names is None:
+        names = ["model", "charge", "multiplicity", *settings]
     defaults, help = defaults or {}, help or {}
     g = p.add_argument_group(title)
     for name in names:
-        text = help.get(name, MODEL_OPTIONS[name])
+        text, kw = settings[name] if name in settings else (SYSTEM_OPTIONS[name], _SYSTEM_TYPES.get(name, {}))
+        text = help.get(name, text)
         default = defaults.get(name)
         if default is not None:
             text += f" [this command: {default}]"
-        g.add_argument(f"--{name}", default=default, help=text, **_TYPES.get(name, {}))
+        g.add_argument(f"--{name}", default=default, help=text, **kw)
     return g
 
 
 def model_settings(opts) -> dict:
-    """The :class:`biomlff.models.ModelSettings` keywords among parsed options (a Namespace or the
+    """The :class:`biomlff.settings.ModelSettings` keywords among parsed options (a Namespace or the
     md command's option dict); values of None mean "not given"."""
+    from dataclasses import fields
+
+    from ..settings import ModelSettings
+
     get = opts.get if isinstance(opts, dict) else (lambda k, d=None: getattr(opts, k, d))
-    keys = ("lr_cutoff", "dispersion_damping", "precision", "filters", "electrostatics", "ewald_accuracy")
-    return {k: get(k) for k in keys}
+    return {f.name: get(f.name) for f in fields(ModelSettings)}

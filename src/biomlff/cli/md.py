@@ -41,12 +41,6 @@ CLI_DEFAULTS = {
 #: optimiser's signature) are the only defaults of these options (thesis settings: dt 0.5 fs, 300 K,
 #: 1 atm, NHC length 3, τ_T = 100 dt, τ_P = 1000 dt)
 _FROM_LIBRARY = {
-    "precision": ("models.ModelSettings", "precision", None),
-    "filters": ("models.ModelSettings", "filters", None),
-    "electrostatics": ("models.ModelSettings", "electrostatics", None),
-    "ewald_accuracy": ("models.ModelSettings", "ewald_accuracy", None),
-    "dispersion_damping": ("models.ModelSettings", "dispersion_damping", None),
-    "lr_cutoff": (None, None, None),  # "auto": ModelSettings.resolve
     "output": ("md.simulation.MDSettings", "output", None),
     "seed": ("md.simulation.MDSettings", "seed", None),
     "skin": ("md.simulation.MDSettings", "skin", None),
@@ -114,26 +108,20 @@ def library_default(option: str):
 
 
 def defaults() -> dict:
-    """All defaults of the md/opt/ipi options: :data:`CLI_DEFAULTS` and the library's
-    (:func:`library_default`). Imports the md pillar: called by the handlers, not at registration."""
-    return {**CLI_DEFAULTS, **{k: library_default(k) for k in _FROM_LIBRARY}}
+    """All defaults of the md/opt/ipi options: :data:`CLI_DEFAULTS`, the library's
+    (:func:`library_default`) and every model setting's (the fields of
+    :class:`biomlff.settings.ModelSettings`; "auto" is left to its ``resolve``). Imports the md
+    pillar: called by the handlers, not at registration."""
+    from dataclasses import fields
+
+    from ..settings import ModelSettings
+
+    model = {f.name: None if f.default == "auto" else f.default for f in fields(ModelSettings)}
+    return {**CLI_DEFAULTS, **model, **{k: library_default(k) for k in _FROM_LIBRARY}}
 
 
 def _model_args(p):
-    g = add_model_options(
-        p,
-        (
-            "model",
-            "precision",
-            "charge",
-            "multiplicity",
-            "lr-cutoff",
-            "dispersion-damping",
-            "filters",
-            "electrostatics",
-            "ewald-accuracy",
-        ),
-    )
+    g = add_model_options(p)  # model, charge, multiplicity and every model setting
     g.add_argument(
         "--free-space",
         action="store_true",

@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import sys
 
-from ._common import (
-    MODEL_OPTIONS,
-    add_command,
-    add_command_group,
-    add_model_options,
-    model_settings,
-)
+from ._common import SYSTEM_OPTIONS, add_command, add_command_group, add_model_options, model_settings
 
 
 def _model_options(p, lr_default: str | None = None, precision_default: str | None = None) -> None:
+    """The model settings (every field of biomlff.settings.ModelSettings) and --weights; ``eval``
+    and ``bind`` differ only in their defaults."""
     g = add_model_options(
         p,
-        ("precision", "lr-cutoff", "dispersion-damping", "filters"),
+        ["precision", "lr-cutoff", "dispersion-damping", "filters", "electrostatics", "ewald-accuracy"],
         title="model settings",
         defaults={"lr-cutoff": lr_default, "precision": precision_default},
     )
     g.add_argument("--weights", metavar="PATH", help="weights file (default: the installed weights)")
     return g
-
-
-def add_electrostatics_option(g) -> None:
-    """``--electrostatics cutoff|ewald|pme`` and ``--ewald-accuracy`` (the shared vocabulary,
-    :data:`biomlff.cli._common.MODEL_OPTIONS`)."""
-    g.add_argument(
-        "--electrostatics", choices=("cutoff", "ewald", "pme"), help=MODEL_OPTIONS["electrostatics"]
-    )
-    g.add_argument("--ewald-accuracy", type=float, metavar="EPS", help=MODEL_OPTIONS["ewald-accuracy"])
 
 
 def register(sub) -> None:
@@ -82,11 +69,10 @@ def register(sub) -> None:
     e.add_argument("--data", required=True, help="dataset file (.npz, .xyz/.extxyz, .h5)")
     e.add_argument("--out", help="predictions file (format from the extension, e.g. .extxyz, .h5)")
     e.add_argument("--batch-size", type=int, default=16, help="frames per vmapped batch (16)")
-    e.add_argument("--energy-unit", metavar="UNIT", help=MODEL_OPTIONS["energy-unit"])
+    e.add_argument("--energy-unit", metavar="UNIT", help=SYSTEM_OPTIONS["energy-unit"])
     e.add_argument("--format", dest="fmt", help="input format (default: from the file)")
     e.add_argument("--index", help="frames to evaluate, e.g. ':100' or '::10' (default: all)")
     _model_options(e)
-    add_electrostatics_option(e.add_argument_group("SO3LR electrostatics (periodic frames)"))
     e.set_defaults(func=_eval)
 
     b = add_command(
