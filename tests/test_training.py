@@ -215,6 +215,74 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # every update skipped
 
 
+def test_replay_frames_are_padded_once(tmp_path, monkeypatch):
+    """The replay set is padded once: its labelling (by the initial model) and its training batches
+    use the same padded frames. Counted on the host pair lists (scipy's cKDTree, which every padding
+    path builds for the 4.5 Å list): once per replay structure besides reading the file (before:
+    twice, evaluate_systems for the labels and build_frames for training)."""
+    from collections import Counter
+
+    import scipy.spatial
+    from ase.build import molecule
+
+    import biomlff.training.trainer as trainer
+    from biomlff.data.io import read_dataset, write_dataset
+
+    mols = [molecule(name) for name in ("H2O", "CH4", "CH3OH")]
+    write_dataset(
+        Dataset.from_arrays([m.numbers for m in mols], [m.positions + 0.01 for m in mols]),
+        tmp_path / "replay.extxyz",
+    )
+    replay = read_dataset(tmp_path / "replay.extxyz")
+    built = Counter()
+    tree = scipy.spatial.cKDTree
+
+    def counting(data, *a, **k):
+        built[tuple(np.ravel(data).tolist())] += 1
+        return tree(data, *a, **k)
+
+    steps = []
+
+    def no_compile(*a, **k):  # the optimiser step is not under test: skip its compilation
+        def step(state, batch, rbatch):
+            steps.append(rbatch)
+            return state, 0.0, {}, True
+
+        return step
+
+    from biomlff.so3lr.modelfile import SO3LRModel
+
+    arch = Architecture(**TINY)
+    base = SO3LRModel(arch, init_params(arch, 5), (1, 6, 8), {}, "tiny").save(tmp_path / "base.npz")
+    monkeypatch.setattr(scipy.spatial, "cKDTree", counting)
+    monkeypatch.setattr(trainer, "_make_step", no_compile)
+    cfg = tiny_cfg(
+        tmp_path,
+        model=str(base),
+        strategy="full",
+        architecture={},
+        n_train=4,
+        n_valid=2,
+        batch_size=16,  # validation batches then share the replay labelling's compiled program
+        epochs=1,
+        max_steps=1,
+        fit_reference_energies=False,
+        replay_weight=1.0,
+        replay_batch_size=3,
+        replay_data=str(tmp_path / "replay.extxyz"),
+    )
+    read_dataset(tmp_path / "replay.extxyz")  # reading the file checks the structures (with lists)
+    reading = Counter(built)
+    built.clear()
+    train(cfg, log=lambda *a: None)
+    for k in range(len(replay)):
+        key = tuple(np.ravel(replay.frame(k)["positions"]).tolist())
+        assert built[key] == reading[key] + 1, k
+    (rbatch,) = steps  # one step, with a replay batch labelled by the model: forces, no energies
+    assert rbatch["masks"]["forces"].all() and not rbatch["masks"]["energy"].any()
+    assert np.abs(rbatch["labels"]["forces"]).max() > 0
+
+
 @pytest.mark.slow
 def test_resume_is_bitwise_identical_float64(tmp_path):
     # 40 frames in batches of 2: 20 steps per epoch, so that validations and epoch checkpoints stay rare

@@ -20,8 +20,8 @@ A :class:`Model` is the unbound form: pure functions of the parameters, evaluate
 structures by :meth:`Model.apply` (training, batched evaluation, committees) and bound to one
 system by :func:`bind`, which returns the :class:`Potential` used by MD and the calculators.
 
-The batch layout (the one :func:`biomlff.so3lr.evaluate.evaluate_systems` and
-:func:`biomlff.training.batching.make_batch` build): a dict of arrays with a leading frame axis B,
+The batch layout (the one :func:`biomlff.batching.pad_batch` builds, for batched evaluation and
+training alike): a dict of arrays with a leading frame axis B,
 every structure padded to the same atom count n (padding atoms have species 0, no pairs, no energy)
 
 * ``species`` (B, n) int32 atomic numbers, 0 = padding atom;

@@ -21,18 +21,15 @@ from ..errors import ConfigError, DataError
 
 def frame_energies(potential, positions, cell=None) -> np.ndarray:
     """Energies (T,) in eV of frames (T, N, 3) Å of one system under a
-    :class:`~biomlff.potential.Potential` (cell (3, 3) Å or None): host-built pair lists padded to
-    one capacity bucket, all frames in one compiled call of the potential's energy function."""
-    from ..neighbors import bucket, padded_pairs, pair_indices
+    :class:`~biomlff.potential.Potential` (cell (3, 3) Å or None): host-built pair lists padded by
+    the one batcher (:func:`biomlff.batching.stack_pairs`, one capacity bucket for all frames), all
+    frames in one compiled call of the potential's energy function."""
+    from ..batching import stack_pairs, structure_pairs
 
     x = np.asarray(positions, dtype=float).reshape(-1, np.shape(positions)[-2], 3)
     c = None if cell is None else np.asarray(cell, dtype=float)
-    specs = dict(potential.neighbors)
-    lists = [{k: pair_indices(xt, s.cutoff, cell=c, half=s.half) for k, s in specs.items()} for xt in x]
-    caps = {k: bucket(max(len(li[k][0]) for li in lists)) for k in specs}
-    pairs = {k: [padded_pairs(*li[k], caps[k]) for li in lists] for k in specs}
-    stacked = {k: type(v[0])(*(np.stack(a) for a in zip(*v, strict=True))) for k, v in pairs.items()}
-    return np.asarray(_vmapped_energy()(_as_pytree(potential.energy_fn), x, stacked, c), dtype=float)
+    pairs = stack_pairs([structure_pairs(potential.neighbors, xt, c) for xt in x])
+    return np.asarray(_vmapped_energy()(_as_pytree(potential.energy_fn), x, pairs, c), dtype=float)
 
 
 def potential_energy(potential, positions, cell=None) -> float:

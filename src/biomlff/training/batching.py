@@ -1,12 +1,14 @@
-"""Padded training batches of ragged datasets, in a few shapes only.
+"""Training batches of ragged datasets: the core padded batch plus labels, masks and weights.
 
-Every frame is padded to an atom-count bucket (padding atoms have species 0, no pairs, no labels:
-the convention of :func:`biomlff.so3lr.evaluate.evaluate_systems`), and its pair lists to the
-capacity of its bucket (the largest pair count of the bucket's frames, rounded up by
-:func:`biomlff.neighbors.bucket`). A batch holds ``batch_size`` frames of one bucket; a short last batch
-is filled with weight-0 copies, so a dataset of any mix of sizes compiles one program per bucket.
+The frames are padded by the one batcher, :func:`biomlff.batching.pad_batch` (atoms to an atom-count
+bucket, padding atoms with species 0, no pairs and no labels; pair lists to the capacity of their
+bucket, :func:`biomlff.batching.pair_bucket` of the largest pair count of the bucket's frames), once
+per bucket when the data are read; training adds only its labels (energy eV, forces eV/Å, dipole
+e·Å, Hirshfeld ratios), their masks and frame weights on top. A batch holds ``batch_size`` frames of
+one bucket; a short last batch is filled with weight-0 copies, so a dataset of any mix of sizes
+compiles one program per bucket.
 
-Labels (eV, eV/Å, e·Å) come with masks: a frame without a dipole contributes no dipole term.
+Labels come with masks: a frame without a dipole contributes no dipole term.
 The order of the frames is a pure function of (seed, epoch): resuming a run replays it exactly.
 """
 
@@ -16,27 +18,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import batching
+from ..batching import atom_bucket
 from ..errors import DataError
-from ..neighbors import bucket, padded_pairs, pair_indices
+from ..potential import ChemicalSystem
 
-#: smallest atom bucket
-ATOM_BUCKET_MINIMUM = 8
 LABELS = ("energy", "forces", "dipole", "hirshfeld_ratios")
+#: labels per atom (the others are per frame)
+ATOM_LABELS = ("forces", "hirshfeld_ratios")
 
 
 @dataclass
 class Frames:
-    """Host arrays of one bucket: all frames padded to ``n_pad`` atoms and the bucket's capacities."""
+    """The frames of one bucket, padded once: ``batch`` is the core padded batch of all of them
+    (:mod:`biomlff.potential` layout, host arrays in float64), ``labels`` and ``masks`` (label
+    present) are training's additions, ``index`` the frames' indices in the source dataset."""
 
-    index: np.ndarray  # (F,) indices into the source dataset
-    species: np.ndarray  # (F, n_pad) int32
-    positions: np.ndarray  # (F, n_pad, 3)
-    charge: np.ndarray  # (F,)
-    spin: np.ndarray  # (F,)
-    cell: np.ndarray | None  # (F, 3, 3) or None (free space)
-    pairs: dict  # name -> (i, j, mask) each (F, capacity)
-    labels: dict  # name -> array
+    index: np.ndarray  # (F,)
+    batch: dict
+    labels: dict  # name -> (F, ...) array, 0 where absent
     masks: dict  # name -> (F,) bool: label present
+
+    @property
+    def species(self) -> np.ndarray:
+        """(F, n_pad) atomic numbers, 0 = padding atom."""
+        return self.batch["species"]
 
     @property
     def n_pad(self) -> int:
@@ -46,27 +52,25 @@ class Frames:
         return len(self.index)
 
     def take(self, rows: np.ndarray, weight: np.ndarray, dtype) -> dict:
-        """A batch dict (NumPy) of the given rows with per-frame weights (0 = filler)."""
-        b = {
-            "species": self.species[rows],
-            "positions": self.positions[rows].astype(dtype),
-            "charge": self.charge[rows].astype(dtype),
-            "spin": self.spin[rows].astype(dtype),
+        """A batch dict (NumPy) of the given rows: the core batch (floats in ``dtype``) plus
+        ``labels``, ``masks`` and per-frame ``weight`` (0 = filler)."""
+        core = batching.take(self.batch, rows)
+        for k in ("positions", "charge", "spin", "frag_charges", "cell"):
+            if k in core:
+                core[k] = core[k].astype(dtype)
+        return {
+            **core,
             "weight": weight.astype(dtype),
-            "pairs": {k: tuple(a[rows] for a in v) for k, v in self.pairs.items()},
             "labels": {k: v[rows].astype(dtype) for k, v in self.labels.items()},
             "masks": {k: v[rows] & (weight > 0) for k, v in self.masks.items()},
         }
-        if self.cell is not None:
-            b["cell"] = self.cell[rows].astype(dtype)
-        return b
 
 
-def _frame_cell(f) -> np.ndarray | None:
-    pbc = f.get("pbc")
-    if f.get("cell") is None or pbc is None or not bool(np.any(pbc)):
-        return None
-    return np.asarray(f["cell"], float).reshape(3, 3)
+def _frame_cell(f, name: str = "frame") -> np.ndarray | None:
+    """The frame's cell (3, 3) Å or None: the one periodicity rule (geometry.cell_from_pbc)."""
+    from ..geometry import cell_from_pbc
+
+    return cell_from_pbc(f.get("cell"), f.get("pbc"), name=name)
 
 
 def check_labels(ds, weights: dict, source: str = "dataset") -> list[str]:
@@ -95,38 +99,59 @@ def build_frames(
     """Group the frames of ``ds`` by atom bucket and pad them (see module docstring).
 
     ``neighbors``: the model's {name: NeighborSpec}. Labels that are NaN in a frame are masked.
-    ``single_bucket``: pad every frame to the largest bucket (one compiled shape; used for the
-    replay set, whose many small molecules would otherwise add a program per bucket)."""
+    ``single_bucket``: pad every frame to the largest bucket (one compiled shape)."""
     n = len(ds)
     if n == 0:
         raise DataError(f"{source}: empty dataset (no frames)")
+    frames = [ds.frame(k) for k in range(n)]
+    systems = [frame_system(f, f"{source}, frame {k}") for k, f in enumerate(frames)]
+    groups = bucket_groups(systems, single_bucket)
+    return [
+        Frames(
+            np.asarray(members),
+            batching.pad_batch(
+                [systems[k] for k in members],
+                [frames[k]["positions"] for k in members],
+                neighbors,
+                n_atoms=npad,
+            ),
+            *frame_labels([frames[k] for k in members], npad),
+        )
+        for (npad, _), members in groups
+    ]
+
+
+def frame_system(f: dict, name: str = "frame") -> ChemicalSystem:
+    """The :class:`~biomlff.potential.ChemicalSystem` of a dataset frame (charge e, multiplicity,
+    cell by the one periodicity rule)."""
+    return ChemicalSystem(
+        np.asarray(f["atomic_numbers"], np.int32),
+        float(f.get("charge") or 0.0),
+        int(f.get("multiplicity") or 1),
+        cell=_frame_cell(f, name),
+    )
+
+
+def bucket_groups(systems, single_bucket: bool = False) -> list[tuple[tuple[int, bool], list[int]]]:
+    """((atom bucket, periodic), member indices) of structures padded together, sorted by key;
+    ``single_bucket``: one atom bucket (the largest) for all (per periodicity)."""
     groups: dict[tuple, list[int]] = {}
-    cells = []
-    for k in range(n):
-        na = int(ds.n_atoms[k])
-        cell = _frame_cell(ds.frame(k))
-        cells.append(cell)
-        groups.setdefault((bucket(na, ATOM_BUCKET_MINIMUM), cell is not None), []).append(k)
+    for k, s in enumerate(systems):
+        groups.setdefault((atom_bucket(len(s.atomic_numbers)), s.cell is not None), []).append(k)
     if single_bucket:
-        merged: dict[tuple, list[int]] = {}
         top = max(npad for npad, _ in groups)
+        merged: dict[tuple, list[int]] = {}
         for (_, periodic), members in groups.items():
             merged.setdefault((top, periodic), []).extend(members)
         groups = {key: sorted(v) for key, v in merged.items()}
-    out = []
-    for (npad, periodic), members in sorted(groups.items()):
-        out.append(_pad_group(ds, members, npad, periodic, cells, neighbors))
-    return out
+    return sorted(groups.items())
 
 
-def _pad_group(ds, members, npad, periodic, cells, neighbors) -> Frames:
-    m = len(members)
-    species = np.zeros((m, npad), np.int32)
-    pos = np.zeros((m, npad, 3))
-    charge = np.zeros(m)
-    spin = np.zeros(m)
-    cell = np.zeros((m, 3, 3)) if periodic else None
-    lists = {name: [] for name in neighbors}
+def frame_labels(frames: list[dict], npad: int) -> tuple[dict, dict]:
+    """(labels, masks) of dataset frames padded to ``npad`` atoms: energy (F,) eV, forces
+    (F, npad, 3) eV/Å, dipole (F, 3) e·Å, hirshfeld_ratios (F, npad); a label absent or NaN in a
+    frame is 0 with mask False."""
+    m = len(frames)
     labels = {
         "energy": np.zeros(m),
         "forces": np.zeros((m, npad, 3)),
@@ -134,17 +159,8 @@ def _pad_group(ds, members, npad, periodic, cells, neighbors) -> Frames:
         "hirshfeld_ratios": np.zeros((m, npad)),
     }
     masks = {k: np.zeros(m, bool) for k in LABELS}
-    for r, k in enumerate(members):
-        f = ds.frame(k)
+    for r, f in enumerate(frames):
         na = len(f["atomic_numbers"])
-        species[r, :na] = f["atomic_numbers"]
-        pos[r, :na] = f["positions"]
-        charge[r] = float(f.get("charge") or 0.0)
-        spin[r] = float((f.get("multiplicity") or 1) - 1)
-        if periodic:
-            cell[r] = cells[k]
-        for name, spec in neighbors.items():
-            lists[name].append(pair_indices(f["positions"], spec.cutoff, cell=cells[k], half=spec.half))
         for name in LABELS:
             v = f.get(name)
             if v is None:
@@ -152,17 +168,12 @@ def _pad_group(ds, members, npad, periodic, cells, neighbors) -> Frames:
             v = np.asarray(v, float)
             if np.isnan(v).any():
                 continue
-            if name in ("forces", "hirshfeld_ratios"):
+            if name in ATOM_LABELS:
                 labels[name][r, :na] = v
             else:
                 labels[name][r] = v
             masks[name][r] = True
-    pairs = {}
-    for name, li in lists.items():
-        cap = bucket(max(len(i) for i, _ in li))
-        padded = [padded_pairs(i, j, cap) for i, j in li]
-        pairs[name] = tuple(np.stack([getattr(p, a) for p in padded]) for a in ("i", "j", "mask"))
-    return Frames(np.asarray(members), species, pos, charge, spin, cell, pairs, labels, masks)
+    return labels, masks
 
 
 def epoch_batches(

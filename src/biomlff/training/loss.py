@@ -1,4 +1,5 @@
-"""Predictions of an SO3krates/SO3LR model on a padded batch, and the training loss.
+"""Predictions of an SO3krates/SO3LR model on a padded batch (through ``Model.apply``, the one
+prediction path of training, validation, replay labelling and batched evaluation), and the loss.
 
 Loss (thesis Eq. 6.7 plus energies), weighted sum of mean squared errors over the labels present:
 
@@ -15,7 +16,10 @@ Units: eV, eV/Å, e·Å.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 #: the labels a loss term can weight, in the order of the loss formula
 LABELS = ("forces", "dipole", "hirshfeld_ratios", "energy")
@@ -44,33 +48,69 @@ class LossSpec:
         return replace(self, **{k: w * factor for k, w in self.weights().items()})
 
 
-def structure_predictions(params, s: dict, config) -> dict:
-    """Energy (eV), forces (eV/Å), dipole (e·Å) and Hirshfeld ratios of one padded structure ``s``
-    (a row of a batch dict, see :mod:`biomlff.training.batching`) for ``config`` (SO3LRConfig)."""
-    import jax
+#: the outputs training compares with labels (energy eV, forces eV/Å, dipole e·Å, Hirshfeld ratios)
+PREDICTED = ("energy", "forces", "dipole", "hirshfeld_ratios")
 
-    from ..potential import Pairs
+
+def as_model(model_or_config):
+    """The :class:`~biomlff.potential.Model` of a model or an SO3LR config (SO3LRConfig → SO3LR)."""
+    from ..potential import Model
     from ..so3lr.model import SO3LR
 
-    model = SO3LR(config)
-    inputs = model.row_inputs(s)  # one fragment per structure: charge conserved over the whole
-    pairs = {k: Pairs(*v) for k, v in s["pairs"].items()}
-    cell = s.get("cell")
-
-    def energy(x):
-        out = model.outputs(params, inputs, x, pairs, cell)
-        return out["energy"], out
-
-    (e, out), g = jax.value_and_grad(energy, has_aux=True)(s["positions"])
-    return {"energy": e, "forces": -g, "dipole": out["dipole"], "hirshfeld_ratios": out["hirshfeld_ratios"]}
+    return model_or_config if isinstance(model_or_config, Model) else SO3LR(model_or_config)
 
 
-def batch_predictions(params, batch: dict, config) -> dict:
-    """:func:`structure_predictions` over the leading (frame) axis of a batch."""
+def training_model(lr_cutoff: float | None, precision: str, arch):
+    """The SO3LR model training, validation and replay labelling evaluate: long-range cutoff Å (None:
+    all pairs), the default dispersion damping, ``precision``, architecture ``arch`` and exact radial
+    filters (training differentiates through the radial networks; tables are for inference)."""
+    from ..defaults import DEFAULT_DISPERSION_DAMPING
+    from ..settings import ModelSettings
+    from ..so3lr.model import build_so3lr
+
+    settings = ModelSettings(
+        lr_cutoff=lr_cutoff,
+        dispersion_damping=DEFAULT_DISPERSION_DAMPING,
+        precision=precision,
+        filters="exact",
+    )
+    return build_so3lr(settings.validate(), arch=arch)
+
+
+def batch_predictions(params, batch: dict, model) -> dict:
+    """Energy (B,) eV, forces (B, n, 3) eV/Å, dipole (B, 3) e·Å and Hirshfeld ratios (B, n) of a
+    padded batch (:mod:`biomlff.training.batching`; labels, masks and weights are ignored):
+    ``model.apply`` of ``model`` (a Model, or an SO3LRConfig for the SO3LR model of that config)."""
+    from ..batching import model_inputs
+
+    out = as_model(model).apply(params, model_inputs(batch))
+    return {k: out[k] for k in PREDICTED}
+
+
+@functools.cache
+def _predict_fn(model):
     import jax
 
-    row = {k: v for k, v in batch.items() if k in ("species", "positions", "charge", "spin", "pairs", "cell")}
-    return jax.vmap(lambda s: structure_predictions(params, s, config))(row)
+    return jax.jit(lambda p, b: batch_predictions(p, b, model))
+
+
+def predict_groups(params, groups, model, batch_size: int, dtype) -> list[dict]:
+    """Predictions (NumPy, :data:`PREDICTED`) of ``model`` (a Model or an SO3LRConfig) for every
+    frame of the padded groups (:class:`~biomlff.training.batching.Frames`), per group in frame
+    order, ``batch_size`` frames per compiled call."""
+    import jax
+
+    from ..batching import model_inputs
+    from .batching import all_batches, make_batch
+
+    fn = _predict_fn(as_model(model))
+    out = [dict() for _ in groups]
+    for g, rows in all_batches(groups, batch_size):
+        p = jax.tree_util.tree_map(np.asarray, fn(params, model_inputs(make_batch(groups[g], rows, dtype))))
+        keep = rows >= 0
+        for k, v in p.items():
+            out[g].setdefault(k, []).append(v[keep])
+    return [{k: np.concatenate(v) for k, v in o.items()} for o in out]
 
 
 def _rho(x, spec: LossSpec):
@@ -82,11 +122,12 @@ def _rho(x, spec: LossSpec):
     return 2.0 * c * c * (jnp.sqrt((x / c) ** 2 + 1.0) - 1.0)
 
 
-def batch_loss(params, batch: dict, config, spec: LossSpec):
-    """Scalar loss of a batch (see module docstring) and a dict of its terms."""
+def batch_loss(params, batch: dict, model, spec: LossSpec):
+    """Scalar loss of a batch (see module docstring) and a dict of its terms; ``model``: a Model or
+    an SO3LRConfig (:func:`batch_predictions`)."""
     import jax.numpy as jnp
 
-    pred = batch_predictions(params, batch, config)
+    pred = batch_predictions(params, batch, model)
     lab, msk = batch["labels"], batch["masks"]
     real = (batch["species"] > 0).astype(pred["energy"].dtype)  # (B, n)
     n_atoms = jnp.maximum(real.sum(-1), 1.0)

@@ -16,6 +16,9 @@
    position in the epoch; the data order is a function of the seed and epoch), so ``resume=True``
    continues bit for bit (CPU, float64) — also after the process was killed;
 8. writes the best model as a self-describing model file (:mod:`biomlff.so3lr.modelfile`).
+
+The loop is :func:`prepare` (1–4 and the optimiser state) → :func:`run_epoch` (5–7, one epoch) →
+:func:`finish` (8), which share one :class:`TrainRun`; :func:`train` runs them.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
-from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
+from ..defaults import DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import atomic_path, atomic_write, open_npz, remove_stale_temporaries
 from ..precision import dtype_of, precision_context
-from .batching import all_batches, build_frames, check_labels, epoch_batches, make_batch
+from .batching import build_frames, check_labels, epoch_batches, make_batch
 from .config import TrainConfig
+from .loss import predict_groups, training_model
 
 #: kcal/mol per eV
 KCAL = 1.0 / units.kcal_mol
@@ -138,34 +142,10 @@ def _lr_cutoff(setting, *datasets) -> float | None:
 
 
 # ------------------------------------------------------------------------------- numerics
-@functools.cache
-def _predict_fn(config):
-    import jax
-
-    from .loss import batch_predictions
-
-    return jax.jit(lambda p, b: batch_predictions(p, b, config))
-
-
-def predict_groups(params, groups, config, batch_size: int, dtype) -> list[dict]:
-    """Predictions (NumPy) for every frame of the groups, per group in frame order."""
-    import jax
-
-    fn = _predict_fn(config)
-    out = [dict() for _ in groups]
-    for g, rows in all_batches(groups, batch_size):
-        b = make_batch(groups[g], rows, dtype)
-        b = {k: v for k, v in b.items() if k not in ("labels", "masks", "weight")}
-        p = jax.tree_util.tree_map(np.asarray, fn(params, b))
-        keep = rows >= 0
-        for k, v in p.items():
-            out[g].setdefault(k, []).append(v[keep])
-    return [{k: np.concatenate(v) for k, v in o.items()} for o in out]
-
-
-def fit_reference_energies(params, groups, config, batch_size, dtype, elements) -> dict[int, float]:
-    """Least-squares per-element energies e_Z (eV) with E_label − E_model ≈ Σ_Z n_Z e_Z."""
-    preds = predict_groups(params, groups, config, batch_size, dtype)
+def fit_reference_energies(params, groups, model, batch_size, dtype, elements) -> dict[int, float]:
+    """Least-squares per-element energies e_Z (eV) with E_label − E_model ≈ Σ_Z n_Z e_Z
+    (``model``: the SO3LR model or its config)."""
+    preds = predict_groups(params, groups, model, batch_size, dtype)
     rows, rhs = [], []
     for fr, p in zip(groups, preds, strict=True):
         m = fr.masks["energy"]
@@ -224,16 +204,16 @@ def _cast(tree, dtype):
 MAX_BAD_STEPS = 10
 
 
-def _make_step(config, spec, replay_spec, tx, ema_decay: float):
+def _make_step(model, spec, replay_spec, tx, ema_decay: float):
     import jax
     import optax
 
     from .loss import batch_loss
 
     def loss_fn(params, batch, rbatch):
-        total, terms = batch_loss(params, batch, config, spec)
+        total, terms = batch_loss(params, batch, model, spec)
         if rbatch is not None:
-            rl, _ = batch_loss(params, rbatch, config, replay_spec)
+            rl, _ = batch_loss(params, rbatch, model, replay_spec)
             total = total + rl
             terms = dict(terms, replay=rl)
         return total, terms
@@ -404,83 +384,204 @@ def _history_row(epoch, step, train_loss, m, score, lr, seconds) -> dict:
 def train(cfg: TrainConfig, *, resume: bool = False, log=print) -> TrainResult:
     """Train or fine-tune a model as configured (see module docstring); returns a TrainResult."""
     with precision_context(cfg.precision):
-        return _train(cfg, resume, log)
+        run = prepare(cfg, resume=resume, log=log)
+        while run.epoch < cfg.epochs and not run.stopped:
+            run_epoch(run)
+        return finish(run)
 
 
-def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
-    import jax
-    import jax.numpy as jnp
+@dataclass
+class Replay:
+    """The replay set (padded once, :func:`biomlff.training.replay.replay_frames`) and its loss.
+    The batches of each pass over the set are shuffled by (seed, pass), and a step's pass and batch
+    follow from the step number, so a resumed run replays the same batches."""
 
-    from .. import __version__
-    from ..so3lr.model import make_config, neighbor_specs
-    from ..so3lr.modelfile import SO3LRModel
-    from .optim import make_optimizer
+    groups: list
+    spec: object  # LossSpec
+    batch_size: int
+    seed: int
+    dtype: type
+    _passes: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.n_batches = len(epoch_batches(self.groups, self.batch_size, self.seed, 0))
+
+    def batch(self, step: int) -> dict:
+        """The replay batch of optimiser step ``step``."""
+        c = step // self.n_batches
+        if c not in self._passes:
+            self._passes.clear()
+            self._passes[c] = epoch_batches(self.groups, self.batch_size, self.seed, c)
+        g, rows = self._passes[c][step % self.n_batches]
+        return _strip(make_batch(self.groups[g], rows, self.dtype))
+
+
+@dataclass
+class TrainRun:
+    """A training run between :func:`prepare`, :func:`run_epoch` and :func:`finish`: what prepare
+    fixed (settings, data, model, optimiser) and the loop's state (parameters, optimiser state, EMA,
+    best parameters, position, ``info`` = what a checkpoint stores besides the arrays)."""
+
+    cfg: TrainConfig
+    log: object
+    workdir: Path
+    ckpt: Path
+    split_info: dict
+    base: object  # the SO3LRModel training starts from
+    elements: tuple
+    lr_cutoff: float | None
+    model: object  # the SO3LR model evaluated (exact filters)
+    dtype: type
+    spec: object  # LossSpec
+    train_groups: list
+    valid_groups: list
+    replay: Replay | None
+    lr_sched: object
+    total_steps: int
+    step_fn: object
+    state: dict
+    best: object
+    info: dict
+    t_start: float
+    bar: object = None
+    t_mark: float = 0.0
+    stopped: str = ""
+    losses: list = field(default_factory=list)
+    bad_steps: int = 0  # consecutive skipped (non-finite) steps
+
+    @property
+    def step(self) -> int:
+        return int(self.info["step"])
+
+    @property
+    def epoch(self) -> int:
+        return int(self.info["epoch"])
+
+    @property
+    def history(self) -> list:
+        return self.info["history"]
+
+
+def prepare(cfg: TrainConfig, *, resume: bool = False, log=print) -> TrainRun:
+    """Everything before the first step (module docstring, 1–4): data and split, the initial model,
+    the work directory, reference energies, the replay set, the optimiser, and the state — from the
+    checkpoint when ``resume``. Call inside ``precision_context(cfg.precision)``."""
     t_start = time.perf_counter()
     dtype = dtype_of(cfg.precision)
-    if cfg.devices > len(jax.devices()):
-        raise ConfigError(
-            f"config: devices={cfg.devices} but JAX sees {len(jax.devices())} device(s) "
-            "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)"
-        )
+    _check_devices(cfg)
     train_ds, valid_ds, split_info = load_data(cfg)
     if split_info.get("missing_labels"):
         missing = ", ".join(split_info["missing_labels"])
         log(f"note: the training data have no {missing} labels; those loss terms are off")
     elements = _elements_of(train_ds, valid_ds)
     base = initial_model(cfg, elements)
-    arch = base.arch
-    out_path = Path(cfg.output)
-    workdir = (
-        Path(cfg.workdir)
-        if cfg.workdir
-        else out_path.with_name(out_path.stem.removesuffix(".model") + ".train")
+    workdir, ckpt = _workdir(cfg, resume, log)
+    lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
+    model = training_model(lr_cutoff, cfg.precision, base.arch)
+    train_groups = build_frames(train_ds, model.neighbors, source=str(cfg.data))
+    valid_groups = build_frames(valid_ds, model.neighbors, source="validation data")
+    spec = cfg.loss_spec()
+    params0, ref = _cast(base.params, dtype), {}
+    if cfg.fit_reference_energies and "energy" in train_ds.frame_data and not resume:
+        params0, ref = _with_reference_energies(params0, train_groups, model, cfg, dtype, elements, log)
+    replay = _replay(cfg, base, spec, dtype, log) if cfg.replay_weight else None
+    n_batches = len(epoch_batches(train_groups, cfg.batch_size, cfg.seed, 0))
+    tx, lr_sched, total, state, best, info = _start(cfg, params0, ref, n_batches, base.arch, ckpt, resume)
+    if resume:
+        log(f"resumed from {ckpt} at step {info['step']} (epoch {info['epoch']})")
+    run = TrainRun(
+        cfg=cfg,
+        log=log,
+        workdir=workdir,
+        ckpt=ckpt,
+        split_info=split_info,
+        base=base,
+        elements=elements,
+        lr_cutoff=lr_cutoff,
+        model=model,
+        dtype=dtype,
+        spec=spec,
+        train_groups=train_groups,
+        valid_groups=valid_groups,
+        replay=replay,
+        lr_sched=lr_sched,
+        total_steps=total,
+        step_fn=_make_step(model, spec, None if replay is None else replay.spec, tx, cfg.ema_decay),
+        state=_replicate(state, cfg.devices),
+        best=best,
+        info=info,
+        t_start=t_start,
     )
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        run.bar = tqdm(total=total, initial=run.step, unit="step", dynamic_ncols=True, mininterval=1.0)
+    run.t_mark = time.perf_counter()
+    return run
+
+
+def _check_devices(cfg: TrainConfig) -> None:
+    import jax
+
+    if cfg.devices > len(jax.devices()):
+        raise ConfigError(
+            f"config: devices={cfg.devices} but JAX sees {len(jax.devices())} device(s) "
+            "(on CPU: XLA_FLAGS=--xla_force_host_platform_device_count=N)"
+        )
+
+
+def _replay(cfg: TrainConfig, base, spec, dtype, log) -> Replay:
+    """The replay set labelled by ``base`` (the initial model) and its loss: the training loss
+    without energies (the pretrained model's absolute energies are arbitrary) × ``replay_weight``."""
+    from .replay import replay_frames
+
+    rspec = dataclasses.replace(spec, energy=0.0).scaled(cfg.replay_weight)
+    return Replay(replay_frames(base, cfg, log=log), rspec, cfg.replay_batch_size, cfg.seed + 7919, dtype)
+
+
+def _workdir(cfg: TrainConfig, resume: bool, log) -> tuple[Path, Path]:
+    """(work directory, checkpoint path), created; ConfigError for a checkpoint left by another run
+    unless ``resume``. Temporaries of writes interrupted by a kill are removed (a checkpoint is
+    ~10 MB for SO3LR; a run killed before its first checkpoint leaves only these)."""
+    out_path = Path(cfg.output)
+    stem = out_path.stem.removesuffix(".model")
+    workdir = Path(cfg.workdir) if cfg.workdir else out_path.with_name(stem + ".train")
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / "checkpoint.npz"
     if ckpt.exists() and not resume:
         raise ConfigError(
             f"{ckpt} exists: pass --resume to continue that run, or choose another output/workdir"
         )
-    # temporaries of writes interrupted by a kill (a checkpoint is ~10 MB for SO3LR); a run killed
-    # before its first checkpoint leaves only these, so a fresh run removes them too
     model_file = out_path if out_path.suffix == ".npz" else out_path.with_name(out_path.name + ".npz")
     outputs = (ckpt, workdir / "history.csv", workdir / "learning_curves.png", model_file)
     for p in remove_stale_temporaries(*outputs):
         log(f"removed {p}, left by an interrupted write")
+    return workdir, ckpt
 
-    lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
-    # exact filters: training differentiates through the radial networks (tables are for inference)
-    config = make_config(lr_cutoff, DEFAULT_DISPERSION_DAMPING, cfg.precision, arch, filters="exact")
-    neighbors = neighbor_specs(lr_cutoff, arch)
-    train_groups = build_frames(train_ds, neighbors, source=str(cfg.data))
-    valid_groups = build_frames(valid_ds, neighbors, source="validation data")
-    params0 = _cast(base.params, dtype)
-    spec = cfg.loss_spec()
 
-    ref = {}
-    if cfg.fit_reference_energies and "energy" in train_ds.frame_data and not resume:
-        ref = fit_reference_energies(params0, train_groups, config, cfg.batch_size, dtype, elements)
-        off = np.array(params0["observables_0"]["energy_offset"], dtype)
-        for z, e in ref.items():
-            off[z] += e
-        params0["observables_0"]["energy_offset"] = off
-        log(f"reference energies (eV): {', '.join(f'Z={z}: {e:.4f}' for z, e in ref.items())}")
+def _with_reference_energies(params, groups, model, cfg, dtype, elements, log):
+    """``params`` with the fitted per-element reference energies (eV) folded into the
+    ``energy_offset`` leaf, and those energies {Z: eV}."""
+    ref = fit_reference_energies(params, groups, model, cfg.batch_size, dtype, elements)
+    off = np.array(params["observables_0"]["energy_offset"], dtype)
+    for z, e in ref.items():
+        off[z] += e
+    params["observables_0"]["energy_offset"] = off
+    log(f"reference energies (eV): {', '.join(f'Z={z}: {e:.4f}' for z, e in ref.items())}")
+    return params, ref
 
-    replay_groups, replay_spec = None, None
-    if cfg.replay_weight:
-        from .replay import replay_dataset
 
-        rds = replay_dataset(base, cfg, log=log)
-        replay_groups = build_frames(rds, neighbors, source="replay set", single_bucket=True)
-        # no energies in replay: the pretrained model's absolute energies are arbitrary
-        replay_spec = dataclasses.replace(spec, energy=0.0).scaled(cfg.replay_weight)
+def _start(cfg, params0, ref, n_batches, arch, ckpt, resume):
+    """(optimiser, lr schedule, total steps, state, best parameters, info): fresh, or read from the
+    checkpoint when ``resume``. The schedule spans the configured epochs (not max_steps / max_time),
+    so that a resumed run with a larger step budget keeps the same learning rates."""
+    import jax
+    import jax.numpy as jnp
 
-    n_train_batches = len(epoch_batches(train_groups, cfg.batch_size, cfg.seed, 0))
-    # the schedule spans the configured epochs (not max_steps / max_time), so that a resumed run
-    # with a larger step budget keeps the same learning rates
-    tx, lr_sched = make_optimizer(cfg, params0, cfg.epochs * n_train_batches, arch.num_layers)
-    total_steps = cfg.epochs * n_train_batches
+    from .optim import make_optimizer
+
+    tx, lr_sched = make_optimizer(cfg, params0, cfg.epochs * n_batches, arch.num_layers)
+    total_steps = cfg.epochs * n_batches
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     state = {"params": jax.tree_util.tree_map(jnp.asarray, params0)}
@@ -503,131 +604,119 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
         if not ckpt.exists():
             raise ConfigError(f"--resume: no checkpoint at {ckpt}")
         state, best, info = _load_checkpoint(ckpt, state, best)
-        ref = {int(k): v for k, v in info.get("reference_energies", {}).items()}
-        log(f"resumed from {ckpt} at step {info['step']} (epoch {info['epoch']})")
-    state = _replicate(state, cfg.devices)
-    step_fn = _make_step(config, spec, replay_spec, tx, cfg.ema_decay)
-    history = info["history"]
+    return tx, lr_sched, total_steps, state, best, info
 
-    replay_cycles: dict[int, list] = {}  # replay order per pass over the replay set (a function of step)
-    n_replay = (
-        len(epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, 0)) if replay_groups else 0
-    )
 
-    def replay_batch(step: int):
-        if replay_groups is None:
-            return None
-        c = step // n_replay
-        if c not in replay_cycles:
-            replay_cycles.clear()
-            replay_cycles[c] = epoch_batches(replay_groups, cfg.replay_batch_size, cfg.seed + 7919, c)
-        g, rows = replay_cycles[c][step % n_replay]
-        return _strip(make_batch(replay_groups[g], rows, dtype))
+def run_epoch(run: TrainRun) -> None:
+    """The rest of the current epoch (from the batch a resumed run stopped at) or up to a stop
+    (max_steps, max_time), then validation (also after an interrupted epoch, so the last state is
+    scored), early stopping, the epoch checkpoint and ``history.csv``."""
+    cfg = run.cfg
+    batches = epoch_batches(run.train_groups, cfg.batch_size, cfg.seed, run.epoch)
+    start = int(run.info["batch"])
+    for k in range(start, len(batches)):
+        _train_step(run, *batches[k])
+        if run.step % cfg.checkpoint_every == 0:
+            _checkpoint(run, run.epoch, k + 1)
+        if cfg.max_steps and run.step >= cfg.max_steps:
+            run.stopped = "max_steps"
+        elif cfg.max_time is not None and time.perf_counter() > run.t_start + float(cfg.max_time):
+            run.stopped = "max_time"
+        if run.stopped:
+            start = k + 1
+            break
+    else:
+        start = 0
+    _validate(run)
+    if cfg.patience and run.info["bad_epochs"] >= cfg.patience and not run.stopped:
+        run.stopped = "early_stopping"
+    _checkpoint(run, run.epoch + (start == 0), start)
+    _write_history(run.workdir, run.history)
 
-    def checkpoint(epoch, batch_index, step):
-        info.update(
-            epoch=epoch,
-            batch=batch_index,
-            step=step,
-            seconds=info["seconds"] + time.perf_counter() - t_mark[0],
-        )
-        t_mark[0] = time.perf_counter()
-        _save_checkpoint(ckpt, state, best, info)
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=total_steps, initial=int(info["step"]), unit="step", dynamic_ncols=True, mininterval=1.0
-        )
-    t_mark = [time.perf_counter()]
-    step = int(info["step"])
-    epoch, start_batch = int(info["epoch"]), int(info["batch"])
-    stopped = ""
-    losses: list[float] = []
-    bad_steps = 0  # consecutive skipped (non-finite) steps
-    deadline = None if cfg.max_time is None else t_start + float(cfg.max_time)
-    while epoch < cfg.epochs and not stopped:
-        batches = epoch_batches(train_groups, cfg.batch_size, cfg.seed, epoch)
-        for k in range(start_batch, len(batches)):
-            g, rows = batches[k]
-            batch = _shard(_strip(make_batch(train_groups[g], rows, dtype)), cfg.devices)
-            state, loss, _, ok = step_fn(state, batch, _shard(replay_batch(step), cfg.devices))
-            step += 1
-            loss = float(loss)
-            if not bool(ok):
-                bad_steps += 1
-                if bad_steps == 1:
-                    log(f"\nstep {step}: non-finite loss or gradient (loss {loss}); the update is skipped")
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise TrainingError(
-                        f"{bad_steps} steps in a row up to step {step} had a non-finite loss or gradient: "
-                        "lower the lr, tighten clip_norm or check the labels (units?)"
-                    )
-            else:
-                bad_steps = 0
-                losses.append(loss)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3g}", epoch=epoch)
-            if step % cfg.checkpoint_every == 0:
-                checkpoint(epoch, k + 1, step)
-            if cfg.max_steps and step >= cfg.max_steps:
-                stopped = "max_steps"
-            elif deadline is not None and time.perf_counter() > deadline:
-                stopped = "max_time"
-            if stopped:
-                start_batch = k + 1
-                break
-        else:
-            start_batch = 0
-        # ---- validation (also after an interrupted epoch, so the last state is scored)
-        eval_params = state["ema"] if cfg.ema_decay else state["params"]
-        preds = predict_groups(eval_params, valid_groups, config, cfg.batch_size, dtype)
-        m = metrics_of(valid_groups, preds)
-        score = validation_score(m, spec)
-        lr_now = float(lr_sched(step))
-        elapsed = info["seconds"] + time.perf_counter() - t_mark[0]
-        history.append(
-            _history_row(
-                epoch, step, float(np.mean(losses)) if losses else float("nan"), m, score, lr_now, elapsed
+def _train_step(run: TrainRun, g: int, rows: np.ndarray) -> None:
+    """One optimiser step on rows ``rows`` of training group ``g`` (plus the step's replay batch);
+    a non-finite step is skipped, and MAX_BAD_STEPS of them in a row stop training."""
+    cfg = run.cfg
+    batch = _shard(_strip(make_batch(run.train_groups[g], rows, run.dtype)), cfg.devices)
+    rbatch = _shard(None if run.replay is None else run.replay.batch(run.step), cfg.devices)
+    run.state, loss, _, ok = run.step_fn(run.state, batch, rbatch)
+    step = run.info["step"] = run.step + 1
+    loss = float(loss)
+    if not bool(ok):
+        run.bad_steps += 1
+        if run.bad_steps == 1:
+            run.log(f"\nstep {step}: non-finite loss or gradient (loss {loss}); the update is skipped")
+        if run.bad_steps >= MAX_BAD_STEPS:
+            raise TrainingError(
+                f"{run.bad_steps} steps in a row up to step {step} had a non-finite loss or gradient: "
+                "lower the lr, tighten clip_norm or check the labels (units?)"
             )
-        )
-        losses = []
-        if score < info["best_score"]:
-            info.update(best_score=score, bad_epochs=0, best_epoch=epoch, best_metrics=m)
-            best = jax.tree_util.tree_map(lambda a: a, eval_params)
-        else:
-            info["bad_epochs"] += 1
-        if bar is not None and "forces" in m:
-            bar.set_postfix(
-                loss=f"{history[-1]['train_loss']:.3g}", F_mae=f"{m['forces']['mae']:.4f} eV/Å", epoch=epoch
-            )
-        if cfg.patience and info["bad_epochs"] >= cfg.patience and not stopped:
-            stopped = "early_stopping"
-        if start_batch == 0:
-            epoch += 1
-        checkpoint(epoch, start_batch, step)
-        _write_history(workdir, history)
-    if bar is not None:
-        bar.close()
-    if not stopped:
-        stopped = "epochs"
+    else:
+        run.bad_steps = 0
+        run.losses.append(loss)
+    if run.bar is not None:
+        run.bar.update(1)
+        run.bar.set_postfix(loss=f"{loss:.3g}", epoch=run.epoch)
+
+
+def _validate(run: TrainRun) -> None:
+    """Validation metrics of the current (EMA) parameters: a history row, the best parameters."""
+    import jax
+
+    cfg, info = run.cfg, run.info
+    params = run.state["ema"] if cfg.ema_decay else run.state["params"]
+    preds = predict_groups(params, run.valid_groups, run.model, cfg.batch_size, run.dtype)
+    m = metrics_of(run.valid_groups, preds)
+    score = validation_score(m, run.spec)
+    loss = float(np.mean(run.losses)) if run.losses else float("nan")
+    lr = float(run.lr_sched(run.step))
+    elapsed = info["seconds"] + time.perf_counter() - run.t_mark
+    run.history.append(_history_row(run.epoch, run.step, loss, m, score, lr, elapsed))
+    run.losses = []
+    if score < info["best_score"]:
+        info.update(best_score=score, bad_epochs=0, best_epoch=run.epoch, best_metrics=m)
+        run.best = jax.tree_util.tree_map(lambda a: a, params)
+    else:
+        info["bad_epochs"] += 1
+    if run.bar is not None and "forces" in m:
+        run.bar.set_postfix(loss=f"{loss:.3g}", F_mae=f"{m['forces']['mae']:.4f} eV/Å", epoch=run.epoch)
+
+
+def _checkpoint(run: TrainRun, epoch: int, batch_index: int) -> None:
+    """Record the position (epoch, next batch, step) and the time spent, and write the checkpoint."""
+    now = time.perf_counter()
+    run.info.update(epoch=epoch, batch=batch_index, seconds=run.info["seconds"] + now - run.t_mark)
+    run.t_mark = now
+    _save_checkpoint(run.ckpt, run.state, run.best, run.info)
+
+
+def finish(run: TrainRun) -> TrainResult:
+    """Learning curves and the best parameters as a model file (with the inference settings and the
+    training's provenance); returns the TrainResult."""
+    import jax
+
+    from .. import __version__
+    from ..so3lr.modelfile import SO3LRModel
+
+    cfg, info = run.cfg, run.info
+    if run.bar is not None:
+        run.bar.close()
+    stopped = run.stopped or "epochs"
     try:
-        plot_learning_curves(history, workdir / "learning_curves.png")
+        plot_learning_curves(run.history, run.workdir / "learning_curves.png")
     except Exception as exc:  # plotting must never lose a trained model
-        log(f"warning: learning curves not plotted ({exc})")
+        run.log(f"warning: learning curves not plotted ({exc})")
     meta = {
         "inference": {
-            "lr_cutoff": DEFAULT_LR_CUTOFF if lr_cutoff is None else lr_cutoff,
-            "trained_lr_cutoff": lr_cutoff,
+            "lr_cutoff": DEFAULT_LR_CUTOFF if run.lr_cutoff is None else run.lr_cutoff,
+            "trained_lr_cutoff": run.lr_cutoff,
         },
-        "reference_energies": {str(k): v for k, v in ref.items()},
+        "reference_energies": dict(info.get("reference_energies", {})),
         "training": {
             "config": cfg.to_dict(),
-            "data": split_info,
-            "steps": step,
+            "data": run.split_info,
+            "steps": run.step,
             "stopped": stopped,
             "best_epoch": info.get("best_epoch"),
             "valid_metrics": info.get("best_metrics", {}),
@@ -635,25 +724,26 @@ def _train(cfg: TrainConfig, resume: bool, log) -> TrainResult:
             "base_model": cfg.model,
         },
     }
-    best_np = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), best)
-    name = "so3lr-finetuned" if cfg.model != "scratch" else "so3krates"
-    model = SO3LRModel(arch, best_np, base.elements if cfg.model != "scratch" else elements, meta, name)
+    best = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), run.best)
+    scratch = cfg.model == "scratch"
+    elements = run.elements if scratch else run.base.elements
+    model = SO3LRModel(run.base.arch, best, elements, meta, "so3krates" if scratch else "so3lr-finetuned")
+    out_path = Path(cfg.output)
     model.save(out_path)
-    seconds = info["seconds"] + time.perf_counter() - t_mark[0]
-    log(f"model written to {out_path} ({step} steps, {seconds:.0f} s, stopped: {stopped})")
-    return TrainResult(model, info.get("best_metrics", {}), history, step, seconds, workdir, stopped)
+    seconds = info["seconds"] + time.perf_counter() - run.t_mark
+    run.log(f"model written to {out_path} ({run.step} steps, {seconds:.0f} s, stopped: {stopped})")
+    metrics = info.get("best_metrics", {})
+    return TrainResult(model, metrics, run.history, run.step, seconds, run.workdir, stopped)
 
 
 def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", batch_size: int = 16) -> dict:
     """Errors of a model (SO3LRModel) on a labelled dataset: MAE/RMSE per label as in
     :func:`metrics_of` (eV, eV/Å, e·Å; energies also kcal/mol). ``lr_cutoff="auto"``: all pairs in
     free space, 12 Å for periodic frames. Exact radial filters."""
-    from ..so3lr.model import make_config, neighbor_specs
-
     lr = _lr_cutoff(lr_cutoff, ds)
     dtype = dtype_of(precision)
     with precision_context(precision):
-        config = make_config(lr, DEFAULT_DISPERSION_DAMPING, precision, model.arch, filters="exact")
-        groups = build_frames(ds, neighbor_specs(lr, model.arch))
-        preds = predict_groups(_cast(model.params, dtype), groups, config, batch_size, dtype)
+        so3 = training_model(lr, precision, model.arch)
+        groups = build_frames(ds, so3.neighbors)
+        preds = predict_groups(_cast(model.params, dtype), groups, so3, batch_size, dtype)
     return metrics_of(groups, preds)
