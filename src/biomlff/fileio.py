@@ -13,6 +13,10 @@ checkpoints, H5MD trajectories) is opened through :func:`open_npz` / :func:`load
 and a file is never unpickled except for the object arrays of sGDML models, through a restricted
 unpickler that builds only arrays, numbers, strings and containers.
 
+*Containers.* biomlff's own binary files (MD/PIMD and training checkpoints, SO3krates model files,
+GDML models) are one layout, :func:`save_tree` / :func:`load_tree`: every leaf of a tree under its
+path key and a JSON header with the format, version, kind and metadata.
+
 Below every pillar: imports only NumPy, the standard library and :mod:`biomlff.errors` (h5py lazily).
 """
 
