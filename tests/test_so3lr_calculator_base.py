@@ -192,14 +192,23 @@ def test_long_lists_are_reused_within_half_the_skin():
         x.set_cell(x.cell.array * 1.01, scale_atoms=True)
     same()
     assert reuse.list_builds == {"lj": 3}
-    # short lists (rc < REUSE_MIN_CUTOFF) are rebuilt every call
+    # short lists (rc < REUSE_MIN_CUTOFF) are searched once too and cut to the pairs within rc on
+    # every call: the padded list of a search on every call, and its result, bit for bit
     short = PotentialCalculator(lj_potential(atoms.numbers), skin=0.5)
-    c = atoms.copy()
-    c.calc = short
-    c.get_potential_energy()
-    c.positions += 0.01
-    c.get_potential_energy()
-    assert short.list_builds == {"lj": 2}
+    every = PotentialCalculator(lj_potential(atoms.numbers), skin=0.0)
+    c, e = atoms.copy(), atoms.copy()
+    c.calc, e.calc = short, every
+    for _ in range(3):
+        step = rng.normal(scale=0.02, size=c.positions.shape)  # within skin / 2 = 0.25 Å
+        c.positions += step
+        e.positions += step
+        assert c.get_potential_energy() == e.get_potential_energy()
+        np.testing.assert_array_equal(c.get_forces(), e.get_forces())
+        ps = short.pairs_for(c.positions, c.cell.array)["lj"]
+        pe = every.pairs_for(e.positions, e.cell.array)["lj"]
+        for u, v in zip(ps, pe, strict=True):
+            np.testing.assert_array_equal(u, v)
+    assert short.list_builds == {"lj": 1} and every.list_builds == {"lj": 6}
     with pytest.raises(ConfigError, match="skin"):
         PotentialCalculator(lj_potential(atoms.numbers), skin=-0.1)
 
@@ -227,3 +236,88 @@ def test_all_pairs_list_built_once_per_system():
             want = np.sum(1.0 / d[np.triu_indices(len(a), 1)] ** 2)
             np.testing.assert_allclose(a.get_potential_energy(), want, rtol=1e-12)
         assert calc.list_builds == {"all": builds}
+
+
+def test_calls_repeat_no_host_work(monkeypatch):
+    """Issue 26: a call on moved atoms costs the compiled function and little else: no neighbour
+    search while the atoms stay within half the skin (the short list is cut from its candidates, the
+    overlap check reads its distances), and the system key is not recomputed while the atomic numbers,
+    cell and info stay the same."""
+    import biomlff.neighbors as neighbors
+
+    searches = []
+    search = neighbors.pair_indices
+    monkeypatch.setattr(neighbors, "pair_indices", lambda *a, **k: searches.append(1) or search(*a, **k))
+
+    class Counting(PotentialCalculator):
+        keys = 0
+
+        def system_key(self, atoms):
+            Counting.keys += 1
+            return super().system_key(atoms)
+
+    atoms = lattice(n=4)
+    atoms.calc = Counting(lj_potential(atoms.numbers), precision="float64")
+    e0 = atoms.get_potential_energy()
+    searches.clear()
+    Counting.keys = 0
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        atoms.positions += rng.normal(scale=0.01, size=atoms.positions.shape)
+        atoms.get_potential_energy()
+        atoms.get_forces()
+    assert searches == [] and Counting.keys == 0
+    atoms.info["charge"] = 1.0  # an info entry the key reads: recomputed (the key itself is the same)
+    atoms.get_potential_energy()
+    assert Counting.keys == 1 and abs(atoms.get_potential_energy() - e0) < 1.0
+
+
+@pytest.mark.parametrize("rc", [RC, 7.0])
+def test_overlap_and_nan_refused_between_searches(rc):
+    """Atoms that come closer than checks.MIN_DISTANCE while the pair list is reused (no search) are
+    refused as check_structure refuses them, naming the atoms; non-finite positions too. rc = 5 Å is
+    a short list (cut every call), 7 Å a long one (handed to the model as it is)."""
+    from biomlff.errors import DataError
+
+    atoms = lattice(n=4)
+    atoms.positions[1] = atoms.positions[0] + [0.45, 0.0, 0.0]  # allowed: > 0.1 Å
+    calc = PotentialCalculator(lj_potential(atoms.numbers, rc=rc), precision="float64")
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    atoms.positions[0] += [0.2, 0.0, 0.0]  # both within skin / 2 = 0.25 Å: no new search
+    atoms.positions[1] -= [0.2, 0.0, 0.0]
+    with pytest.raises(DataError, match="atoms 0 and 1 are 0.05 Å apart"):
+        atoms.get_potential_energy()
+    assert calc.list_builds == {"lj": 1}
+    atoms.positions[1] += [0.3, 0.0, 0.0]
+    atoms.get_potential_energy()
+    atoms.positions[2] = [np.nan, 0.0, 0.0]
+    with pytest.raises(DataError, match="non-finite"):
+        atoms.get_potential_energy()
+
+
+def test_check_state_reports_what_ase_reports():
+    """The calculator's cheap state check reports the changes ASE's compare_atoms reports."""
+    from ase.calculators.calculator import compare_atoms as ase_compare
+
+    from biomlff.calculators.base import compare_atoms
+
+    atoms = lattice(n=2)
+    edits = {
+        "nothing": lambda a: None,
+        "rounding": lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 1e-16),
+        "positions": lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 1e-9),
+        "numbers": lambda a: a.numbers.__setitem__(0, 1),
+        "cell": lambda a: a.set_cell(a.cell.array * 1.001),
+        "pbc": lambda a: a.set_pbc([True, False, True]),
+        "charges": lambda a: a.set_initial_charges(np.ones(len(a))),
+        "magmoms, cell": lambda a: (a.set_initial_magnetic_moments(np.ones(len(a))), a.set_cell(2 * a.cell)),
+    }
+    for name, edit in edits.items():
+        b = atoms.copy()
+        edit(b)
+        assert sorted(compare_atoms(atoms, b)) == sorted(ase_compare(atoms, b)), name
+        assert sorted(compare_atoms(b, atoms, excluded_properties={"cell"})) == sorted(
+            ase_compare(b, atoms, excluded_properties={"cell"})
+        ), name
+    assert compare_atoms(None, atoms) == ase_compare(None, atoms)

@@ -4,12 +4,14 @@ The calculator
 
 * builds host-side pair lists with :func:`biomlff.neighbors.build_pairs` for every entry of
   ``potential.neighbors`` (minimum image in orthorhombic periodic cells, free space otherwise),
-* reuses long pair lists between calls (Verlet lists): a list whose cutoff is ≥
-  :data:`REUSE_MIN_CUTOFF` (SO3LR's 12 Å long-range list) is built with a ``skin`` and kept as long
-  as no atom has moved by more than half the skin and the cell is unchanged; the models mask pairs
-  beyond their cutoff, so the result is the same as with a fresh list (up to the order of float
-  additions). Short lists (message passing within 4.5 Å) are rebuilt every call: their extra skin
-  pairs would cost the model more than the build,
+* reuses pair lists between calls (Verlet lists): every list is searched with a ``skin`` and kept
+  as long as no atom has moved by more than half the skin and the cell is unchanged. A list whose
+  cutoff is ≥ :data:`REUSE_MIN_CUTOFF` (SO3LR's 12 Å long-range list) goes to the model as it is;
+  the models mask pairs beyond their cutoff, so the result is the same as with a fresh list (up to
+  the order of float additions). A short list (message passing within 4.5 Å), whose extra skin pairs
+  would cost the model more than a search, is cut on every call to the pairs within its cutoff:
+  the same pairs in the same order as a fresh search, so the same result bit for bit, for the
+  price of one distance per candidate pair instead of a k-d tree,
 * pads them to a capacity bucket that only ever grows (``capacity_margin`` head-room), so that moving
   atoms does not recompile the energy function as long as the pairs fit; when a structure needs more
   room the capacity grows automatically (one recompilation) — a list is never truncated,
@@ -27,6 +29,13 @@ can be passed directly.
 Jit and parameters: when ``potential.energy_fn`` is a :class:`jax.tree_util.Partial` its array leaves
 (e.g. network weights) are passed to the compiled function as *arguments* rather than embedded as
 constants, which avoids XLA constant folding of the weights (tens of seconds of compile time on CPU).
+
+Per-call cost (issue 26): a call costs the compiled function plus a fraction of a millisecond. The
+state check that ASE runs before every property (:meth:`PotentialCalculator.check_state`) compares
+arrays without ``np.allclose``; the system key (settings resolution, electron count, ...) is
+recomputed only when the atomic numbers, cell, pbc or the ``info``/``arrays`` entries it reads change;
+the structure check runs every call, its overlap part on the distances measured while cutting the
+shortest pair list instead of a k-d tree of its own; and reused pair lists stay on the device.
 
 Precision: ``precision="float64"`` evaluates inside the thread-local ``jax.enable_x64(True)`` context,
 so it does not flip the global ``jax_enable_x64`` flag for the rest of the program.
@@ -61,12 +70,15 @@ MIN_SKIN = 0.05
 
 @dataclass
 class _ReusedList:
-    """A padded pair list with the positions (Å) and cell it was built for and its skin (Å)."""
+    """The pairs (i, j) within cutoff + skin of the positions (Å) and cell it was built for, its skin
+    (Å) and, for a list handed to the model as it is, its padded form."""
 
-    pairs: Pairs
+    i: np.ndarray
+    j: np.ndarray
     positions: np.ndarray
     cell: np.ndarray | None
     skin: float  # inf for all-pairs lists
+    pairs: Pairs | None = None
 
     def valid_for(self, positions, cell) -> bool:
         """True while no atom has moved by ≥ skin/2 since the build and the cell is the same: every
@@ -81,6 +93,84 @@ class _ReusedList:
             return True
         d = positions - self.positions
         return bool(np.einsum("ij,ij->i", d, d).max(initial=0.0) < 0.25 * self.skin * self.skin)
+
+
+def _squared_distances(i, j, positions, cell) -> np.ndarray:
+    """|r_j − r_i|² (Å²) of pairs (i, j), minimum image under ``cell`` (rows Å) or free space."""
+    d = positions[j] - positions[i]
+    if cell is not None:
+        from ..geometry import minimum_image_np
+
+        d = minimum_image_np(d, cell)
+    return np.einsum("ij,ij->i", d, d)
+
+
+def _within(kept: _ReusedList, cutoff: float, positions, cell):
+    """(i, j, min r²) of the pairs of a candidate list within ``cutoff`` Å now: every such pair is a
+    candidate while ``kept`` is valid (Verlet), and cutting keeps the sorted order, so this is the
+    list of :func:`biomlff.neighbors.pair_indices` (which also keeps pairs at exactly the cutoff).
+    min r² (Å²) over all candidates is the closest approach of any two atoms within the cutoff."""
+    r2 = _squared_distances(kept.i, kept.j, positions, cell)
+    keep = r2 <= cutoff * cutoff
+    return kept.i[keep], kept.j[keep], float(r2.min(initial=math.inf))
+
+
+def same_array(a, b, tol: float = 1e-15) -> bool:
+    """ASE's ``equal(a, b, atol=tol)`` (``np.allclose`` with rtol 0: same shape, |a − b| ≤ tol) at a
+    fraction of its cost: bitwise-equal arrays first, then the tolerance for floating arrays. (Written
+    here because ``np.allclose`` costs ~0.1 ms per array and ASE checks five arrays before every
+    property; it differs only for arrays holding ±inf at the same places, called different here, which
+    merely recomputes a structure that the structure check then refuses.)"""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if np.array_equal(a, b):
+        return True
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        with np.errstate(invalid="ignore"):
+            return bool(np.all(np.abs(a - b) <= tol))
+    return False
+
+
+def compare_atoms(atoms1, atoms2, tol: float = 1e-15, excluded_properties=()) -> list[str]:
+    """The system changes between two Atoms that :func:`ase.calculators.calculator.compare_atoms`
+    reports (cell, pbc and the per-atom arrays of ``all_changes``; an array present in only one of
+    them counts as changed), through :func:`same_array`."""
+    if atoms1 is None:
+        return list(all_changes)
+    check = [p for p in all_changes if p not in excluded_properties]
+    old, new = {"cell": atoms1.cell, "pbc": atoms1.pbc}, {"cell": atoms2.cell, "pbc": atoms2.pbc}
+    changes = [p for p in ("cell", "pbc") if p in check and not same_array(old[p], new[p], tol)]
+    a1, a2 = atoms1.arrays, atoms2.arrays
+    for p in check:
+        if p in ("cell", "pbc") or (p not in a1 and p not in a2):
+            continue
+        if p not in a1 or p not in a2 or not same_array(a1[p], a2[p], tol):
+            changes.append(p)
+    return changes
+
+
+def _frozen(value):
+    """A value of ``atoms.info`` / ``atoms.arrays`` as something ``==`` compares exactly (arrays by
+    dtype, shape and bytes)."""
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_frozen(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((repr(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (str, int, float, np.generic, type(None))) or _frozen_dataclass(value):
+        return value  # immutable: compared as it is
+    return repr(value)
+
+
+def _frozen_dataclass(value) -> bool:
+    params = getattr(type(value), "__dataclass_params__", None)
+    return params is not None and params.frozen
+
+
+_ABSENT = ("absent",)
 
 
 def cell_of(atoms) -> np.ndarray | None:
@@ -125,21 +215,27 @@ class PotentialCalculator(Calculator):
             override :meth:`make_potential`.
         precision: "float32" (default) or "float64".
         capacity_margin: pair-list capacity head-room factor (≥ 1) used whenever a list grows.
-        skin: Verlet skin (Å) of the reused long pair lists (cutoff ≥ :data:`REUSE_MIN_CUTOFF`):
-            rebuilt once an atom has moved by half of it; 0 rebuilds every list on every call. In a
-            periodic cell the skin is limited to (smallest cell height / 2 − cutoff).
+        skin: Verlet skin (Å) of the reused pair lists: searched again once an atom has moved by half
+            of it; 0 searches every list on every call. In a periodic cell the skin is limited to
+            (smallest cell height / 2 − cutoff).
 
     Attributes:
         n_traces: how many times a compiled function was traced (for checking that moving atoms
             does not recompile).
         capacities: current pair-list capacity per neighbour-list name.
-        list_builds: how many times each pair list was built (the rest of the calls reused it).
+        list_builds: how many times each pair list was searched (the rest of the calls reused it).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
     default_parameters: dict = {}
     #: output keys of outputs_fn that are renamed when stored in ``results``
     output_names: dict = {}
+    #: what :meth:`system_key` reads besides the atomic numbers, cell and pbc: entries of
+    #: ``atoms.info`` and ``atoms.arrays`` and attributes of the calculator. The key is recomputed only
+    #: when one of these changes; a subclass whose key reads anything else names it here.
+    key_info: tuple = ("charge", "multiplicity")
+    key_arrays: tuple = ()
+    key_attributes: tuple = ()
 
     def __init__(
         self,
@@ -165,6 +261,9 @@ class PotentialCalculator(Calculator):
         self._system: Hashable | None = None
         self._compiled: dict[str, Callable] = {}
         self.capacities: dict[str, int] = {}
+        self._memo: tuple | None = None  # (fingerprint, system key, cell) of the last atoms seen
+        self._current: dict[str, tuple] = {}  # (i, j, min r² Å² or None) of the lists of the last call
+        self._device: dict[str, tuple] = {}  # name -> (NumPy Pairs, their device copy)
 
     # ---- hooks for subclasses -------------------------------------------------------------
     def system_key(self, atoms) -> Hashable:
@@ -189,10 +288,42 @@ class PotentialCalculator(Calculator):
 
     # ---- ASE plumbing ------------------------------------------------------------------------
     def check_state(self, atoms, tol=1e-15):
-        changes = super().check_state(atoms, tol=tol)
-        if self._system is not None and self.system_key(atoms) != self._system:
-            changes = list(changes) + ["info"]
+        """ASE's state check (run before every property) through the cheap :func:`compare_atoms`,
+        plus "info" when the system key changed."""
+        changes = compare_atoms(self.atoms, atoms, tol, set(self.ignored_changes))
+        if self._system is not None and self._state(atoms)[0] != self._system:
+            changes.append("info")
         return changes
+
+    def _fingerprint(self, atoms) -> tuple:
+        """Everything :meth:`system_key` and :func:`cell_of` read, in a form that compares exactly."""
+        info, arrays = atoms.info, atoms.arrays
+        return (
+            atoms.numbers.tobytes(),
+            np.asarray(atoms.pbc).tobytes(),
+            atoms.cell.array.tobytes(),
+            tuple(_frozen(info[k]) if k in info else _ABSENT for k in self.key_info),
+            tuple(_frozen(arrays[k]) if k in arrays else _ABSENT for k in self.key_arrays),
+            tuple(_frozen(getattr(self, k, None)) for k in self.key_attributes),
+        )
+
+    def _state(self, atoms) -> tuple:
+        """(:meth:`system_key`, :func:`cell_of`) of ``atoms``, recomputed only when their fingerprint
+        changes: resolving the key (settings, electron count, fragments) costs ~0.1–0.3 ms, and ASE asks
+        for it before every property."""
+        fp = self._fingerprint(atoms)
+        if self._memo is None or self._memo[0] != fp:
+            key = self.system_key(atoms)
+            cell = cell_of(atoms)
+            self.check_system(key, cell)
+            if cell is not None:
+                cell.flags.writeable = False  # shared by the calls until the fingerprint changes
+            self._memo = (fp, key, cell)
+        return self._memo[1], self._memo[2]
+
+    def check_system(self, key, cell) -> None:
+        """Checks of a new system key or cell (Å rows, None in free space) that raise a
+        :class:`~biomlff.errors.BiomlffError`; run once per change, not per call. Default: none."""
 
     def reset(self):
         super().reset()
@@ -203,54 +334,117 @@ class PotentialCalculator(Calculator):
         return self._potential
 
     def _ensure_potential(self, atoms) -> Potential:
-        key = self.system_key(atoms)
+        key = self._state(atoms)[0]
         if self._potential is None or key != self._system:
             self._potential = self.make_potential(atoms)
             self._system = key
             self._compiled = {}
             self.capacities = {}
             self._lists = {}
+            self._device = {}
         return self._potential
 
     def pairs_for(self, positions, cell) -> dict[str, Pairs]:
         """Padded pair lists (NumPy) for every neighbour list of the current potential, growing the
-        capacity (with ``capacity_margin`` head-room) when needed. Positions Å, cell rows Å."""
-        from ..neighbors import padded_pairs, pair_indices
+        capacity (with ``capacity_margin`` head-room) when needed. Positions Å, cell rows Å.
 
+        A list with a skin is searched (k-d tree, ``list_builds``) only when an atom has moved by half
+        the skin or the cell changed; a long list (cutoff ≥ :data:`REUSE_MIN_CUTOFF`) then goes to the
+        model as it is, a short one is cut to the pairs within its cutoff on every call, which is the
+        list a fresh search returns (same pairs, same order) at a fraction of its cost."""
         out = {}
+        self._current = {}
         for name, spec in self._potential.neighbors.items():
             kept = self._lists.get(name)
-            if kept is not None and kept.valid_for(positions, cell):
-                out[name] = kept.pairs
-                continue
-            skin = self._skin(spec, cell)
-            cutoff = None if spec.cutoff is None else spec.cutoff + (0.0 if math.isinf(skin) else skin)
-            i, j = pair_indices(positions, cutoff, cell=cell, half=spec.half)
-            self.list_builds[name] = self.list_builds.get(name, 0) + 1
-            cap = self.capacities.get(name, 0)
-            if len(i) > cap:
-                # head-room only, rounded to 64: the calculator compiles per composition anyway, so
-                # geometric buckets would only add padded pairs (which cost as much as real ones)
-                cap = max(64, 64 * int(math.ceil(len(i) * self.capacity_margin / 64)))
-                self.capacities[name] = cap
-            out[name] = padded_pairs(i, j, cap)
-            if skin > 0.0:
-                c = None if cell is None else np.array(cell, dtype=float)
-                self._lists[name] = _ReusedList(out[name], np.array(positions, dtype=float), c, skin)
+            if kept is None or not kept.valid_for(positions, cell):
+                kept = self._search(name, spec, positions, cell)
+            if kept.pairs is None:  # a short list: cut from its candidates
+                i, j, r2min = _within(kept, spec.cutoff, positions, cell)
+                out[name] = self._padded(name, i, j)
+                self._current[name] = (i, j, r2min)
             else:
-                self._lists.pop(name, None)
+                out[name] = kept.pairs
+                self._current[name] = (kept.i, kept.j, None)
         return out
 
+    def _search(self, name, spec, positions, cell) -> _ReusedList:
+        """Search list ``spec`` at its cutoff + skin (kept for the next calls when the skin is > 0)."""
+        from ..neighbors import pair_indices
+
+        skin = self._skin(spec, cell)
+        cutoff = None if spec.cutoff is None else spec.cutoff + (0.0 if math.isinf(skin) else skin)
+        i, j = pair_indices(positions, cutoff, cell=cell, half=spec.half)
+        self.list_builds[name] = self.list_builds.get(name, 0) + 1
+        c = None if cell is None else np.array(cell, dtype=float)
+        kept = _ReusedList(i, j, np.array(positions, dtype=float), c, skin)
+        short = spec.cutoff is not None and spec.cutoff < REUSE_MIN_CUTOFF and skin > 0.0
+        if not short:
+            kept.pairs = self._padded(name, i, j)
+        if skin > 0.0:
+            self._lists[name] = kept
+        else:
+            self._lists.pop(name, None)
+        return kept
+
+    def _padded(self, name, i, j) -> Pairs:
+        """Pairs (i, j) padded to the capacity of list ``name``, grown first when they do not fit."""
+        from ..neighbors import padded_pairs
+
+        cap = self.capacities.get(name, 0)
+        if len(i) > cap:
+            # head-room only, rounded to 64: the calculator compiles per composition anyway, so
+            # geometric buckets would only add padded pairs (which cost as much as real ones)
+            cap = max(64, 64 * int(math.ceil(len(i) * self.capacity_margin / 64)))
+            self.capacities[name] = cap
+        return padded_pairs(i, j, cap)
+
+    def _on_device(self, pairs: dict[str, Pairs]) -> dict[str, Pairs]:
+        """The pair lists for the compiled function: a list reused from the last call goes to the device
+        once and stays there (SO3LR's 12 Å list of water 1536 holds 770k slots, 7 MB); a list seen
+        for the first time goes as NumPy arrays (jax.device_put costs more than the jit call's own
+        copy of a fresh list: 0.5 ms per call for dha's 4.5 Å list)."""
+        import jax
+
+        out = {}
+        for name, p in pairs.items():
+            kept = self._device.get(name)
+            if kept is None or kept[0] is not p:
+                self._device[name] = (p, None)
+                out[name] = p
+                continue
+            if kept[1] is None:
+                kept = (p, jax.device_put(p))
+                self._device[name] = kept
+            out[name] = kept[1]
+        return out
+
+    def check_overlaps(self, numbers, positions, cell) -> None:
+        """:func:`biomlff.checks.check_structure`'s overlap rule (DataError for two atoms closer than
+        ``checks.MIN_DISTANCE`` Å) on the pairs of the shortest pair list of this call (complete within
+        its cutoff, also when reused), which costs a fraction of the k-d tree of check_structure's own;
+        only when an atom pair is that close (or the potential has no list with a cutoff) does
+        check_structure run, and it names the atoms. Positions Å, cell rows Å or None."""
+        from ..checks import MIN_DISTANCE
+
+        cutoffs = {n: s.cutoff for n, s in self._potential.neighbors.items() if n in self._current}
+        cutoffs = {n: c for n, c in cutoffs.items() if c is not None and c >= MIN_DISTANCE}
+        if not cutoffs:
+            check_structure(numbers, positions, cell, name="atoms")
+            return
+        i, j, r2min = self._current[min(cutoffs, key=cutoffs.get)]
+        if r2min is None:  # not measured while cutting the list
+            r2min = float(_squared_distances(i, j, positions, cell).min(initial=math.inf))
+        # a hair above the limit: the rounding of this distance and of the k-d tree's may differ
+        if r2min <= (MIN_DISTANCE * (1 + 1e-6)) ** 2:
+            check_structure(numbers, positions, cell, name="atoms")
+
     def _skin(self, spec, cell) -> float:
-        """Skin (Å) for building list ``spec``: 0 when reuse is off (``skin=0``) or for short lists, inf
-        for an all-pairs list (built once per system), else the calculator's skin limited by the
-        minimum image."""
+        """Skin (Å) for building list ``spec``: 0 when reuse is off (``skin=0``), inf for an all-pairs
+        list (built once per system), else the calculator's skin limited by the minimum image."""
         if self.skin <= 0.0:
             return 0.0
         if spec.cutoff is None:
             return math.inf
-        if spec.cutoff < REUSE_MIN_CUTOFF:
-            return 0.0
         skin = self.skin
         if cell is not None:
             from ..geometry import cell_heights
@@ -306,13 +500,16 @@ class PotentialCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        cell = cell_of(atoms)
+        _, cell = self._state(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
-        # the one structure check of every command (NaN, overlapping atoms, unknown elements)
-        check_structure(atoms.numbers, positions, cell, name="atoms")
+        # the one structure check of every command: shapes, elements and NaN here, overlapping atoms
+        # on the pair lists below (check_overlaps)
+        check_structure(atoms.numbers, positions, cell, name="atoms", min_distance=0)
         pot = self._ensure_potential(atoms)
         dtype = dtype_of(self.precision)
         pairs = self.pairs_for(positions, cell)
+        self.check_overlaps(atoms.numbers, positions, cell)
+        pairs = self._on_device(pairs)
         x = positions.astype(dtype)
         c = None if cell is None else cell.astype(dtype)
         want_core = any(p in _CORE for p in properties)
@@ -355,6 +552,8 @@ class ModelCalculator(PotentialCalculator):
 
     Args: build; charge, multiplicity: defaults for atoms without them in ``info``; precision,
     capacity_margin, skin: as :class:`PotentialCalculator`."""
+
+    key_attributes = ("default_charge", "default_multiplicity")
 
     def __init__(
         self,

@@ -58,6 +58,10 @@ class SO3LRCalculator(PotentialCalculator):
         "hirshfeld_ratios",
         "energy_terms",
     ]
+    #: what system_key reads (it is recomputed only when these, the numbers, cell or pbc change)
+    key_info = ("charge", "multiplicity", "fragment_charges")
+    key_arrays = ("fragment_ids",)
+    key_attributes = ("default_charge", "default_multiplicity", "settings", "electrostatics")
 
     def __init__(
         self,
@@ -182,13 +186,15 @@ class SO3LRCalculator(PotentialCalculator):
         settings = self.resolved(atoms)
         return build_potential(self.model, system, settings, params=self.params)
 
+    def check_system(self, key, cell):
+        """The cell against the resolved long-range cutoff (every height ≥ 2 × lr cutoff)."""
+        from ..so3lr import check_cell
+
+        check_cell(cell, key[5].lr_cutoff)  # key[5]: the resolved ModelSettings of system_key
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=None):
         from ase.calculators.calculator import all_changes
 
-        from ..so3lr import check_cell
-
-        a = atoms if atoms is not None else self.atoms
-        check_cell(cell_of(a), self.resolved(a).lr_cutoff)
         super().calculate(atoms, properties, all_changes if system_changes is None else system_changes)
         if "dipole" in self.results:
             self.results["dipole"] = np.asarray(self.results["dipole"], dtype=float)
