@@ -360,3 +360,36 @@ def test_fast_path_hessian_by_reverse_over_reverse(shared, params):
     assert np.abs(h["exact"] - fwd).max() < 1e-8
     assert np.abs(h["tabulated"] - h["exact"]).max() < 1e-4
     assert np.abs(h["tabulated"] - h["tabulated"].transpose(2, 3, 0, 1)).max() < 1e-8
+
+
+def test_tables_are_stored_and_read_back_bit_for_bit(tmp_path, monkeypatch):
+    """A later process reads the tables from the user cache instead of building them (issue 26):
+    the same arrays bit for bit; corrupt files and other weights are built again."""
+    monkeypatch.setenv("BIOMLFF_CACHE", str(tmp_path))
+    monkeypatch.delenv("BIOMLFF_COMPILE_CACHE", raising=False)
+    arch = Architecture(num_features=16, num_layers=2)
+    p = init_params(arch, 5)
+
+    def tables(weights):
+        tabulate._cached_tables.cache_clear()  # a new process
+        return tabulate.with_tables(weights, arch, np.float64, num_cells=8)[tabulate.TABLES_KEY]
+
+    built = tables(p)
+    (path,) = (tmp_path / "aot").glob("so3lr-tables-*.npz")
+    real_build = tabulate.build_tables
+
+    def boom(*args, **kwargs):
+        raise AssertionError("tables rebuilt")
+
+    monkeypatch.setattr(tabulate, "build_tables", boom)
+    read = tables(p)
+    assert set(read) == set(built)
+    for k in built:
+        assert read[k].dtype == built[k].dtype and read[k].tobytes() == built[k].tobytes()
+    path.write_bytes(path.read_bytes()[:-100])  # truncated: built again and replaced
+    with pytest.raises(AssertionError, match="rebuilt"):
+        tables(p)
+    monkeypatch.setattr(tabulate, "build_tables", real_build)
+    assert tables(p)["layers_1"].tobytes() == built["layers_1"].tobytes()
+    tables(init_params(arch, 6))  # other weights: another file
+    assert len(list((tmp_path / "aot").glob("so3lr-tables-*.npz"))) == 2

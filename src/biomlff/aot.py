@@ -26,6 +26,9 @@ traced again and replaced, never an error. ``BIOMLFF_COMPILE_CACHE=off`` turns i
 cache. Files are written atomically (:func:`biomlff.fileio.atomic_path`); the folder is kept under
 :data:`MAX_BYTES` by removing the least recently used files.
 
+:func:`cached_arrays` keeps data derived from the weights the same way (an ``.npz`` per key, e.g. the
+radial tables of :mod:`biomlff.so3lr.tabulate`), so that a repeated command does not rebuild it.
+
 The program run is the same in the first process (it runs the artefact it has just exported) and in
 later ones, and the lowering is jit's own, so results are bitwise those of ``jax.jit`` (checked in
 tests/test_aot.py and for SO3LR on dha).
@@ -51,7 +54,7 @@ SUFFIX = ".jaxexport"
 #: size bound of the AOT folder (bytes): least recently used files are removed above it
 MAX_BYTES = 512 * 1024**2
 
-__all__ = ["CachedJit", "cache_dir", "cached_jit", "source_hash"]
+__all__ = ["CachedJit", "cache_dir", "cached_arrays", "cached_jit", "source_hash"]
 
 
 def cache_dir() -> Path | None:
@@ -140,10 +143,15 @@ def _write(path: Path, payload: bytes) -> None:
 
 
 def _prune(folder: Path, keep: Path, limit: int = MAX_BYTES) -> None:
-    """Remove the least recently used artefacts of ``folder`` while it holds more than ``limit``
-    bytes (``keep`` stays)."""
+    """Remove the least recently used files of ``folder`` (programs and arrays; not the temporaries
+    of writes in progress, whose names start with a dot) while it holds more than ``limit`` bytes
+    (``keep`` stays)."""
+    files = []
     try:
-        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in folder.glob("*" + SUFFIX)]
+        for p in folder.iterdir():
+            if p.suffix in (SUFFIX, ".npz") and not p.name.startswith("."):
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
     except OSError:
         return
     total = sum(size for _, size, _ in files)
@@ -157,6 +165,43 @@ def _prune(folder: Path, keep: Path, limit: int = MAX_BYTES) -> None:
             total -= size
         except OSError:
             pass  # another process removed it first
+
+
+def cached_arrays(
+    name: str, key: str, build: Callable[[], dict], check: Callable[[dict], bool] | None = None
+) -> dict:
+    """``build()`` (a dict of NumPy arrays) kept in :func:`cache_dir` as ``<name>-<hash>.npz``, keyed by
+    ``key`` (everything the arrays depend on besides biomlff's source), the jax/jaxlib versions and
+    :func:`source_hash`; a later process reads the file instead of building. A missing, corrupt or
+    foreign file, or one that ``check(arrays)`` rejects, is built again and replaced; with the cache
+    off (``BIOMLFF_COMPILE_CACHE=off``) this is ``build()``. The arrays read are the arrays stored,
+    bit for bit."""
+    from .errors import BiomlffError
+    from .fileio import atomic_savez, load_npz
+
+    folder = cache_dir()
+    if folder is None:
+        return build()
+    blob = json.dumps([FORMAT, name, str(key), *_versions(), source_hash()])
+    path = folder / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()}.npz"
+    try:
+        arrays = load_npz(path, f"cached {name}")
+        if check is None or check(arrays):
+            try:
+                os.utime(path)
+            except OSError:
+                pass
+            return arrays
+    except (BiomlffError, OSError) as exc:  # missing or unreadable: build again
+        log.debug("aot: %s: %s", path, exc)
+    arrays = build()
+    try:
+        atomic_savez(path, arrays, make_parents=True)
+    except Exception as exc:  # a read-only or full cache costs time, never the result
+        log.debug("aot: could not write %s: %s", path, exc)
+    else:
+        _prune(folder, keep=path)
+    return arrays
 
 
 class CachedJit:

@@ -48,14 +48,14 @@ class System:
 @functools.cache
 def _kernel(model):
     """jit of ``model.apply`` (energy, forces and all outputs of a padded batch) for one static
-    model; equal models share the compiled programs."""
-    import jax
+    model; equal models share the compiled programs. Each program is also kept on disk
+    (:func:`biomlff.aot.cached_jit`, keyed by the model's repr): a later process loads it untraced."""
+    from .. import aot
 
-    def run(params, batch):
-        TRACES[0] += 1  # trace-time side effect: counts compilations
-        return model.apply(params, batch)
+    def count():
+        TRACES[0] += 1  # one program per argument signature (traced, or loaded from the AOT cache)
 
-    return jax.jit(run)
+    return aot.cached_jit(model.apply, key=repr(model), name="so3lr-apply", on_program=count)
 
 
 def _system_pairs(neighbors, s: System) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -147,7 +147,25 @@ def build_tables(
 
 @functools.lru_cache(maxsize=8)
 def _cached_tables(digest: str, arch: Architecture, dtype_name: str, num_cells: int, kind: str, params_ref):
-    return build_tables(params_ref.tree, arch, np.dtype(dtype_name), num_cells, kind)
+    """The tables of one parameter set, kept in memory (this process) and on disk (the user cache,
+    :func:`biomlff.aot.cached_arrays`, keyed by the weights' checksum, architecture, dtype and grid):
+    a repeated command reads them instead of building them (1–5 s for SO3LR)."""
+    from .. import aot
+
+    dtype = np.dtype(dtype_name)
+    width = 6 if kind == "quintic" else 4
+
+    def build():
+        return build_tables(params_ref.tree, arch, dtype, num_cells, kind)
+
+    def check(tables) -> bool:  # the stored file holds exactly the tables asked for
+        names = {f"layers_{k}" for k in range(arch.num_layers)}
+        return set(tables) == names and all(
+            t.dtype == dtype and t.ndim == 3 and t.shape[:2] == (num_cells, width) for t in tables.values()
+        )
+
+    key = repr((digest, arch, dtype.name, int(num_cells), kind))
+    return aot.cached_arrays("so3lr-tables", key, build, check)
 
 
 class _Ref:
@@ -169,8 +187,9 @@ def with_tables(params, arch: Architecture = PUBLISHED, dtype=np.float32, **grid
 
     Tables are built once per parameter set: they are cached by the SHA-256 of the weights
     (:func:`biomlff.so3lr.weights.checksum`), architecture, dtype, grid size and kind, so that the
-    calculator, batched evaluation and MD reuse them. Existing tables of the same shape and dtype
-    are kept."""
+    calculator, batched evaluation and MD reuse them, and stored in the user cache so that a later
+    process reads them (``BIOMLFF_COMPILE_CACHE=off``: never stored). Existing tables of the same
+    shape and dtype are kept."""
     from .weights import checksum
 
     num_cells, kind = int(grid.pop("num_cells", NUM_CELLS)), grid.pop("kind", "quintic")
