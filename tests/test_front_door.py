@@ -205,3 +205,26 @@ def test_precision_mismatch_is_refused(argon_file):
         optimize(pot, system, precision="float32")
     # not given: the run follows the potential
     assert resolve_precision(None, pot) == "float64" and MDSettings().precision is None
+
+
+def test_training_resolves_settings_by_the_same_rule():
+    """Training and fine-tuning resolve their model settings by ModelSettings.resolve: a model file's
+    trained cutoff is kept, free-space data train with all pairs, periodic data with 12 Å, and any
+    other setting given in the config (model_settings) reaches the SO3LR the trainer builds."""
+    from biomlff.data import Dataset
+    from biomlff.so3lr.architecture import PUBLISHED
+    from biomlff.training.config import TrainConfig
+    from biomlff.training.loss import training_model
+    from biomlff.training.trainer import _settings_of, training_settings
+
+    pos = np.array(WATER[1])
+    gas = Dataset.from_arrays([8, 1, 1], pos[None])
+    box = Dataset.from_arrays([8, 1, 1], pos[None] + 5.0, cell=np.eye(3) * 30.0, pbc=True)
+    cfg = TrainConfig(data="x", model_settings={"dispersion_damping": 1.5})
+    assert training_settings(_settings_of(cfg), None, gas).lr_cutoff is None
+    periodic = training_settings(_settings_of(cfg), None, gas, box)
+    assert periodic.lr_cutoff == 12.0 and periodic.dispersion_damping == 1.5
+    trained = {"lr_cutoff": 6.0, "trained_lr_cutoff": 6.0}
+    assert training_settings(_settings_of(cfg), trained, gas).lr_cutoff == 6.0
+    model = training_model(periodic, PUBLISHED)
+    assert model.config.dispersion_damping == 1.5 and model.config.filters == "exact"

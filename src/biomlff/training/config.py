@@ -41,6 +41,9 @@ class TrainConfig:
     strategy: str = "scratch"
     architecture: dict = field(default_factory=dict)
     lr_cutoff: float | str | None = "auto"
+    #: any other :class:`biomlff.settings.ModelSettings` field (e.g. dispersion_damping), resolved
+    #: with lr_cutoff and precision by the rule of every path (the model file records them)
+    model_settings: dict = field(default_factory=dict)
     init_seed: int = 0
     # loss
     forces_weight: float = DEFAULT_WEIGHTS["forces"]

@@ -60,21 +60,17 @@ def as_model(model_or_config):
     return model_or_config if isinstance(model_or_config, Model) else SO3LR(model_or_config)
 
 
-def training_model(lr_cutoff: float | None, precision: str, arch):
-    """The SO3LR model training, validation and replay labelling evaluate: long-range cutoff Å (None:
-    all pairs), the default dispersion damping, ``precision``, architecture ``arch`` and exact radial
-    filters (training differentiates through the radial networks; tables are for inference)."""
-    from ..defaults import DEFAULT_DISPERSION_DAMPING
-    from ..settings import ModelSettings
+def training_model(settings, arch):
+    """The SO3LR model training, validation and replay labelling evaluate: resolved
+    :class:`~biomlff.settings.ModelSettings` (long-range cutoff Å or None for all pairs, dispersion
+    damping Å, precision, ...) with exact radial filters (training differentiates through the radial
+    networks; tables are for inference), architecture ``arch``; built by the one builder
+    :func:`~biomlff.so3lr.model.build_so3lr`."""
+    from dataclasses import replace
+
     from ..so3lr.model import build_so3lr
 
-    settings = ModelSettings(
-        lr_cutoff=lr_cutoff,
-        dispersion_damping=DEFAULT_DISPERSION_DAMPING,
-        precision=precision,
-        filters="exact",
-    )
-    return build_so3lr(settings.validate(), arch=arch)
+    return build_so3lr(replace(settings, filters="exact").validate(), arch=arch)
 
 
 def batch_predictions(params, batch: dict, model) -> dict:

@@ -88,7 +88,10 @@ def replay_frames(model, cfg, log=print) -> list:
 
     structures = replay_structures(model, cfg)
     systems = [ChemicalSystem(z) for z, _ in structures]
-    so3 = training_model(None, cfg.precision, model.arch)
+    from ..settings import ModelSettings
+
+    # all pairs (free-space replay structures, the SO3LR training setting)
+    so3 = training_model(ModelSettings(lr_cutoff=None, precision=cfg.precision), model.arch)
     out = []
     for (npad, _), members in bucket_groups(systems, single_bucket=True):
         batch = pad_batch(

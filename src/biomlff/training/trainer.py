@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import units
-from ..defaults import DEFAULT_LR_CUTOFF
+from ..defaults import DEFAULT_DISPERSION_DAMPING, DEFAULT_LR_CUTOFF
 from ..errors import ConfigError, DataError, TrainingError
 from ..fileio import atomic_path, atomic_write, open_npz, remove_stale_temporaries
 from ..precision import dtype_of, precision_context
@@ -130,15 +130,26 @@ def initial_model(cfg: TrainConfig, elements: tuple[int, ...]):
     return base
 
 
-def _lr_cutoff(setting, *datasets) -> float | None:
-    """The long-range cutoff (Å): ``setting`` (Å or None) as given, or with "auto" none (all pairs,
-    the SO3LR training setting) for free-space data and 12 Å when any frame is periodic."""
+def training_settings(settings, base_meta, *datasets):
+    """The resolved :class:`~biomlff.settings.ModelSettings` of a training run or evaluation: the
+    given settings (``lr_cutoff="auto"``: the starting model file's own cutoff, else none — all pairs,
+    the SO3LR training setting — for free-space data and 12 Å when any frame is periodic), by the one
+    rule of every path (:meth:`ModelSettings.resolve`; periodicity: ``geometry.cell_from_pbc``)."""
+    from ..potential import ChemicalSystem
+    from ..settings import ModelSettings
     from .batching import _frame_cell
 
-    if setting != "auto":
-        return None if setting is None else float(setting)
-    periodic = any(_frame_cell(ds.frame(k)) is not None for ds in datasets for k in range(len(ds)))
-    return DEFAULT_LR_CUTOFF if periodic else None
+    cells = (_frame_cell(ds.frame(k)) for ds in datasets for k in range(len(ds)))
+    cell = next((c for c in cells if c is not None), None)
+    system = ChemicalSystem(np.zeros(1, np.int32), cell=cell)
+    return ModelSettings.of(settings).resolve(system, base_meta)
+
+
+def _settings_of(cfg) -> dict:
+    """The model settings of a TrainConfig: its ``model_settings`` mapping with ``lr_cutoff`` and
+    ``precision`` (their own keys) on top."""
+    lr = "none" if cfg.lr_cutoff is None else cfg.lr_cutoff
+    return {**(cfg.model_settings or {}), "lr_cutoff": lr, "precision": cfg.precision}
 
 
 # ------------------------------------------------------------------------------- numerics
@@ -476,8 +487,9 @@ def prepare(cfg: TrainConfig, *, resume: bool = False, log=print) -> TrainRun:
     elements = _elements_of(train_ds, valid_ds)
     base = initial_model(cfg, elements)
     workdir, ckpt = _workdir(cfg, resume, log)
-    lr_cutoff = _lr_cutoff(cfg.lr_cutoff, train_ds, valid_ds)
-    model = training_model(lr_cutoff, cfg.precision, base.arch)
+    settings = training_settings(_settings_of(cfg), base.meta.get("inference"), train_ds, valid_ds)
+    lr_cutoff = settings.lr_cutoff
+    model = training_model(settings, base.arch)
     train_groups = build_frames(train_ds, model.neighbors, source=str(cfg.data))
     valid_groups = build_frames(valid_ds, model.neighbors, source="validation data")
     spec = cfg.loss_spec()
@@ -711,6 +723,7 @@ def finish(run: TrainRun) -> TrainResult:
         "inference": {
             "lr_cutoff": DEFAULT_LR_CUTOFF if run.lr_cutoff is None else run.lr_cutoff,
             "trained_lr_cutoff": run.lr_cutoff,
+            "dispersion_damping": run.model.config.dispersion_damping or DEFAULT_DISPERSION_DAMPING,
         },
         "reference_energies": dict(info.get("reference_energies", {})),
         "training": {
@@ -736,14 +749,17 @@ def finish(run: TrainRun) -> TrainResult:
     return TrainResult(model, metrics, run.history, run.step, seconds, run.workdir, stopped)
 
 
-def dataset_errors(model, ds, *, lr_cutoff="auto", precision: str = "float32", batch_size: int = 16) -> dict:
+def dataset_errors(model, ds, *, batch_size: int = 16, **settings) -> dict:
     """Errors of a model (SO3LRModel) on a labelled dataset: MAE/RMSE per label as in
-    :func:`metrics_of` (eV, eV/Å, e·Å; energies also kcal/mol). ``lr_cutoff="auto"``: all pairs in
-    free space, 12 Å for periodic frames. Exact radial filters."""
-    lr = _lr_cutoff(lr_cutoff, ds)
-    dtype = dtype_of(precision)
-    with precision_context(precision):
-        so3 = training_model(lr, precision, model.arch)
+    :func:`metrics_of` (eV, eV/Å, e·Å; energies also kcal/mol). ``settings``: ModelSettings fields
+    (``lr_cutoff="auto"``: the model file's cutoff, else all pairs in free space and 12 Å for periodic
+    frames; precision float32), resolved by :func:`training_settings`. Exact radial filters."""
+    if settings.get("lr_cutoff", "auto") is None:
+        settings["lr_cutoff"] = "none"
+    resolved = training_settings(settings, model.meta.get("inference"), ds)
+    dtype = dtype_of(resolved.precision)
+    with precision_context(resolved.precision):
+        so3 = training_model(resolved, model.arch)
         groups = build_frames(ds, so3.neighbors)
         preds = predict_groups(_cast(model.params, dtype), groups, so3, batch_size, dtype)
     return metrics_of(groups, preds)
