@@ -41,7 +41,10 @@ def test_model_settings_resolve_is_the_one_rule():
     box = ChemicalSystem(np.array([8, 1, 1]), cell=np.eye(3) * 30.0)
     s = ModelSettings()
     assert s.resolve(gas).lr_cutoff is None and s.resolve(box).lr_cutoff == 12.0
-    assert s.resolve(gas).filters == "tabulated" and ModelSettings(precision="float64").resolve(gas).filters == "exact"
+    assert (
+        s.resolve(gas).filters == "tabulated"
+        and ModelSettings(precision="float64").resolve(gas).filters == "exact"
+    )
     trained = {"lr_cutoff": 6.0, "trained_lr_cutoff": 6.0, "dispersion_damping": 1.5}
     assert s.resolve(gas, trained).lr_cutoff == 6.0 and s.resolve(box, trained).lr_cutoff == 6.0
     assert s.resolve(gas, trained).dispersion_damping == 1.5
@@ -173,9 +176,8 @@ def test_slab_gets_the_same_error_everywhere(slab_file, so3lr_cache, tmp_path, m
         assert rc == 2 and SLAB in err, (name, err)
     from ase.io import read
 
-    from biomlff.calculators import SO3LRCalculator
+    from biomlff.calculators import SO3LRCalculator, calculator
     from biomlff.errors import PeriodicityError
-    from biomlff.calculators import calculator
 
     for calc in (SO3LRCalculator(), calculator("lj")):
         atoms = read(slab_file)
@@ -228,3 +230,27 @@ def test_training_resolves_settings_by_the_same_rule():
     assert training_settings(_settings_of(cfg), trained, gas).lr_cutoff == 6.0
     model = training_model(periodic, PUBLISHED)
     assert model.config.dispersion_damping == 1.5 and model.config.filters == "exact"
+
+
+def test_every_model_setting_reaches_every_entry_point():
+    """A model setting is declared once (a ModelSettings field): it is then an option of every command
+    that takes a model, a key of md's config file, a keyword of the calculator and of build_potential."""
+    from dataclasses import fields
+
+    from biomlff.calculators import SO3LRCalculator
+    from biomlff.cli.main import build_parser
+    from biomlff.cli.md import defaults
+    from biomlff.settings import ModelSettings
+
+    parser = build_parser()
+    names = [f.name for f in fields(ModelSettings)]
+    ipi = ["ipi", "--address", "localhost:1", "--structure", "x.xyz"]
+    for command in (["md", "nvt", "x.xyz"], ["opt", "x.xyz"], ipi, ["eval", "--data", "x"], ["bind", "x"]):
+        for name in names:
+            flag = "--" + name.replace("_", "-")
+            value = {"lr_cutoff": "7", "precision": "float64", "filters": "exact", "electrostatics": "pme"}
+            args = parser.parse_args([*command, flag, value.get(name, "3")])
+            assert getattr(args, name) is not None, (command, flag)
+    assert set(names) <= set(defaults())
+    calc = SO3LRCalculator(pme_order=8, ewald_accuracy=1e-5)
+    assert calc.settings.pme_order == 8 and calc.settings.ewald_accuracy == 1e-5

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import sys
 
-from ._common import SYSTEM_OPTIONS, add_command, add_command_group, add_model_options, model_settings
+from ._common import (
+    SYSTEM_OPTIONS,
+    add_command,
+    add_command_group,
+    add_model_options,
+    model_options,
+    model_settings,
+)
 
 
 def _model_options(p, lr_default: str | None = None, precision_default: str | None = None) -> None:
@@ -13,7 +20,7 @@ def _model_options(p, lr_default: str | None = None, precision_default: str | No
     and ``bind`` differ only in their defaults."""
     g = add_model_options(
         p,
-        ["precision", "lr-cutoff", "dispersion-damping", "filters", "electrostatics", "ewald-accuracy"],
+        list(model_options()),
         title="model settings",
         defaults={"lr-cutoff": lr_default, "precision": precision_default},
     )
