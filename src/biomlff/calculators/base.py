@@ -97,7 +97,7 @@ class _ReusedList:
 
 def _squared_distances(i, j, positions, cell) -> np.ndarray:
     """|r_j − r_i|² (Å²) of pairs (i, j), minimum image under ``cell`` (rows Å) or free space."""
-    d = positions[j] - positions[i]
+    d = positions.take(j, axis=0) - positions.take(i, axis=0)  # take: a third of fancy indexing's time
     if cell is not None:
         from ..geometry import minimum_image_np
 
@@ -121,15 +121,15 @@ def same_array(a, b, tol: float = 1e-15) -> bool:
     here because ``np.allclose`` costs ~0.1 ms per array and ASE checks five arrays before every
     property; it differs only for arrays holding ±inf at the same places, called different here, which
     merely recomputes a structure that the structure check then refuses.)"""
-    a = np.asarray(a)
-    b = np.asarray(b)
+    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    b = b if isinstance(b, np.ndarray) else np.asarray(b)
     if a.shape != b.shape:
         return False
-    if np.array_equal(a, b):
+    if (a == b).all():
         return True
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
         with np.errstate(invalid="ignore"):
-            return bool(np.all(np.abs(a - b) <= tol))
+            return bool((np.abs(a - b) <= tol).all())
     return False
 
 
@@ -140,7 +140,7 @@ def compare_atoms(atoms1, atoms2, tol: float = 1e-15, excluded_properties=()) ->
     if atoms1 is None:
         return list(all_changes)
     check = [p for p in all_changes if p not in excluded_properties]
-    old, new = {"cell": atoms1.cell, "pbc": atoms1.pbc}, {"cell": atoms2.cell, "pbc": atoms2.pbc}
+    old, new = {"cell": atoms1.cell.array, "pbc": atoms1.pbc}, {"cell": atoms2.cell.array, "pbc": atoms2.pbc}
     changes = [p for p in ("cell", "pbc") if p in check and not same_array(old[p], new[p], tol)]
     a1, a2 = atoms1.arrays, atoms2.arrays
     for p in check:
@@ -236,6 +236,7 @@ class PotentialCalculator(Calculator):
     key_info: tuple = ("charge", "multiplicity")
     key_arrays: tuple = ()
     key_attributes: tuple = ()
+    _copied = False  # get_property has just copied the atoms into self.atoms
 
     def __init__(
         self,
@@ -262,6 +263,8 @@ class PotentialCalculator(Calculator):
         self._compiled: dict[str, Callable] = {}
         self.capacities: dict[str, int] = {}
         self._memo: tuple | None = None  # (fingerprint, system key, cell) of the last atoms seen
+        self._checked: tuple | None = None  # the _memo whose atoms passed check_structure
+        self._system_memo: tuple | None = None  # the _memo the current potential was built for
         self._current: dict[str, tuple] = {}  # (i, j, min r² Å² or None) of the lists of the last call
         self._device: dict[str, tuple] = {}  # name -> (NumPy Pairs, their device copy)
 
@@ -291,7 +294,7 @@ class PotentialCalculator(Calculator):
         """ASE's state check (run before every property) through the cheap :func:`compare_atoms`,
         plus "info" when the system key changed."""
         changes = compare_atoms(self.atoms, atoms, tol, set(self.ignored_changes))
-        if self._system is not None and self._state(atoms)[0] != self._system:
+        if self._system is not None and self._key(atoms) != self._system:
             changes.append("info")
         return changes
 
@@ -304,8 +307,14 @@ class PotentialCalculator(Calculator):
             atoms.cell.array.tobytes(),
             tuple(_frozen(info[k]) if k in info else _ABSENT for k in self.key_info),
             tuple(_frozen(arrays[k]) if k in arrays else _ABSENT for k in self.key_arrays),
-            tuple(_frozen(getattr(self, k, None)) for k in self.key_attributes),
+            tuple(getattr(self, k, None) for k in self.key_attributes),  # immutable values
         )
+
+    def _key(self, atoms):
+        """:meth:`system_key` of ``atoms`` through :meth:`_state`: the key of the current potential
+        itself (compared by identity, not element by element) while nothing it reads changed."""
+        key = self._state(atoms)[0]
+        return self._system if self._system_memo is self._memo else key
 
     def _state(self, atoms) -> tuple:
         """(:meth:`system_key`, :func:`cell_of`) of ``atoms``, recomputed only when their fingerprint
@@ -334,7 +343,7 @@ class PotentialCalculator(Calculator):
         return self._potential
 
     def _ensure_potential(self, atoms) -> Potential:
-        key = self._state(atoms)[0]
+        key = self._key(atoms)
         if self._potential is None or key != self._system:
             self._potential = self.make_potential(atoms)
             self._system = key
@@ -342,6 +351,7 @@ class PotentialCalculator(Calculator):
             self.capacities = {}
             self._lists = {}
             self._device = {}
+        self._system_memo = self._memo  # the key of these atoms is the potential's
         return self._potential
 
     def pairs_for(self, positions, cell) -> dict[str, Pairs]:
@@ -497,14 +507,29 @@ class PotentialCalculator(Calculator):
         """Number of kernel traces (compilations) so far, process-wide."""
         return _TRACES[0]
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        # ASE copies the atoms into self.atoms right before it calls calculate (with use_cache): the
+        # copy that Calculator.calculate would make again is skipped (calculate below)
+        self._copied = bool(self.use_cache)
+        try:
+            return super().get_property(name, atoms, allow_calculation)
+        finally:
+            self._copied = False
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+        # Calculator.calculate: keep a copy of the atoms (unless get_property just made it); the
+        # directory it creates is for calculators that write files, which these do not
+        if atoms is not None and not self._copied:
+            self.atoms = atoms.copy()
+        self._copied = False
         atoms = self.atoms
         _, cell = self._state(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
-        # the one structure check of every command: shapes, elements and NaN here, overlapping atoms
-        # on the pair lists below (check_overlaps)
-        check_structure(atoms.numbers, positions, cell, name="atoms", min_distance=0)
+        # the one structure check of every command: all of it (shapes, elements, NaN) when the system
+        # changed, one sum for NaN/inf on the other calls; overlapping atoms on the pair lists below
+        if self._checked is not self._memo or not np.isfinite(positions.sum()):
+            check_structure(atoms.numbers, positions, cell, name="atoms", min_distance=0)
+            self._checked = self._memo
         pot = self._ensure_potential(atoms)
         dtype = dtype_of(self.precision)
         pairs = self.pairs_for(positions, cell)
