@@ -89,10 +89,22 @@ def _versions() -> tuple[str, str]:
     return jax.__version__, jaxlib.__version__
 
 
+def _trace_settings() -> str:
+    """The JAX settings that change a traced program (jit keys its own caches on them: the 64-bit
+    flag, default matmul precision, dtype promotion, ...) as a string that is the same in every
+    process (values printed with a memory address are left out). Empty if this jax has no such list."""
+    try:
+        from jax._src import config  # no public equivalent in jax 0.10
+
+        return repr(tuple(v for v in config.trace_context() if " at 0x" not in repr(v)))
+    except Exception:  # another jax: its version is part of the key, the x64 flag below still is
+        return ""
+
+
 def signature(args) -> tuple:
-    """(leaves, treedef, signature) of a tuple of positional arguments: the signature is the tree
-    structure, (shape, dtype, weak type) of every leaf as JAX sees it, the 64-bit flag in force and the
-    backend (a hashable tuple)."""
+    """(leaves, treedef, signature, avals) of a tuple of positional arguments: the signature is the
+    tree structure, (shape, dtype, weak type) of every leaf as JAX sees it, the 64-bit flag and the
+    other tracing settings in force, and the backend (a hashable tuple)."""
     import jax
     import numpy as np
 
@@ -103,6 +115,7 @@ def signature(args) -> tuple:
         str(treedef),
         tuple((tuple(a.shape), str(a.dtype), bool(a.weak_type)) for a in avals),
         bool(x64),
+        _trace_settings(),
         jax.default_backend(),
     )
     return leaves, treedef, sig, avals
