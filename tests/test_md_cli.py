@@ -207,6 +207,8 @@ def test_sigkill_then_resume(tmp_path, argon_file):
                         break
             time.sleep(0.5)
         else:
+            proc.kill()  # before reading its stderr: reading a live process's pipe blocks until it ends
+            proc.wait(30)
             pytest.fail("no checkpoint at step 400 within 240 s: " + proc.stderr.read().decode()[-2000:])
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
