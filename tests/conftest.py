@@ -48,6 +48,15 @@ def argon_file(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def params(shared):
+    """The published SO3LR weights (``../shared/so3lr/params.pkl``), read once per test process: the
+    one weights fixture of every pillar's tests (read-only; functions that add radial tables copy)."""
+    from biomlff.so3lr.weights import read_params_pickle
+
+    return read_params_pickle(shared / "so3lr" / "params.pkl")
+
+
+@pytest.fixture(scope="session")
 def so3lr_cache(shared, tmp_path_factory) -> Path:
     """A user cache (for ``BIOMLFF_CACHE``) holding the published SO3LR weights, imported once per
     session from ``../shared/so3lr/params.pkl``: CLI tests need no weights in the real user cache."""
@@ -66,7 +75,7 @@ def _release_compiled_code():
     pytest process of the whole suite (thousands of compilations) approached the kernel's
     vm.max_map_count (65530 by default) and died with a segmentation fault inside XLA's compiler
     near the end of the suite (2026-12-04 in the cache write, 2026-12-07 in
-    backend_compile_and_load, both in tests/test_training.py). Measured: 200 small jitted functions
+    backend_compile_and_load, both in tests/training/test_training.py). Measured: 200 small jitted functions
     add 1,266 mappings and ``jax.clear_caches()`` releases them."""
     yield
     import sys

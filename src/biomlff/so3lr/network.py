@@ -360,7 +360,7 @@ def _tabulated_block_vjp(ab, table, ni, nj, g, aux, ct_i, ct_j, *, dtype, first:
     cotangents ``ct_i``, ``ct_j`` of its two outputs. The block is recomputed once, with the table's
     value and slope from one Horner pass; JAX's own vjp of the block (recompute, then transpose every
     reshape, broadcast and product) was measured at ~3.8× the block's forward time. Checked against
-    ``jax.vjp`` in tests/test_so3lr_tabulate.py."""
+    ``jax.vjp`` in tests/so3lr/test_so3lr_tabulate.py."""
     import jax
     import jax.numpy as jnp
 
@@ -515,8 +515,14 @@ def so3krates_layer(p, x, ev, geom, dtype, first: bool = False, arch: Architectu
 
         @jax.checkpoint
         def body(acc, g):
-            dx, dev = _messages(ab, heads, ev, g, n, dtype, first, arch, table)
-            return (acc[0] + dx, acc[1] + dev), None
+            # a block without a message (φ = 0 for every pair: padding, r ≥ r_c) is skipped in both
+            # passes, as in the tabulated path: the head-room of padded lists (ASE calculators 25 %,
+            # MD lists) costs nothing; the result is the same bit for bit (it would add zeros)
+            def add(acc):
+                dx, dev = _messages(ab, heads, ev, g, n, dtype, first, arch, table)
+                return acc[0] + dx, acc[1] + dev
+
+            return lax.cond((g["phi"] != 0).any(), add, lambda acc: acc, acc), None
 
         init = (jnp.zeros((n, arch.num_features), dtype), jnp.zeros((n, arch.num_components), dtype))
         (dx, dev), _ = lax.scan(body, init, {k: geom[k] for k in pair_keys})

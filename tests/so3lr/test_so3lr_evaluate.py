@@ -9,12 +9,6 @@ import pytest
 from biomlff.calculators import SO3LRCalculator
 from biomlff.so3lr import SO3LRConfig
 from biomlff.so3lr import evaluate as ev
-from biomlff.so3lr.weights import read_params_pickle
-
-
-@pytest.fixture(scope="module")
-def params(shared):
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
 
 
 @pytest.fixture(scope="module")

@@ -145,8 +145,8 @@ def test_nan_and_overlapping_atoms_refused_everywhere(tmp_path, capsys, command,
 def test_calculator_refuses_nan_and_overlap():
     from ase import Atoms
 
-    from biomlff.errors import DataError
     from biomlff.calculators import calculator
+    from biomlff.errors import DataError
 
     z, r = ETHANOL
     atoms = Atoms(numbers=z, positions=r)

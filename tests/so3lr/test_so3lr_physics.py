@@ -13,12 +13,6 @@ from biomlff.potential import strained_energy, stress
 from biomlff.so3lr import so3lr_potential
 from biomlff.so3lr.binding import binding_energy, separate
 from biomlff.so3lr.evaluate import evaluate
-from biomlff.so3lr.weights import read_params_pickle
-
-
-@pytest.fixture(scope="module")
-def params(shared):
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 * save_tree/load_tree round trips: nested dicts, lists, tuples, None, Python scalars, every dtype,
   bit for bit (NaN payloads, −0.0), keys with '/', optax states (NamedTuples) into a template;
   corrupt, foreign, newer and mismatched files are DataErrors naming the file.
-* Files written by biomlff before the container (tests/data/legacy/, made by make_legacy.py at
+* Files written by biomlff before the container (tests/fixtures/legacy/, made by make_legacy.py at
   commit 5832179, with what that code computed from them in reference.npz) load with today's code
   and give the same results: an MD and a PIMD checkpoint resume and follow the old code's
   trajectory, a training checkpoint resumes to the old code's parameters, a model file and a GDML
@@ -24,7 +24,7 @@ import pytest
 from biomlff.errors import ConfigError, DataError
 from biomlff.fileio import TREE_HEADER, fill_tree, flatten_tree, load_tree, save_tree
 
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 ETHANOL = LEGACY.parents[2] / "src" / "biomlff" / "resources" / "examples" / "ethanol_md17_50.npz"
 
 

@@ -21,7 +21,7 @@ from biomlff.training import TrainConfig, train
 from biomlff.training.batching import build_frames, make_batch
 from biomlff.training.loss import LossSpec, batch_loss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ETHANOL = ROOT / "src" / "biomlff" / "resources" / "examples" / "ethanol_md17_50.npz"
 TINY = dict(
     num_features=8,

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from biomlff.calculators import SO3LRCalculator
-from biomlff.so3lr.weights import read_params_pickle
 
 MOLECULES = ["atat", "dha", "bb"]
-
-
-@pytest.fixture(scope="module")
-def params(shared):
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
 
 
 def _ref(shared, name):

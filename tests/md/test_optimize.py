@@ -200,13 +200,6 @@ def test_opt_cli_methods_and_bad_method(tmp_path, capsys):
 
 
 # --- SO3LR: the shipped peptide against ASE's optimisers, the solvated peptide through md --relax -----
-@pytest.fixture(scope="module")
-def params(shared):
-    from biomlff.so3lr.weights import load_params
-
-    return load_params(shared / "so3lr" / "params.pkl")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_peptide_minimum_agrees_with_ase(params, precision):

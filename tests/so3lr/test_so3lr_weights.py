@@ -15,7 +15,7 @@ import pytest
 
 from biomlff.so3lr import weights as W
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: the downloaded wheel is kept in the checkout's ignored /.whl/ folder between runs
 WHEEL_DIR = ROOT / ".whl" / "so3krates_torch"
 

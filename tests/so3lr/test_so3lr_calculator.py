@@ -8,12 +8,6 @@ from ase.build import molecule
 
 from biomlff.calculators import SO3LRCalculator
 from biomlff.errors import ModelError
-from biomlff.so3lr.weights import read_params_pickle
-
-
-@pytest.fixture(scope="module")
-def params(shared):
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
 
 
 def test_results_and_no_recompilation(params):
@@ -61,7 +55,7 @@ def test_bad_input(params):
     water.calc = SO3LRCalculator(lr_cutoff=None, params=params)
     with pytest.raises(ModelError, match="free space"):
         water.get_potential_energy()
-    # triclinic cells are supported (tests/test_safe_defaults.py); one whose height along a is
+    # triclinic cells are supported (tests/core/test_safe_defaults.py); one whose height along a is
     # 21.2 Å < 2 × 12 Å is refused by the same rule as any other cell, naming --lr-cutoff
     water.set_cell([[30.0, 0, 0], [20.0, 20.0, 0], [0, 0, 30.0]])
     water.calc = SO3LRCalculator(params=params)

@@ -233,13 +233,6 @@ def test_tuning_and_settings_errors():
 
 
 # ------------------------------------------------------------------------------- SO3LR wiring
-@pytest.fixture(scope="module")
-def params(shared):
-    from biomlff.so3lr.weights import read_params_pickle
-
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
-
-
 def _small_water_box():
     """8 water molecules (24 atoms) in a 9.2 Å box (lr cutoff 4.5 Å)."""
     from ase.build import molecule

@@ -8,13 +8,6 @@ from biomlff.md import Ensemble, MDSettings, Simulation, read_structure
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def params(shared):
-    from biomlff.so3lr.weights import load_params
-
-    return load_params(shared / "so3lr" / "params.pkl")
-
-
 def test_so3lr_nve_dha_conserves_energy(shared, params):
     """1 ps NVE of dha (56 atoms, free space, float64, dt 0.5 fs): |E_tot(t) − E_tot(0)| < 1 meV/atom."""
     from biomlff.so3lr import so3lr_potential

@@ -18,12 +18,6 @@ from biomlff.neighbors import build_pairs
 from biomlff.potential import energy_and_forces
 from biomlff.so3lr import so3lr_potential, tabulate
 from biomlff.so3lr.architecture import Architecture, init_params
-from biomlff.so3lr.weights import read_params_pickle
-
-
-@pytest.fixture(scope="module")
-def params(shared):
-    return read_params_pickle(shared / "so3lr" / "params.pkl")
 
 
 def _ref(shared, name):
@@ -143,7 +137,7 @@ def test_float64_tabulated_matches_exact(shared, params):
 @pytest.mark.slow
 def test_float64_tabulated_water_matches_reference(shared, params):
     """1536 atoms in float64 (one evaluation): tabulated within the float64 tolerances of the
-    reference that the exact path meets (tests/test_so3lr_reference.py)."""
+    reference that the exact path meets (tests/so3lr/test_so3lr_reference.py)."""
     ref = _ref(shared, "water")
     e_ref = float(ref["energy"])
     e, f = _run(_structure(shared, "water"), params, "float64", "tabulated")

@@ -21,7 +21,7 @@ from biomlff.errors import DataError
 from biomlff.md.testing import lj_cluster
 
 ETHANOL = (
-    Path(__file__).resolve().parents[1] / "src" / "biomlff" / "resources" / "examples" / "ethanol_md17_50.npz"
+    Path(__file__).resolve().parents[2] / "src" / "biomlff" / "resources" / "examples" / "ethanol_md17_50.npz"
 )
 
 TINY_ARCH = dict(

@@ -60,7 +60,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared")).resolve()
 
 DOCS = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 #: documents whose blocks run only where explicitly marked (records of measurements)
@@ -558,7 +560,7 @@ def test_every_documented_command_is_marked():
     assert not unmarked, (
         "code blocks with biomlff commands need <!-- runnable -->, <!-- runnable-slow: REASON --> or "
         "<!-- not-runnable: REASON --> "
-        "on the line above (see tests/test_docs_run.py):\n" + "\n".join(unmarked)
+        "on the line above (see tests/core/test_docs_run.py):\n" + "\n".join(unmarked)
     )
     assert not no_reason, "not-runnable markers need a reason: " + ", ".join(no_reason)
     assert not bad, "documented commands that do not parse:\n" + "\n".join(bad)

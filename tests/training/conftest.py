@@ -1,0 +1,2 @@
+"""Tests of training and fine-tuning (loss, batches, checkpoints and resume, replay, model files).
+"""
