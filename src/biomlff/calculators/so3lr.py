@@ -35,9 +35,10 @@ class SO3LRCalculator(PotentialCalculator):
             :func:`biomlff.so3lr.load_params`). weights: path to a weights file (canonical npz,
             params.pkl or so3krates-torch model) instead.
         capacity_margin: head-room factor of the pair-list capacities.
-        skin: Verlet skin (Å, default 0.5) of the long-range pair list, which is reused between calls
-            until an atom has moved by half of it (limited by the minimum image in small cells; 0
-            rebuilds it every call). The 4.5 Å list is rebuilt every call.
+        skin: Verlet skin (Å, default 0.5) of the pair lists, which are reused between calls until an
+            atom has moved by half of it (limited by the minimum image in small cells; 0 searches
+            them every call); the 4.5 Å list is cut from its candidates to the pairs within 4.5 Å on
+            every call (the list of a fresh search).
         charge, multiplicity: defaults for atoms without ``info["charge"]`` / ``info["multiplicity"]``.
         filters: radial filters "exact" or "tabulated" (tables built once per calculator from the
             weights, :mod:`biomlff.so3lr.tabulate`); None: tabulated in float32, exact in float64.
