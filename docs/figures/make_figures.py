@@ -3,11 +3,11 @@
     OMP_NUM_THREADS=1 .venv/bin/python docs/figures/make_figures.py [--work DIR] [--stage NAME]
 
 Trajectories (kept in --work, default /tmp/biomlff_figures):
-* water: 64 flexible SPC/Fw waters (tests/analysis_builders.py) in a 12.4 Å box, Langevin 300 K,
+* water: 64 flexible SPC/Fw waters (tests/analysis/analysis_builders.py) in a 12.4 Å box, Langevin 300 K,
   0.5 fs steps, after 0.5 ps of equilibration — a cheap test potential, not SO3LR;
 * peptide: Ac-Ala3-NHMe (MD22 geometry) with SO3LR in free space, Langevin 500 K, 0.5 fs;
 * helix: Ala15 (shared SO3LR reference geometry) with SO3LR, Langevin 300 K;
-* bilayer: an ideal synthetic bilayer with thermal noise (tests/analysis_builders.py);
+* bilayer: an ideal synthetic bilayer with thermal noise (tests/analysis/analysis_builders.py);
 * binding: SO3LR water-dimer interaction energy along the O–O distance.
 SO3LR runs use ASE's Langevin with a small calculator around the biomlff Potential (the biomlff MD
 engine can write the same trajectories).

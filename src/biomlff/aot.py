@@ -31,7 +31,7 @@ radial tables of :mod:`biomlff.so3lr.tabulate`), so that a repeated command does
 
 The program run is the same in the first process (it runs the artefact it has just exported) and in
 later ones, and the lowering is jit's own, so results are bitwise those of ``jax.jit`` (checked in
-tests/test_aot.py and for SO3LR on dha).
+tests/core/test_aot.py and for SO3LR on dha).
 """
 
 from __future__ import annotations

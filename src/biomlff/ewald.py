@@ -69,7 +69,7 @@ DEFAULT_ORDER = 6
 #: 0.17–0.66) against converged Ewald: the largest measured C_p over that range times a safety factor
 #: 2 (measured maxima 0.020, 0.0037, 0.0022, 0.00095 for p = 4, 6, 8, 10; the error falls slightly
 #: faster than (h/s)^(p−1) on fine meshes, so the estimate is conservative there).
-#: tests/test_ewald.py::test_pme_meets_requested_accuracy checks tuned meshes against Ewald.
+#: tests/so3lr/test_ewald.py::test_pme_meets_requested_accuracy checks tuned meshes against Ewald.
 PME_ERROR_CONSTANTS = {4: 0.04, 6: 0.0075, 8: 0.0045, 10: 0.002}
 
 

@@ -456,7 +456,7 @@ FILTERS = ("exact", "tabulated")
 
 def default_filters(precision: str) -> str:
     """Default radial filters: tabulated in float32 (table error below float32 rounding; measured
-    against the float64 references in tests/test_so3lr_tabulate.py), exact in float64."""
+    against the float64 references in tests/so3lr/test_so3lr_tabulate.py), exact in float64."""
     return "tabulated" if precision == "float32" else "exact"
 
 
