@@ -195,7 +195,8 @@ def _make_kernel(kind: str, neighbors: dict, static: dict):
 
     def kernel(dyn, positions, pairs, cell):
         _TRACES[0] += 1  # trace-time side effect: counts compilations
-        p = Potential(neighbors=neighbors, atomic_numbers=None, **static, **dyn)
+        fns = {"energy_fn": None, **static, **dyn}
+        p = Potential(neighbors=neighbors, atomic_numbers=None, **fns)
         if kind == "outputs":
             return p.outputs_fn(positions, pairs, cell)
         e, f = energy_and_forces(p)(positions, pairs, cell)
@@ -261,6 +262,7 @@ class PotentialCalculator(Calculator):
         self._potential: Potential | None = None
         self._system: Hashable | None = None
         self._compiled: dict[str, Callable] = {}
+        self._device_fns: dict = {}  # the potential's Partial functions with their leaves on the device
         self.capacities: dict[str, int] = {}
         self._memo: tuple | None = None  # (fingerprint, system key, cell) of the last atoms seen
         self._checked: tuple | None = None  # the _memo whose atoms passed check_structure
@@ -348,6 +350,7 @@ class PotentialCalculator(Calculator):
             self._potential = self.make_potential(atoms)
             self._system = key
             self._compiled = {}
+            self._device_fns = {}
             self.capacities = {}
             self._lists = {}
             self._device = {}
@@ -476,7 +479,8 @@ class PotentialCalculator(Calculator):
         import jax
 
         pot = self._potential
-        fns = {"energy_fn": pot.energy_fn, "outputs_fn": pot.outputs_fn}
+        # only the function the kernel calls: every leaf passed costs the call (dispatch)
+        fns = {"outputs_fn": pot.outputs_fn} if kind == "outputs" else {"energy_fn": pot.energy_fn}
         # Partial functions travel as jit arguments (their array leaves are traced, not constants)
         dynamic = {k: v for k, v in fns.items() if isinstance(v, jax.tree_util.Partial)}
         static = {k: v for k, v in fns.items() if k not in dynamic}
@@ -493,11 +497,14 @@ class PotentialCalculator(Calculator):
             )  # keep `static` alive with its id
             _KERNELS[key] = entry
         compiled = entry[0]
-        # put the weights on the device once: passing NumPy leaves would copy them on every call
-        # (≈ 7 ms per call for SO3LR's 131 arrays); inside the precision context so that float64
-        # system arrays (charges) keep their dtype
-        with precision_context(self.precision):
-            dynamic = jax.device_put(dynamic)
+        # put the weights on the device once (one copy per function, shared by "ef" and "efs"):
+        # passing NumPy leaves would copy them on every call (≈ 7 ms per call for SO3LR's 131
+        # arrays); inside the precision context so that float64 system arrays (charges) keep their dtype
+        for name, f in dynamic.items():
+            if name not in self._device_fns:
+                with precision_context(self.precision):
+                    self._device_fns[name] = jax.device_put(f)
+            dynamic[name] = self._device_fns[name]
         fn = lambda positions, pairs, cell: compiled(dynamic, positions, pairs, cell)
         self._compiled[kind] = fn
         return fn
