@@ -115,10 +115,10 @@ class ModelSettings:
         if not isinstance(lr, str) and lr is not None and not float(lr) > 0:
             raise ConfigError(f"lr_cutoff must be positive, got {lr} Å")
         if self.filters not in (None, "exact", "tabulated"):
-            raise ConfigError(f"filters must be 'exact' or 'tabulated', got {self.filters!r}")
+            raise ConfigError(f"filters must be one of ('exact', 'tabulated'), got {self.filters!r}")
         if self.electrostatics not in ("cutoff", "ewald", "pme"):
             raise ConfigError(
-                f"electrostatics must be 'cutoff', 'ewald' or 'pme', got {self.electrostatics!r}"
+                f"electrostatics must be one of ('cutoff', 'ewald', 'pme'), got {self.electrostatics!r}"
             )
         return self
 
