@@ -19,6 +19,8 @@ SHARED = Path(os.environ.get("BIOMLFF_SHARED", ROOT.parent / "shared")).resolve(
 # later modules reload what earlier ones compiled instead of compiling it again, and a second local
 # run reuses all of it. BIOMLFF_COMPILE_CACHE=off runs without it.
 os.environ.setdefault("BIOMLFF_COMPILE_CACHE", str(ROOT / ".jax_cache"))
+# the AOT-exported programs (biomlff.aot) of the suite stay beside it, out of the user's cache
+os.environ.setdefault("BIOMLFF_AOT_DIR", str(ROOT / ".jax_cache" / "aot"))
 from biomlff.defaults import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()

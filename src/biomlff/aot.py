@@ -58,12 +58,15 @@ __all__ = ["CachedJit", "cache_dir", "cached_arrays", "cached_jit", "source_hash
 
 
 def cache_dir() -> Path | None:
-    """Folder of the AOT artefacts: :func:`biomlff.defaults.user_cache_root` / "aot", or None when
-    ``BIOMLFF_COMPILE_CACHE`` is off (0/off/no/false)."""
+    """Folder of the AOT artefacts: ``$BIOMLFF_AOT_DIR`` (the test suite's own), else
+    :func:`biomlff.defaults.user_cache_root` / "aot"; None when ``BIOMLFF_COMPILE_CACHE`` is off
+    (0/off/no/false)."""
     from .defaults import user_cache_root
 
     if os.environ.get("BIOMLFF_COMPILE_CACHE", "").lower() in ("0", "off", "no", "false"):
         return None
+    if os.environ.get("BIOMLFF_AOT_DIR"):
+        return Path(os.environ["BIOMLFF_AOT_DIR"])
     return user_cache_root() / "aot"
 
 

@@ -60,6 +60,7 @@ def args():
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOMLFF_CACHE", str(tmp_path))
     monkeypatch.delenv("BIOMLFF_COMPILE_CACHE", raising=False)
+    monkeypatch.delenv("BIOMLFF_AOT_DIR", raising=False)
     return tmp_path / "aot"
 
 
