@@ -190,6 +190,7 @@ def _make_kernel(kind: str, neighbors: dict, static: dict):
     """jax.jit of energy+forces ("ef"), +stress ("efs") or the outputs ("outputs") of a potential
     assembled from ``static`` functions and the ``dyn`` Partial functions passed at call time."""
     import jax
+    import jax.numpy as jnp
 
     from ..potential import energy_and_forces, stress
 
@@ -202,6 +203,8 @@ def _make_kernel(kind: str, neighbors: dict, static: dict):
         e, f = energy_and_forces(p)(positions, pairs, cell)
         if kind == "efs":
             return e, f, stress(p)(positions, pairs, cell)
+        if e.dtype == f.dtype:  # one array: one device-to-host copy instead of two
+            return jnp.concatenate([jnp.reshape(e, (1,)), jnp.ravel(f)])
         return e, f
 
     return jax.jit(kernel)
@@ -238,6 +241,7 @@ class PotentialCalculator(Calculator):
     key_arrays: tuple = ()
     key_attributes: tuple = ()
     _copied = False  # get_property has just copied the atoms into self.atoms
+    _stated = None  # the atoms whose state check_state has just put into _memo (within get_property)
 
     def __init__(
         self,
@@ -296,8 +300,10 @@ class PotentialCalculator(Calculator):
         """ASE's state check (run before every property) through the cheap :func:`compare_atoms`,
         plus "info" when the system key changed."""
         changes = compare_atoms(self.atoms, atoms, tol, set(self.ignored_changes))
-        if self._system is not None and self._key(atoms) != self._system:
-            changes.append("info")
+        if self._system is not None:
+            if self._key(atoms) != self._system:
+                changes.append("info")
+            self._stated = atoms  # _memo is the state of these atoms (see get_property)
         return changes
 
     def _fingerprint(self, atoms) -> tuple:
@@ -517,20 +523,24 @@ class PotentialCalculator(Calculator):
     def get_property(self, name, atoms=None, allow_calculation=True):
         # ASE copies the atoms into self.atoms right before it calls calculate (with use_cache): the
         # copy that Calculator.calculate would make again is skipped (calculate below)
+        # ... and right after its check_state, which left the state of the same atoms in _memo
         self._copied = bool(self.use_cache)
+        self._stated = None
         try:
             return super().get_property(name, atoms, allow_calculation)
         finally:
             self._copied = False
+            self._stated = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         # Calculator.calculate: keep a copy of the atoms (unless get_property just made it); the
         # directory it creates is for calculators that write files, which these do not
+        fresh = self._copied and atoms is not None and atoms is self._stated
         if atoms is not None and not self._copied:
             self.atoms = atoms.copy()
         self._copied = False
         atoms = self.atoms
-        _, cell = self._state(atoms)
+        _, cell = self._memo[1:] if fresh else self._state(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
         # the one structure check of every command: all of it (shapes, elements, NaN) when the system
         # changed, one sum for NaN/inf on the other calls; overlapping atoms on the pair lists below
@@ -559,7 +569,12 @@ class PotentialCalculator(Calculator):
                     s = 0.5 * (s + s.T)
                     self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
                 else:
-                    e, f = self._function("ef")(x, pairs, c)
+                    out = self._function("ef")(x, pairs, c)
+                    if isinstance(out, tuple):
+                        e, f = out
+                    else:  # energy and forces in one array (_make_kernel)
+                        out = np.asarray(out)
+                        e, f = out[0], out[1:].reshape(-1, 3)
                 self.results["energy"] = float(e)
                 self.results["free_energy"] = float(e)
                 self.results["forces"] = np.asarray(f, dtype=float)
