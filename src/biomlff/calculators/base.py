@@ -80,9 +80,10 @@ class _ReusedList:
     skin: float  # inf for all-pairs lists
     pairs: Pairs | None = None
 
-    def valid_for(self, positions, cell) -> bool:
+    def valid_for(self, positions, cell, moved: dict | None = None) -> bool:
         """True while no atom has moved by ≥ skin/2 since the build and the cell is the same: every
-        pair within the cutoff now was within cutoff + skin then (Verlet's criterion)."""
+        pair within the cutoff now was within cutoff + skin then (Verlet's criterion). ``moved``:
+        largest squared displacements (Å²) already computed this call, by build positions."""
         if positions.shape != self.positions.shape:
             return False
         if (cell is None) != (self.cell is None):
@@ -91,8 +92,12 @@ class _ReusedList:
             return False
         if math.isinf(self.skin):
             return True
-        d = positions - self.positions
-        return bool(np.einsum("ij,ij->i", d, d).max(initial=0.0) < 0.25 * self.skin * self.skin)
+        moved = {} if moved is None else moved
+        key = id(self.positions)  # lists searched in the same call share their positions array
+        if key not in moved:
+            d = positions - self.positions
+            moved[key] = float(np.einsum("ij,ij->i", d, d).max(initial=0.0))
+        return moved[key] < 0.25 * self.skin * self.skin
 
 
 def _squared_distances(i, j, positions, cell) -> np.ndarray:
@@ -119,18 +124,18 @@ def same_array(a, b, tol: float = 1e-15) -> bool:
     """ASE's ``equal(a, b, atol=tol)`` (``np.allclose`` with rtol 0: same shape, |a − b| ≤ tol) at a
     fraction of its cost: bitwise-equal arrays first, then the tolerance for floating arrays. (Written
     here because ``np.allclose`` costs ~0.1 ms per array and ASE checks five arrays before every
-    property; it differs only for arrays holding ±inf at the same places, called different here, which
-    merely recomputes a structure that the structure check then refuses.)"""
+    property. It differs only for arrays holding NaN, the same here, or ±inf at the same places,
+    different here: structures that the structure check refuses before they have results.)"""
     a = a if isinstance(a, np.ndarray) else np.asarray(a)
     b = b if isinstance(b, np.ndarray) else np.asarray(b)
     if a.shape != b.shape:
         return False
-    if (a == b).all():
-        return True
+    if a.dtype == b.dtype and a.tobytes() == b.tobytes():  # (the same NaN is "same" here: a structure
+        return True  # with NaN is refused before it has results, so no result is ever reused for it)
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
         with np.errstate(invalid="ignore"):
             return bool((np.abs(a - b) <= tol).all())
-    return False
+    return bool((a == b).all())
 
 
 def compare_atoms(atoms1, atoms2, tol: float = 1e-15, excluded_properties=()) -> list[str]:
@@ -240,7 +245,6 @@ class PotentialCalculator(Calculator):
     key_info: tuple = ("charge", "multiplicity")
     key_arrays: tuple = ()
     key_attributes: tuple = ()
-    _copied = False  # get_property has just copied the atoms into self.atoms
     _stated = None  # the atoms whose state check_state has just put into _memo (within get_property)
 
     def __init__(
@@ -351,7 +355,8 @@ class PotentialCalculator(Calculator):
         return self._potential
 
     def _ensure_potential(self, atoms) -> Potential:
-        key = self._key(atoms)
+        """The potential for ``atoms``, whose state :meth:`_state` has just computed (``_memo``)."""
+        key = self._system if self._system_memo is self._memo else self._memo[1]
         if self._potential is None or key != self._system:
             self._potential = self.make_potential(atoms)
             self._system = key
@@ -373,10 +378,12 @@ class PotentialCalculator(Calculator):
         list a fresh search returns (same pairs, same order) at a fraction of its cost."""
         out = {}
         self._current = {}
+        moved: dict = {}  # see _ReusedList.valid_for
+        snapshot: list = []  # the positions (and cell) of the lists searched in this call, shared
         for name, spec in self._potential.neighbors.items():
             kept = self._lists.get(name)
-            if kept is None or not kept.valid_for(positions, cell):
-                kept = self._search(name, spec, positions, cell)
+            if kept is None or not kept.valid_for(positions, cell, moved):
+                kept = self._search(name, spec, positions, cell, snapshot)
             if kept.pairs is None:  # a short list: cut from its candidates
                 i, j, r2min = _within(kept, spec.cutoff, positions, cell)
                 out[name] = self._padded(name, i, j)
@@ -386,16 +393,19 @@ class PotentialCalculator(Calculator):
                 self._current[name] = (kept.i, kept.j, None)
         return out
 
-    def _search(self, name, spec, positions, cell) -> _ReusedList:
-        """Search list ``spec`` at its cutoff + skin (kept for the next calls when the skin is > 0)."""
+    def _search(self, name, spec, positions, cell, snapshot: list) -> _ReusedList:
+        """Search list ``spec`` at its cutoff + skin (kept for the next calls when the skin is > 0).
+        ``snapshot``: [positions, cell] copies shared by the lists searched in the same call."""
         from ..neighbors import pair_indices
 
         skin = self._skin(spec, cell)
         cutoff = None if spec.cutoff is None else spec.cutoff + (0.0 if math.isinf(skin) else skin)
         i, j = pair_indices(positions, cutoff, cell=cell, half=spec.half)
         self.list_builds[name] = self.list_builds.get(name, 0) + 1
-        c = None if cell is None else np.array(cell, dtype=float)
-        kept = _ReusedList(i, j, np.array(positions, dtype=float), c, skin)
+        if not snapshot:
+            c = None if cell is None else np.array(cell, dtype=float)
+            snapshot += [np.array(positions, dtype=float), c]
+        kept = _ReusedList(i, j, snapshot[0], snapshot[1], skin)
         short = spec.cutoff is not None and spec.cutoff < REUSE_MIN_CUTOFF and skin > 0.0
         if not short:
             kept.pairs = self._padded(name, i, j)
@@ -521,24 +531,20 @@ class PotentialCalculator(Calculator):
         return _TRACES[0]
 
     def get_property(self, name, atoms=None, allow_calculation=True):
-        # ASE copies the atoms into self.atoms right before it calls calculate (with use_cache): the
-        # copy that Calculator.calculate would make again is skipped (calculate below)
-        # ... and right after its check_state, which left the state of the same atoms in _memo
-        self._copied = bool(self.use_cache)
+        # ASE calls calculate(atoms) right after check_state(atoms), which left the state of the same
+        # atoms in _memo: calculate uses it instead of computing it again (see calculate)
         self._stated = None
         try:
             return super().get_property(name, atoms, allow_calculation)
         finally:
-            self._copied = False
             self._stated = None
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        # Calculator.calculate: keep a copy of the atoms (unless get_property just made it); the
-        # directory it creates is for calculators that write files, which these do not
-        fresh = self._copied and atoms is not None and atoms is self._stated
-        if atoms is not None and not self._copied:
+        fresh = atoms is not None and atoms is self._stated  # _memo holds their state (get_property)
+        # Calculator.calculate keeps a copy of the atoms (and creates the directory of calculators
+        # that write files, which these do not)
+        if atoms is not None:
             self.atoms = atoms.copy()
-        self._copied = False
         atoms = self.atoms
         _, cell = self._memo[1:] if fresh else self._state(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
