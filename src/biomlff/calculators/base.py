@@ -12,9 +12,10 @@ The calculator
   would cost the model more than a search, is cut on every call to the pairs within its cutoff:
   the same pairs in the same order as a fresh search, so the same result bit for bit, for the
   price of one distance per candidate pair instead of a k-d tree,
-* pads them to a capacity bucket that only ever grows (``capacity_margin`` head-room), so that moving
-  atoms does not recompile the energy function as long as the pairs fit; when a structure needs more
-  room the capacity grows automatically (one recompilation) — a list is never truncated,
+* pads them to a capacity that only ever grows (:func:`capacity_for`: 10 % to ``capacity_margin``
+  head-room, never more than the batcher's bucket), so that moving atoms does not recompile the
+  energy function as long as the pairs fit; when a structure needs more room the capacity grows
+  automatically (one recompilation) — a list is never truncated,
 * evaluates a jit-compiled energy + forces (+ stress for periodic cells) function, and
 * adds every extra output of ``potential.outputs_fn`` (partial charges, dipole, per-atom energies, ...)
   to ``results`` when such a property is requested.
@@ -66,6 +67,27 @@ REUSE_MIN_CUTOFF = 6.0
 DEFAULT_SKIN = 0.5
 #: a skin thinner than this (Å) after the cell limit is not worth keeping a list for
 MIN_SKIN = 0.05
+
+
+#: the least capacity head-room (factor) of a grown pair list: atoms that move rarely outgrow it
+MIN_HEADROOM = 1.1
+
+
+def capacity_for(count: int, margin: float = 1.25) -> int:
+    """The capacity (pair slots) the calculators give a list of ``count`` pairs: the batcher's bucket
+    (:func:`biomlff.neighbors.bucket`, the capacity of the jitted model's own lists) or ``margin`` ×
+    count, whichever is smaller, but at least :data:`MIN_HEADROOM` × count (or ``margin`` × count if
+    smaller), rounded up to 64. Padded slots cost the model work (geometry of every slot, message
+    blocks of 1024 pairs for the exact filters), and a list that outgrows its capacity recompiles:
+    head-room between 10 % and 25 %, never more padding than the bucket. E.g. dha's 607 short-range
+    pairs get 736 slots, water 1536's 29,640 get 32,768."""
+    from ..neighbors import bucket
+
+    def up64(x):
+        return max(64, 64 * int(math.ceil(x / 64)))
+
+    floor = up64(count * min(MIN_HEADROOM, margin))
+    return max(floor, min(up64(count * margin), bucket(count)))
 
 
 @dataclass
@@ -421,9 +443,7 @@ class PotentialCalculator(Calculator):
 
         cap = self.capacities.get(name, 0)
         if len(i) > cap:
-            # head-room only, rounded to 64: the calculator compiles per composition anyway, so
-            # geometric buckets would only add padded pairs (which cost as much as real ones)
-            cap = max(64, 64 * int(math.ceil(len(i) * self.capacity_margin / 64)))
+            cap = capacity_for(len(i), self.capacity_margin)
             self.capacities[name] = cap
         return padded_pairs(i, j, cap)
 
