@@ -321,3 +321,22 @@ def test_check_state_reports_what_ase_reports():
             ase_compare(b, atoms, excluded_properties={"cell"})
         ), name
     assert compare_atoms(None, atoms) == ase_compare(None, atoms)
+
+
+def test_capacity_never_pads_more_than_the_bucket():
+    """Padded slots cost the model work: a grown list gets at most the batcher's bucket (the jitted
+    model's own lists) and at most 1.25 × its pairs, but at least 10 % head-room (fewer recompiles)."""
+    import math
+
+    from biomlff.calculators.base import capacity_for
+    from biomlff.neighbors import bucket
+
+    def up64(x):
+        return max(64, 64 * math.ceil(x / 64))
+
+    for n in [1, 36, 607, 1540, 1940, 9497, 29640, 38000, 614640, *range(100, 5000, 37)]:
+        cap = capacity_for(n)
+        assert cap % 32 == 0 and cap >= max(64, 1.1 * n)
+        assert cap <= max(up64(1.1 * n), min(bucket(n), up64(1.25 * n))), n
+    assert capacity_for(607) == bucket(607) == 736 and capacity_for(29640) == 32768
+    assert capacity_for(1000, margin=1.0) == 1024  # a smaller margin than 1.1 is honoured

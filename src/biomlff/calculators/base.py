@@ -76,11 +76,11 @@ MIN_HEADROOM = 1.1
 def capacity_for(count: int, margin: float = 1.25) -> int:
     """The capacity (pair slots) the calculators give a list of ``count`` pairs: the batcher's bucket
     (:func:`biomlff.neighbors.bucket`, the capacity of the jitted model's own lists) or ``margin`` ×
-    count, whichever is smaller, but at least :data:`MIN_HEADROOM` × count (or ``margin`` × count if
-    smaller), rounded up to 64. Padded slots cost the model work (geometry of every slot, message
-    blocks of 1024 pairs for the exact filters), and a list that outgrows its capacity recompiles:
-    head-room between 10 % and 25 %, never more padding than the bucket. E.g. dha's 607 short-range
-    pairs get 736 slots, water 1536's 29,640 get 32,768."""
+    count (rounded up to 64), whichever is smaller, but at least :data:`MIN_HEADROOM` × count (or
+    ``margin`` × count if smaller), rounded up to 64. Padded slots cost the model work (geometry of
+    every slot, message blocks of 1024 pairs for the exact filters), and a list that outgrows its
+    capacity recompiles: head-room between 10 % and 25 %, never more padding than the bucket. E.g.
+    dha's 607 short-range pairs get 736 slots, water 1536's 29,640 get 32,768."""
     from ..neighbors import bucket
 
     def up64(x):
