@@ -162,16 +162,15 @@ class FlexibleWater:
         return _Water()
 
 
-def water_trajectory(path, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, seed=0):
-    """Langevin MD of 64 flexible waters (12.4 Å box, ../shared start) with :class:`FlexibleWater`,
+def water_trajectory(path, shared, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, seed=0):
+    """Langevin MD of 64 flexible waters (12.4 Å box, start from ``shared`` = ../shared) with :class:`FlexibleWater`,
     written as extended XYZ in biomlff's MD layout (velocities Å/fs, time_ps, energies)."""
     import ase.io
     from ase import units as u
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import thermalize_momenta
-    from conftest import SHARED
 
-    atoms = ase.io.read(SHARED / "so3lr" / "reference" / "water_64.xyz")
+    atoms = ase.io.read(Path(shared) / "so3lr" / "reference" / "water_64.xyz")
     atoms.calc = FlexibleWater()
     thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     md = Langevin(

@@ -99,9 +99,9 @@ def test_selection_grammar():
 
 
 @pytest.fixture(scope="module")
-def water(tmp_path_factory):
+def water(tmp_path_factory, shared):
     path = tmp_path_factory.mktemp("water") / "water.extxyz"
-    water_trajectory(path, n_steps=300, every=2, dt_fs=0.5)
+    water_trajectory(path, shared, n_steps=300, every=2, dt_fs=0.5)
     return path
 
 

@@ -361,6 +361,7 @@ def test_tables_are_stored_and_read_back_bit_for_bit(tmp_path, monkeypatch):
     the same arrays bit for bit; corrupt files and other weights are built again."""
     monkeypatch.setenv("BIOMLFF_CACHE", str(tmp_path))
     monkeypatch.delenv("BIOMLFF_COMPILE_CACHE", raising=False)
+    monkeypatch.delenv("BIOMLFF_AOT_DIR", raising=False)  # the suite's own folder (tests/conftest.py)
     arch = Architecture(num_features=16, num_layers=2)
     p = init_params(arch, 5)
 
