@@ -38,7 +38,7 @@ def drift(model, base) -> dict:
     out = {}
     for name in ("dha", "atat", "bb"):
         at = read(SHARED / "so3lr" / "reference" / f"{name}.xyz")
-        s = [System(species=at.numbers.astype(np.int32), positions=at.positions)]
+        s = [System(atomic_numbers=at.numbers.astype(np.int32), positions=at.positions)]
         f = []
         for m in (base, model):
             cfg = make_config(None, 2.0, "float32", m.arch, filters="exact")

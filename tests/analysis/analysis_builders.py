@@ -163,8 +163,9 @@ class FlexibleWater:
 
 
 def water_trajectory(path, shared, n_steps=400, every=2, dt_fs=0.5, temperature=300.0, seed=0):
-    """Langevin MD of 64 flexible waters (12.4 Å box, start from ``shared`` = ../shared) with :class:`FlexibleWater`,
-    written as extended XYZ in biomlff's MD layout (velocities Å/fs, time_ps, energies)."""
+    """Langevin MD of 64 flexible waters (12.4 Å box, start from ``shared`` = ../shared) with
+    :class:`FlexibleWater`, written as extended XYZ in biomlff's MD layout (velocities Å/fs,
+    time_ps, energies)."""
     import ase.io
     from ase import units as u
     from ase.md.langevin import Langevin

@@ -326,7 +326,7 @@ def test_legacy_so3krates_model_file(tmp_path, ref):
     model = load_model(old)
     assert model.meta["version"] == 1 and model.elements == (1, 6, 8)
     frame = np.load(ETHANOL)
-    system = [System(species=frame["z"].astype(np.int32), positions=frame["R"][0])]
+    system = [System(atomic_numbers=frame["z"].astype(np.int32), positions=frame["R"][0])]
     config = make_config(None, 2.0, "float64", model.arch, filters="exact")
     out = evaluate_systems(system, config, model.params)[0]
     assert abs(float(out["energy"]) - float(ref["model/energy"])) < 1e-6  # eV

@@ -254,3 +254,40 @@ def test_every_model_setting_reaches_every_entry_point():
     assert set(names) <= set(defaults())
     calc = SO3LRCalculator(pme_order=8, ewald_accuracy=1e-5)
     assert calc.settings.pme_order == 8 and calc.settings.ewald_accuracy == 1e-5
+
+
+# --- one system type -------------------------------------------------------------------------------
+def test_one_structure_type_for_md_evaluation_and_binding():
+    """MD's structures, SO3LR's batched evaluation and binding energies share one class (before
+    issue 26 there were ``md.structure.System`` and ``so3lr.evaluate.System``, with other field
+    names); what a model binds to is its positions-free view, ``System.chemical()``."""
+    import ast
+    from pathlib import Path
+
+    import biomlff
+    from biomlff.md import System as md_system
+    from biomlff.md.structure import System as md_structure_system
+    from biomlff.potential import ChemicalSystem
+    from biomlff.so3lr.evaluate import System as evaluate_system
+    from biomlff.system import System
+
+    assert md_system is System and md_structure_system is System and evaluate_system is System
+    src = Path(biomlff.__file__).parent
+    defined = [
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.ClassDef) and node.name == "System"
+    ]
+    assert defined == ["system.py"]
+
+    z, x = np.array([8, 1, 1]), np.array(WATER[1])
+    s = System(z, x)  # masses from the elements, no charge or multiplicity given
+    assert np.allclose(s.masses, [15.999, 1.008, 1.008], atol=1e-3)
+    c = s.chemical()
+    assert isinstance(c, ChemicalSystem) and c.charge == 0.0 and c.multiplicity == 1
+    assert c.fragments is None and c.cell is None and s.spin == 0.0
+    ions = System(z, x, charge=-1.0, multiplicity=2, fragments=(np.zeros(3, int), np.array([-1.0])))
+    c = ions.chemical()
+    assert c.charge == -1.0 and c.multiplicity == 2 and ions.spin == 1.0
+    assert c.fragments[1][0] == -1.0

@@ -30,10 +30,10 @@ def fragments(shared):
 def test_mixed_sizes_share_programs_and_match_unpadded(params, fragments):
     systems = [
         ev.System(
-            species=a.numbers,
+            atomic_numbers=a.numbers,
             positions=a.positions,
             charge=a.info["charge"],
-            spin=float(a.info["multiplicity"] - 1),
+            multiplicity=a.info["multiplicity"],
         )
         for a in fragments
     ]
@@ -66,8 +66,8 @@ def test_bad_batch_size_and_mixed_periodicity(params, fragments):
 
     config = SO3LRConfig(lr_cutoff=12.0, precision="float32")
     a = fragments[0]
-    free = ev.System(species=a.numbers, positions=a.positions)
-    boxed = ev.System(species=a.numbers, positions=a.positions, cell=np.eye(3) * 30.0)
+    free = ev.System(atomic_numbers=a.numbers, positions=a.positions)
+    boxed = ev.System(atomic_numbers=a.numbers, positions=a.positions, cell=np.eye(3) * 30.0)
     with pytest.raises(ConfigError, match="batch size"):
         ev.evaluate_systems([free], config, params, batch_size=0)
     with pytest.raises(ConfigError, match="periodic and free-space"):

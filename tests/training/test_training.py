@@ -322,7 +322,8 @@ def test_model_file_round_trip_and_unknown_elements(tmp_path):
     back = load_model(model.save(tmp_path / "tiny.npz"))
     assert back.arch == arch and back.elements == (1, 6, 8) and back.meta["training"]["note"] == "test"
     ds = labelled_dataset(2)
-    s = [System(species=ds.frame(0)["atomic_numbers"].astype(np.int32), positions=ds.frame(0)["positions"])]
+    f0 = ds.frame(0)
+    s = [System(atomic_numbers=f0["atomic_numbers"].astype(np.int32), positions=f0["positions"])]
     cfg = make_config(None, 2.0, "float32", arch, filters="exact")
     p1 = evaluate_systems(s, cfg, model.params)[0]
     p2 = evaluate_systems(s, cfg, back.params)[0]

@@ -7,71 +7,13 @@ zero cell, partial periodicity, or an unreadable file raise :class:`~biomlff.err
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from ..geometry import minimum_image_np
-
-
-@dataclass
-class System:
-    """One structure: atomic_numbers (N,), positions (N, 3) Å, masses (N,) amu, cell (3, 3) Å rows or
-    None, velocities (N, 3) Å/fs or None, charge (e) and multiplicity from the file if present."""
-
-    atomic_numbers: np.ndarray
-    positions: np.ndarray
-    masses: np.ndarray
-    cell: np.ndarray | None = None
-    velocities: np.ndarray | None = None
-    charge: float | None = None
-    multiplicity: int | None = None
-    name: str = "system"
-
-    @property
-    def n_atoms(self) -> int:
-        return len(self.atomic_numbers)
-
-    @property
-    def periodic(self) -> bool:
-        return self.cell is not None
-
-    @classmethod
-    def from_atoms(cls, atoms, name: str = "system", force_free_space: bool = False) -> System:
-        from ase.units import fs as ase_fs
-
-        from ..geometry import cell_from_pbc
-
-        c = None if force_free_space else cell_from_pbc(atoms.cell.array, atoms.pbc, name=name)
-        vel = None
-        if atoms.has("momenta"):
-            v = atoms.get_velocities() * ase_fs  # ASE velocity units → Å/fs
-            vel = v if np.any(v != 0) else None
-        info = atoms.info
-        charge = info.get("charge", info.get("total_charge"))
-        mult = info.get("multiplicity")
-        return cls(
-            atomic_numbers=np.asarray(atoms.numbers, np.int32),
-            positions=np.asarray(atoms.positions, float),
-            masses=np.asarray(atoms.get_masses(), float),
-            cell=c,
-            velocities=vel,
-            charge=None if charge is None else float(charge),
-            multiplicity=None if mult is None else int(mult),
-            name=name,
-        )
-
-    def to_atoms(self):
-        from ase import Atoms
-
-        return Atoms(
-            numbers=self.atomic_numbers,
-            positions=self.positions,
-            cell=self.cell if self.cell is not None else None,
-            pbc=self.cell is not None,
-        )
+from ..system import System  # the one structure type (core)
 
 
 def read_structure(path, index: int | str = -1, free_space: bool = False) -> System:

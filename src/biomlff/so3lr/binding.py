@@ -59,7 +59,8 @@ def binding_energy(
 
     Returns dict with ``binding_energy``, ``complex_energy``, ``separated_energy`` and ``terms``
     (binding contribution of each energy term), all eV."""
-    from .evaluate import System, evaluate_systems
+    from ..system import System
+    from .evaluate import evaluate_systems
 
     ids = np.asarray(fragment_ids, dtype=np.int32)
     n_frag = int(ids.max()) + 1 if ids.size else 0
@@ -79,10 +80,12 @@ def binding_energy(
     inputs = so3.inputs(ChemicalSystem(atomic_numbers, total, multiplicity, (ids, q)))  # validates
     params = source.weights_for(so3, params)
     x = np.asarray(positions, dtype=float)
-    z, spin = inputs["species"], float(inputs["spin"])
+    z, mult = inputs["species"], float(inputs["spin"]) + 1.0
+    frags = (inputs["frag_ids"], inputs["frag_charges"])
     systems = [
-        System(z, x, total, spin),  # the complex: charge conserved over the whole complex
-        System(z, separate(x, ids, separation), total, spin, inputs["frag_ids"], inputs["frag_charges"]),
+        # the complex: charge conserved over the whole complex
+        System(z, x, charge=total, multiplicity=mult),
+        System(z, separate(x, ids, separation), charge=total, multiplicity=mult, fragments=frags),
     ]
     a, b = evaluate_systems(systems, so3, params, batch_size=1)
     return {

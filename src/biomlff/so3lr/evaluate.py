@@ -11,38 +11,19 @@ Units: positions Å, cell rows Å, energy eV, forces eV/Å, charges e, dipole e�
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 
 from .. import batching
 from ..batching import ATOM_BUCKET_MINIMUM, atom_bucket, structure_pairs
-from ..potential import ChemicalSystem, Potential
+from ..potential import Potential
 from ..precision import precision_context
+from ..system import System  # the one structure type (core; was a class of its own here)
 
 __all__ = ["ATOM_BUCKET_MINIMUM", "System", "evaluate", "evaluate_batch", "evaluate_systems", "pad_batch"]
 
 #: per-compilation trace counter (a test checks that mixed sizes compile only a few programs)
 TRACES = [0]
-
-
-@dataclass(frozen=True)
-class System:
-    """One structure to evaluate: ``species`` (N,) atomic numbers, ``positions`` (N, 3) Å, total
-    ``charge`` (e), ``spin`` (multiplicity − 1), optional fragments (``frag_ids`` (N,), per-fragment
-    ``frag_charges`` in e) and ``cell`` (3, 3) Å rows or None (free space)."""
-
-    species: np.ndarray
-    positions: np.ndarray
-    charge: float = 0.0
-    spin: float = 0.0
-    frag_ids: np.ndarray | None = None
-    frag_charges: np.ndarray | None = None
-    cell: np.ndarray | None = None
-
-    @property
-    def n_atoms(self) -> int:
-        return len(self.species)
 
 
 @functools.cache
@@ -108,7 +89,7 @@ def evaluate_systems(
         for start in range(0, len(members), width):
             chunk = members[start : start + width]
             batch = batching.pad_batch(
-                [chemical_system(systems[k]) for k in chunk],
+                [systems[k].chemical() for k in chunk],
                 [systems[k].positions for k in chunk],
                 neighbors,
                 n_atoms=npad,
@@ -134,7 +115,7 @@ def pad_batch(systems: list[System], npad: int, lists, caps, dtype, width: int) 
     to ``width`` with copies of the last one. Positions, cells and charges in ``dtype``
     (:func:`biomlff.batching.pad_batch`)."""
     return batching.pad_batch(
-        [chemical_system(s) for s in systems],
+        [s.chemical() for s in systems],
         [s.positions for s in systems],
         lists=lists,
         n_atoms=npad,
@@ -144,21 +125,14 @@ def pad_batch(systems: list[System], npad: int, lists, caps, dtype, width: int) 
     )
 
 
-def chemical_system(s: System) -> ChemicalSystem:
-    """The :class:`~biomlff.potential.ChemicalSystem` of a :class:`System` (multiplicity = spin + 1)."""
-    fragments = None if s.frag_ids is None else (s.frag_ids, s.frag_charges)
-    return ChemicalSystem(s.species, float(s.charge), float(s.spin) + 1.0, fragments, s.cell)
-
-
 def _system_of(potential: Potential, positions, cell) -> System:
     s = potential.inputs
     return System(
-        species=np.asarray(s["species"]),
+        atomic_numbers=np.asarray(s["species"]),
         positions=np.asarray(positions, dtype=float),
         charge=float(s["charge"]),
-        spin=float(s["spin"]),
-        frag_ids=np.asarray(s["frag_ids"]),
-        frag_charges=np.asarray(s["frag_charges"]),
+        multiplicity=float(s["spin"]) + 1.0,
+        fragments=(np.asarray(s["frag_ids"]), np.asarray(s["frag_charges"])),
         cell=None if cell is None else np.asarray(cell, dtype=float),
     )
 

@@ -45,7 +45,8 @@ def predict_dataset(
     from ..geometry import cell_from_pbc
     from ..potential import ChemicalSystem
     from ..settings import ModelSettings
-    from .evaluate import System, evaluate_systems
+    from ..system import System
+    from .evaluate import evaluate_systems
     from .model import check_cell, check_elements, spin_of
     from .modelfile import SO3LRModel
 
@@ -71,10 +72,10 @@ def predict_dataset(
         if cell is not None:
             check_cell(cell, resolved.lr_cutoff)
         system = System(
-            species=check_elements(f["atomic_numbers"], source.elements, source.name.upper()),
+            atomic_numbers=check_elements(f["atomic_numbers"], source.elements, source.name.upper()),
             positions=np.asarray(f["positions"], float),
             charge=q,
-            spin=spin_of(1 if mult is None else mult),
+            multiplicity=spin_of(1 if mult is None else mult) + 1.0,
             cell=cell,
         )
         groups.setdefault((so3, cell is not None), []).append((k, system))
