@@ -121,15 +121,21 @@ def solvated_peptide(ref: Path, n_target: int):
     return atoms
 
 
+def first_call(a) -> tuple[float, float]:
+    """Time (s) of the first energy + forces of ``a`` through its calculator (compilation or model
+    set-up included) and the energy (eV)."""
+    t = time.perf_counter()
+    e = a.get_potential_energy()
+    a.get_forces()
+    return time.perf_counter() - t, e
+
+
 def time_calculator(atoms, calc, repeats: int) -> dict:
     """first-call time (s), median and all per-call times (s) of energy + forces, and the energy."""
     rng = np.random.default_rng(0)
     a = atoms.copy()
     a.calc = calc
-    t = time.perf_counter()
-    e = a.get_potential_energy()
-    a.get_forces()
-    first = time.perf_counter() - t
+    first, e = first_call(a)
     a.positions += rng.normal(scale=1e-3, size=a.positions.shape)  # warm-up call
     a.get_forces()
     times = []
@@ -192,10 +198,7 @@ def run_biomlff(name: str, precision: str, repeats: int, filters: list[str]) -> 
         calc = SO3LRCalculator(lr_cutoff=12.0, dispersion_damping=2.0, precision=precision, filters=flt)
         a = atoms.copy()
         a.calc = calc
-        t = time.perf_counter()
-        e = a.get_potential_energy()
-        a.get_forces()
-        first = time.perf_counter() - t
+        first, e = first_call(a)
         jit = jitted_call(calc, atoms, precision)
         t = time.perf_counter()
         jit(a.positions)

@@ -347,8 +347,13 @@ class PotentialCalculator(Calculator):
     def _key(self, atoms):
         """:meth:`system_key` of ``atoms`` through :meth:`_state`: the key of the current potential
         itself (compared by identity, not element by element) while nothing it reads changed."""
-        key = self._state(atoms)[0]
-        return self._system if self._system_memo is self._memo else key
+        self._state(atoms)
+        return self._memo_key()
+
+    def _memo_key(self):
+        """The system key of the atoms in ``_memo``: the current potential's own key object while
+        it was built for that state (compared by identity, not element by element)."""
+        return self._system if self._system_memo is self._memo else self._memo[1]
 
     def _state(self, atoms) -> tuple:
         """(:meth:`system_key`, :func:`cell_of`) of ``atoms``, recomputed only when their fingerprint
@@ -378,7 +383,7 @@ class PotentialCalculator(Calculator):
 
     def _ensure_potential(self, atoms) -> Potential:
         """The potential for ``atoms``, whose state :meth:`_state` has just computed (``_memo``)."""
-        key = self._system if self._system_memo is self._memo else self._memo[1]
+        key = self._memo_key()
         if self._potential is None or key != self._system:
             self._potential = self.make_potential(atoms)
             self._system = key
